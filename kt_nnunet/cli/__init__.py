@@ -1,0 +1,54 @@
+"""The ``kt-nnunet`` command line: a thin click layer over the Python API.
+
+Subcommands are imported only when invoked, so ``kt-nnunet --help`` does not pay for torch and nnU-Net.
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from kt_nnunet import __version__
+from kt_nnunet.errors import KtNnunetError
+
+# name -> "module:attribute"; each module is one command family.
+COMMANDS = {
+    "architectures": "kt_nnunet.cli.architectures:architectures",
+    "plugins": "kt_nnunet.cli.architectures:plugins",
+    "plan": "kt_nnunet.cli.plan:plan",
+    "env": "kt_nnunet.cli.env:env",
+    "data": "kt_nnunet.cli.data:data",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module_name, attribute = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KtNnunetError as exc:
+            # User errors are one message naming the file/key and the fix, never a traceback.
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="kt-nnunet")
+@click.option("--plugins", "only_plugins", metavar="NAMES", default=None,
+              help="Comma-separated entry-point plugins to load (default: all; env KT_NNUNET_PLUGINS).")
+@click.option("--no-plugin-autoload", is_flag=True, default=False,
+              help="Load no entry-point plugins, only built-ins (env KT_NNUNET_DISABLE_PLUGIN_AUTOLOAD=1).")
+def main(only_plugins, no_plugin_autoload):
+    """Network-agnostic knowledge transfer for medical image segmentation, on nnU-Net v2."""
+    if only_plugins is not None or no_plugin_autoload:
+        from kt_nnunet.plugins import manager
+
+        only = [p.strip() for p in only_plugins.split(",") if p.strip()] if only_plugins is not None else None
+        manager.configure(only=only, autoload=False if no_plugin_autoload else None)

@@ -1,0 +1,35 @@
+"""`kt-nnunet architectures` and `kt-nnunet plugins`: what can be used as a teacher or a student."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def architectures(as_json):
+    """List every registered architecture with its plugin, dims and parameter count."""
+    from kt_nnunet.architectures.reference import REFERENCE_2D, describe
+    from kt_nnunet.registry import list_architectures
+
+    records = [describe(spec) for spec in list_architectures()]
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    click.echo(f"{'name':<16} {'plugin':<22} {'dims':<6} {'deep sup.':<9} {'params (2D ref)':>15}  description")
+    for r in records:
+        params = f"{r['params_2d'] / 1e6:.2f} M" if r["params_2d"] is not None else "-"
+        dims = ",".join(f"{d}D" for d in r["dims"])
+        click.echo(f"{r['name']:<16} {r['plugin']:<22} {dims:<6} {'yes' if r['deep_supervision'] else 'no':<9} "
+                   f"{params:>15}  {r['description']}")
+    click.echo(f"\n{len(records)} architectures; parameters for a {'x'.join(map(str, REFERENCE_2D.patch_size))} "
+               f"2D plan with {REFERENCE_2D.n_stages} stages, 1 channel, 3 classes.")
+
+
+@click.command()
+def plugins():
+    """Print the loaded plugins (name, version, source, hooks) as JSON."""
+    from kt_nnunet.plugins.manager import plugin_infos
+
+    click.echo(json.dumps([info.as_dict() for info in plugin_infos()], indent=2))

@@ -1,0 +1,8 @@
+"""The base class of every error kt-nnunet reports to a user as one clear message (no traceback)."""
+
+
+class KtNnunetError(Exception):
+    """A problem with the user's input or environment; the message names the file/key and the fix."""
+
+    def __str__(self) -> str:  # KeyError subclasses would otherwise repr() the message
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,1 @@
+"""The one adapter over nnunetv2: everything that touches nnU-Net internals lives in this package."""

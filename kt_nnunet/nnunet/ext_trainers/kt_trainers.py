@@ -1,0 +1,6 @@
+"""Re-exports for nnU-Net's ``nnUNet_extTrainer`` lookup (``kt-nnunet env`` prints the export).
+
+Only re-exports live here: nnU-Net removes modules imported from this folder from ``sys.modules`` after
+its lookup, so classes defined here could not be pickled. Re-exported classes keep their installed module.
+"""
+from kt_nnunet.training.budget import nnUNetTrainerKTBudget  # noqa: F401

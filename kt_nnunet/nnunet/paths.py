@@ -1,0 +1,37 @@
+"""nnU-Net's folder variables, read at each use as nnU-Net itself does."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kt_nnunet.errors import KtNnunetError
+
+NNUNET_FOLDER_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+
+
+class NnUNetPathsError(KtNnunetError, RuntimeError):
+    """An nnU-Net folder variable is needed but not set."""
+
+
+def nnunet_folder(variable: str) -> Path:
+    """The folder named by ``variable`` (one of ``NNUNET_FOLDER_VARIABLES``), created if missing."""
+    value = os.environ.get(variable)
+    if not value:
+        raise NnUNetPathsError(
+            f"{variable} is not set. Export it (e.g. `export {variable}=$PWD/{variable}`) or run "
+            "`kt-nnunet env` to print the exports for all nnU-Net folders.")
+    path = Path(value)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def raw_folder() -> Path:
+    return nnunet_folder("nnUNet_raw")
+
+
+def preprocessed_folder() -> Path:
+    return nnunet_folder("nnUNet_preprocessed")
+
+
+def results_folder() -> Path:
+    return nnunet_folder("nnUNet_results")

@@ -1,0 +1,177 @@
+"""nnU-Net planning and preprocessing, and plans files that swap in another architecture.
+
+kt-nnunet never replaces nnU-Net's planner: it runs (or reuses) ``nnUNetPlans`` for a configuration, then
+writes a separate plans file ``ktPlans_<arch>.json`` whose configuration is nnU-Net's, with only the
+``architecture`` block replaced. The configuration keeps nnU-Net's ``data_identifier``, so the same
+preprocessed data serves every architecture, and stock ``nnUNetv2_train -p ktPlans_<arch>`` just works.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from kt_nnunet.errors import KtNnunetError
+from kt_nnunet.nnunet.paths import preprocessed_folder, raw_folder
+
+NNUNET_PLANS = "nnUNetPlans"
+BUDGET_KEY = "kt_budget"  # read by kt_nnunet.training.budget.nnUNetTrainerKTBudget
+BUDGET_TRAINER = "nnUNetTrainerKTBudget"
+KT_PLANS_PREFIX = "ktPlans_"
+
+
+class PlanningError(KtNnunetError):
+    """Planning or writing a plans file failed for a reason the user can fix."""
+
+
+@dataclass(frozen=True)
+class PlannedArchitecture:
+    dataset_name: str
+    configuration: str
+    plans_name: str
+    plans_file: Path
+    architecture: str
+    trainer: str = "nnUNetTrainer"
+
+    def train_command(self, fold: int = 0) -> str:
+        return (f"nnUNetv2_train {self.dataset_name} {self.configuration} {fold} -p {self.plans_name} "
+                f"-tr {self.trainer} -device cpu")
+
+
+def dataset_name(dataset: str | int) -> str:
+    """``501``, ``"501"`` or ``"Dataset501_Name"`` to the dataset folder name nnU-Net uses."""
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    raw_folder()  # a clear error if nnUNet_raw is unset, before nnU-Net's own
+    try:
+        return maybe_convert_to_dataset_name(int(dataset) if str(dataset).isdigit() else str(dataset))
+    except RuntimeError as exc:
+        raise PlanningError(f"dataset {dataset!r} not found in nnUNet_raw ({os.environ.get('nnUNet_raw')}) or "
+                            "nnUNet_preprocessed; create it first (e.g. `kt-nnunet data synth`)") from exc
+
+
+def dataset_id(name: str) -> int:
+    return int(name[len("Dataset"):len("Dataset") + 3])
+
+
+@contextlib.contextmanager
+def _planning_environment():
+    # nnUNet_n_proc_DA=0 (the fastest CPU training setting) crashes nnU-Net's planner (set_num_threads(0)).
+    saved = os.environ.pop("nnUNet_n_proc_DA", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["nnUNet_n_proc_DA"] = saved
+
+
+def load_plans(name: str, plans_name: str = NNUNET_PLANS) -> dict:
+    path = preprocessed_folder() / name / f"{plans_name}.json"
+    if not path.is_file():
+        raise PlanningError(f"plans file {path} does not exist; run `kt-nnunet plan {name} --arch ...` first")
+    return json.loads(path.read_text())
+
+
+def _is_preprocessed(name: str, plans: dict, configuration: str) -> bool:
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    folder = preprocessed_folder() / name
+    dataset_json = json.loads((folder / "dataset.json").read_text()) if (folder / "dataset.json").is_file() else None
+    if dataset_json is None or configuration not in plans["configurations"]:
+        return False
+    data_folder = folder / PlansManager(plans).get_configuration(configuration).data_identifier
+    return data_folder.is_dir() and len(list(data_folder.glob("*.pkl"))) == dataset_json["numTraining"]
+
+
+def ensure_preprocessed(dataset: str | int, configuration: str = "2d", num_processes: int = 2,
+                        verify_dataset_integrity: bool = True) -> str:
+    """Run nnU-Net's fingerprint, planner and preprocessing for ``configuration`` unless already done."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
+                                                                      preprocess)
+
+    name = dataset_name(dataset)
+    plans_file = preprocessed_folder() / name / f"{NNUNET_PLANS}.json"
+    if plans_file.is_file() and _is_preprocessed(name, json.loads(plans_file.read_text()), configuration):
+        return name
+    with _planning_environment():
+        did = dataset_id(name)
+        if not plans_file.is_file():
+            extract_fingerprints([did], num_processes=num_processes, check_dataset_integrity=verify_dataset_integrity)
+            plan_experiments([did])
+        plans = json.loads(plans_file.read_text())
+        if configuration not in plans["configurations"]:
+            raise PlanningError(f"nnU-Net planned no {configuration!r} configuration for {name} (it planned "
+                                f"{sorted(plans['configurations'])}); pick one of those with -c")
+        preprocess([did], NNUNET_PLANS, configurations=[configuration], num_processes=[num_processes])
+    return name
+
+
+def architecture_plans(plans: dict, configuration: str, spec, arch_kwargs_overrides: Optional[dict] = None,
+                       tiny: bool = False, budget: Optional[dict] = None) -> dict:
+    """A copy of nnU-Net's ``plans`` holding ``configuration`` built with ``spec``'s architecture."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from kt_nnunet.architectures.spec import PlanGeometry
+
+    if configuration not in plans["configurations"]:
+        raise PlanningError(f"configuration {configuration!r} is not in the plans (available: "
+                            f"{sorted(plans['configurations'])})")
+    resolved = PlansManager(plans).get_configuration(configuration).configuration
+    nnunet_arch = resolved["architecture"]["arch_kwargs"]
+    geometry = PlanGeometry.create(resolved["patch_size"], nnunet_arch["strides"], nnunet_arch.get("kernel_sizes"))
+    if geometry.dim not in spec.dims:
+        raise PlanningError(f"architecture {spec.name!r} supports {list(spec.dims)}D only; configuration "
+                            f"{configuration!r} is {geometry.dim}D")
+    arch_kwargs = spec.arch_kwargs(geometry, nnunet_arch, tiny=tiny, **(arch_kwargs_overrides or {}))
+    try:
+        spec.check_patch_size(geometry, arch_kwargs)
+    except ValueError as exc:
+        raise PlanningError(str(exc)) from exc
+    new_configuration = {k: v for k, v in resolved.items() if k != "inherits_from"}
+    new_configuration["architecture"] = {
+        "network_class_name": spec.class_path,
+        "arch_kwargs": arch_kwargs,
+        "_kw_requires_import": list(spec.kw_requires_import),
+    }
+    if budget:
+        new_configuration[BUDGET_KEY] = {k: int(v) for k, v in budget.items() if v is not None}
+    new_plans = {k: v for k, v in plans.items() if k != "configurations"}
+    new_plans["plans_name"] = KT_PLANS_PREFIX + spec.name
+    new_plans["configurations"] = {configuration: new_configuration}
+    new_plans["kt_nnunet"] = {"architecture": spec.name, "plugin": spec.plugin, "based_on": plans["plans_name"],
+                              "tiny": tiny}
+    return new_plans
+
+
+def write_architecture_plans(dataset: str | int, architecture: str, configuration: str = "2d",
+                             arch_kwargs: Optional[dict] = None, tiny: bool = False, force: bool = False,
+                             num_processes: int = 2, budget: Optional[dict] = None) -> PlannedArchitecture:
+    """Plan/preprocess with nnU-Net if needed, then write ``ktPlans_<architecture>.json`` beside nnU-Net's plans.
+
+    An existing plans file with different content is only replaced with ``force=True``. ``budget``
+    (``num_epochs``, ``num_iterations_per_epoch``, ``num_val_iterations_per_epoch``) is stored for the
+    ``nnUNetTrainerKTBudget`` trainer.
+    """
+    from kt_nnunet.registry import get_architecture
+
+    spec = get_architecture(architecture)
+    name = ensure_preprocessed(dataset, configuration, num_processes=num_processes)
+    existing_path = preprocessed_folder() / name / f"{KT_PLANS_PREFIX}{spec.name}.json"
+    new_plans = architecture_plans(load_plans(name), configuration, spec, arch_kwargs, tiny=tiny, budget=budget)
+    if existing_path.is_file():
+        existing = json.loads(existing_path.read_text())
+        # Other configurations planned earlier for this architecture are kept.
+        merged = dict(existing, configurations={**existing["configurations"], **new_plans["configurations"]})
+        old = existing["configurations"].get(configuration)
+        if old is not None and old != new_plans["configurations"][configuration] and not force:
+            raise PlanningError(f"{existing_path} already holds a different {configuration!r} configuration; "
+                                "pass --force to replace it (models trained with it keep their own plans.json)")
+        new_plans = dict(new_plans, configurations=merged["configurations"])
+    tmp = existing_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(new_plans, indent=2, sort_keys=False))
+    os.replace(tmp, existing_path)
+    return PlannedArchitecture(name, configuration, new_plans["plans_name"], existing_path, spec.name,
+                               BUDGET_TRAINER if budget else "nnUNetTrainer")

@@ -1,0 +1,1 @@
+"""nnU-Net trainer variants (small nnUNetTrainer subclasses, one seam each)."""

@@ -1,0 +1,1 @@
+"""SegResNet for kt-nnunet, as an installable plugin package."""
