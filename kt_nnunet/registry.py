@@ -30,7 +30,7 @@ def _collect() -> dict:
     pm = get_plugin_manager()
     found: dict = {}
     # Call implementations one by one so every spec is attributed to the plugin that registered it.
-    for impl in reversed(pm.hook.register_architectures.get_hookimpls()):
+    for impl in pm.hook.register_architectures.get_hookimpls():  # registration order: built-ins first
         plugin_name = impl.plugin_name
 
         def register(spec, _plugin=plugin_name):

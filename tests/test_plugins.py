@@ -45,6 +45,7 @@ def fake_entry_points(tmp_path, monkeypatch, fresh_plugins):
         module = f"fake_kt_plugin_{name}"
         code = source if source is not None else PLUGIN_TEMPLATE.format(cls=f"Net_{name}", hook=hook, arch=arch)
         (tmp_path / f"{module}.py").write_text(textwrap.dedent(code))
+        monkeypatch.delitem(sys.modules, module, raising=False)  # another test's module of the same name
         entry_points.append(importlib.metadata.EntryPoint(name=name, value=module, group="kt_nnunet"))
         fresh_plugins.reset()
 

@@ -144,7 +144,10 @@ def get_plugin_manager() -> pluggy.PluginManager:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginLoadError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from exc
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        known = ", ".join(sorted(h for h in dir(pm.hook) if not h.startswith("_")))
+        raise PluginLoadError(f"plugin {name!r} implements a hook kt-nnunet does not define ({exc}); "
+                              f"known hooks: {known}. Check the function name in that plugin.") from exc
     _manager = pm
     return pm
 

@@ -1,0 +1,84 @@
+"""Plans files for non-default architectures (fast: a real nnU-Net 2d plans file, no preprocessing)."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kt_nnunet.cli import main
+from kt_nnunet.nnunet.planning import PlanningError, architecture_plans, write_architecture_plans
+from kt_nnunet.registry import get_architecture
+
+NNUNET_PLANS = json.loads((Path(__file__).parent / "data" / "nnUNetPlans_2d_48px.json").read_text())
+
+
+def test_only_the_architecture_block_changes():
+    spec = get_architecture("attention_unet")
+    plans = architecture_plans(NNUNET_PLANS, "2d", spec, {"base_features": 8},
+                               budget={"num_epochs": 2, "num_iterations_per_epoch": 3})
+    ours, theirs = plans["configurations"]["2d"], NNUNET_PLANS["configurations"]["2d"]
+    assert plans["plans_name"] == "ktPlans_attention_unet"
+    assert {k: v for k, v in ours.items() if k not in ("architecture", "kt_budget")} == \
+        {k: v for k, v in theirs.items() if k != "architecture"}
+    arch = ours["architecture"]
+    assert arch["network_class_name"] == spec.class_path
+    assert arch["arch_kwargs"]["strides"] == theirs["architecture"]["arch_kwargs"]["strides"]
+    assert arch["arch_kwargs"]["patch_size"] == theirs["patch_size"]
+    assert arch["arch_kwargs"]["base_features"] == 8
+    assert ours["kt_budget"] == {"num_epochs": 2, "num_iterations_per_epoch": 3}
+    assert plans["kt_nnunet"]["architecture"] == "attention_unet"
+
+
+def test_nnunet_plain_reproduces_nnunets_own_plan():
+    plans = architecture_plans(NNUNET_PLANS, "2d", get_architecture("nnunet_plain"))
+    assert plans["configurations"]["2d"]["architecture"] == NNUNET_PLANS["configurations"]["2d"]["architecture"]
+
+
+def test_unknown_configuration_is_clear():
+    plans_3d_only = copy.deepcopy(NNUNET_PLANS)
+    with pytest.raises(PlanningError, match=r"configuration '3d_fullres' is not in the plans \(available: \['2d'\]\)"):
+        architecture_plans(plans_3d_only, "3d_fullres", get_architecture("unet"))
+
+
+def test_indivisible_patch_is_refused():
+    plans = copy.deepcopy(NNUNET_PLANS)
+    plans["configurations"]["2d"]["patch_size"] = [44, 48]
+    with pytest.raises(PlanningError, match=r"patch size \[44, 48\] is not divisible by \[8, 8\]"):
+        architecture_plans(plans, "2d", get_architecture("unet"))
+
+
+@pytest.fixture
+def planned_dataset(nnunet_env):
+    """A preprocessed-looking dataset folder holding nnU-Net's plans (so no preprocessing runs)."""
+    name = "Dataset990_Tiny"
+    (nnunet_env["nnUNet_raw"] / name).mkdir()
+    folder = nnunet_env["nnUNet_preprocessed"] / name
+    (folder / "nnUNetPlans_2d").mkdir(parents=True)
+    (folder / "nnUNetPlans.json").write_text(json.dumps(NNUNET_PLANS))
+    (folder / "dataset.json").write_text(json.dumps({"numTraining": 1, "file_ending": ".png",
+                                                     "channel_names": {"0": "x"}, "labels": {"background": 0}}))
+    (folder / "nnUNetPlans_2d" / "c000.pkl").write_bytes(b"")
+    return folder
+
+
+def test_existing_plans_are_not_silently_overwritten(planned_dataset):
+    first = write_architecture_plans(990, "unet", "2d")
+    assert first.plans_file == planned_dataset / "ktPlans_unet.json"
+    write_architecture_plans(990, "unet", "2d")  # identical: fine
+    with pytest.raises(PlanningError, match=r"ktPlans_unet.json already holds a different '2d'.*--force"):
+        write_architecture_plans(990, "unet", "2d", arch_kwargs={"base_features": 8})
+    write_architecture_plans(990, "unet", "2d", arch_kwargs={"base_features": 8}, force=True)
+    saved = json.loads(first.plans_file.read_text())
+    assert saved["configurations"]["2d"]["architecture"]["arch_kwargs"]["base_features"] == 8
+
+
+def test_plan_cli_prints_the_stock_commands(planned_dataset):
+    result = CliRunner().invoke(main, ["plan", "Dataset990_Tiny", "--arch", "light_unet", "--tiny", "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "nnUNetv2_train Dataset990_Tiny 2d 0 -p ktPlans_light_unet -tr nnUNetTrainerKTBudget -device cpu" \
+        in result.output
+    bad = CliRunner().invoke(main, ["plan", "Dataset990_Tiny", "--arch", "unett"])
+    assert bad.exit_code == 1 and "Did you mean 'unet'?" in bad.output and "Traceback" not in bad.output
