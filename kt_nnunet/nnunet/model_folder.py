@@ -1,0 +1,185 @@
+"""Trained nnU-Net model folders (teachers, students), loaded without executing code from checkpoints.
+
+A model folder is what ``nnUNetv2_train`` leaves in ``nnUNet_results/DatasetX/<trainer>__<plans>__<cfg>``:
+``plans.json``, ``dataset.json`` and ``fold_N/checkpoint_*.pth``. It may come from stock nnU-Net or
+from kt-nnunet and hold any architecture, since the network is rebuilt from the plans exactly as
+nnU-Net's predictor does. Checkpoints from others are untrusted: they are loaded with
+``weights_only=True`` and an allow-list of the few non-tensor types nnU-Net stores.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from kt_nnunet.errors import KtNnunetError
+
+DEFAULT_CHECKPOINT = "checkpoint_final.pth"
+# Non-tensor objects nnU-Net 2.8 writes into checkpoints (``_best_ema`` is a numpy scalar).
+CHECKPOINT_ALLOW_LIST = [np._core.multiarray.scalar, np.dtype, np.dtypes.Float32DType, np.dtypes.Float64DType]
+
+
+class ModelFolderError(KtNnunetError):
+    """A model folder or checkpoint is missing, unreadable, unsafe or inconsistent."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_checkpoint_safely(path: Path) -> dict:
+    """``torch.load(weights_only=True)`` with nnU-Net's allow-list; refuses anything that would run code."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFolderError(f"checkpoint {path} does not exist; check the model folder and --folds/--checkpoint")
+    try:
+        with torch.serialization.safe_globals(CHECKPOINT_ALLOW_LIST):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelFolderError(
+            f"refused to load {path}: it contains objects outside the safe allow-list (loading it could execute "
+            f"code). Re-save it with only tensors and plain types, or retrain it. Detail: {str(exc)[-300:]}") from exc
+    except Exception as exc:  # truncated zip, not a torch file, ...
+        raise ModelFolderError(f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); the file is corrupt "
+                               "or not a PyTorch checkpoint") from exc
+    if not isinstance(checkpoint, dict) or "network_weights" not in checkpoint:
+        raise ModelFolderError(f"{path} is not an nnU-Net checkpoint (no 'network_weights'); pass a checkpoint "
+                               "written by nnUNetv2_train or kt-nnunet")
+    return checkpoint
+
+
+@dataclass
+class TrainedModel:
+    """A trained model folder with its plans, dataset description and per-fold weights."""
+
+    folder: Path
+    plans: dict
+    dataset_json: dict
+    configuration: str
+    folds: tuple
+    checkpoint_name: str
+    trainer_name: str
+    mirroring_axes: Optional[tuple]
+    state_dicts: list = field(repr=False)
+    checkpoint_sha256: dict = field(default_factory=dict)
+
+    @cached_property
+    def plans_manager(self):
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        return PlansManager(self.plans)
+
+    @cached_property
+    def configuration_manager(self):
+        return self.plans_manager.get_configuration(self.configuration)
+
+    @cached_property
+    def label_manager(self):
+        return self.plans_manager.get_label_manager(self.dataset_json)
+
+    @property
+    def num_input_channels(self) -> int:
+        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
+        return determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
+
+    @property
+    def architecture(self) -> str:
+        """The network class path written in the plans (what nnU-Net builds)."""
+        return self.configuration_manager.network_arch_class_name
+
+    @property
+    def labels(self) -> dict:
+        return dict(self.dataset_json["labels"])
+
+    def build_network(self) -> torch.nn.Module:
+        """The network as nnU-Net's predictor builds it (deep supervision off), without trainer lookup."""
+        from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+        return nnUNetTrainer.build_network_architecture(
+            self.plans_manager, self.configuration_manager, self.num_input_channels,
+            self.label_manager.num_segmentation_heads, enable_deep_supervision=False)
+
+    def load_fold_networks(self, device: torch.device = torch.device("cpu")) -> list[torch.nn.Module]:
+        """One frozen network per fold, in eval mode, for teacher inference inside a training loop."""
+        networks = []
+        for state_dict in self.state_dicts:
+            network = self.build_network()
+            network.load_state_dict(state_dict)
+            networks.append(network.to(device).eval().requires_grad_(False))
+        return networks
+
+    def provenance(self) -> dict:
+        return {"model_folder": str(self.folder), "configuration": self.configuration, "folds": list(self.folds),
+                "checkpoint": self.checkpoint_name, "checkpoint_sha256": self.checkpoint_sha256,
+                "trainer": self.trainer_name, "architecture": self.architecture,
+                "plans_name": self.plans.get("plans_name")}
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise ModelFolderError(f"{path} is missing; a model folder needs plans.json and dataset.json "
+                               "(the folder nnUNetv2_train writes, e.g. nnUNet_results/DatasetX/TRAINER__PLANS__CFG)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelFolderError(f"{path} is not valid JSON ({exc}); restore it from the training run") from exc
+
+
+def available_folds(folder: Path, checkpoint_name: str = DEFAULT_CHECKPOINT) -> tuple:
+    folds = sorted(int(p.parent.name[len("fold_"):]) for p in Path(folder).glob(f"fold_*/{checkpoint_name}")
+                   if p.parent.name[len("fold_"):].isdigit())
+    return tuple(folds)
+
+
+def load_trained_model(folder: str | Path, folds: Optional[Sequence[int]] = None,
+                       checkpoint_name: str = DEFAULT_CHECKPOINT) -> TrainedModel:
+    """Load a model folder's plans, dataset.json and the weights of ``folds`` (default: all found)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelFolderError(f"model folder {folder} does not exist")
+    plans = _read_json(folder / "plans.json")
+    dataset_json = _read_json(folder / "dataset.json")
+    folds = tuple(folds) if folds is not None else available_folds(folder, checkpoint_name)
+    if not folds:
+        raise ModelFolderError(f"no fold_*/{checkpoint_name} in {folder}; train a fold first or pass --checkpoint "
+                               "checkpoint_best.pth")
+    state_dicts, hashes, first = [], {}, None
+    for fold in folds:
+        path = folder / f"fold_{fold}" / checkpoint_name
+        checkpoint = load_checkpoint_safely(path)
+        first = first or checkpoint
+        state_dicts.append(checkpoint["network_weights"])
+        hashes[str(fold)] = sha256_of(path)
+    configuration = first["init_args"]["configuration"]
+    if configuration not in plans["configurations"]:
+        raise ModelFolderError(f"{folder}/plans.json has no configuration {configuration!r}, which the checkpoint "
+                               "was trained with; the folder's plans.json does not belong to this checkpoint")
+    mirroring = first.get("inference_allowed_mirroring_axes")
+    return TrainedModel(folder, plans, dataset_json, configuration, folds, checkpoint_name, first["trainer_name"],
+                        tuple(mirroring) if mirroring is not None else None, state_dicts, hashes)
+
+
+def make_predictor(model: TrainedModel, device: torch.device = torch.device("cpu"), use_mirroring: bool = True,
+                   tile_step_size: float = 0.5, verbose: bool = False):
+    """An ``nnUNetPredictor`` for ``model``, initialised manually (no trainer-class lookup, no unsafe load)."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=use_mirroring,
+                                perform_everything_on_device=device.type == "cuda", device=device,
+                                verbose=verbose, verbose_preprocessing=False, allow_tqdm=False)
+    predictor.manual_initialization(model.build_network(), model.plans_manager, model.configuration_manager,
+                                    model.state_dicts, model.dataset_json, model.trainer_name,
+                                    model.mirroring_axes)
+    return predictor
