@@ -1,0 +1,1 @@
+"""Teacher labelling: fusion strategies, confidence and the ignore label, provenance, resumable writing."""
