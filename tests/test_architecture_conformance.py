@@ -91,3 +91,16 @@ def test_default_size_builds_and_rejects_bad_patch(name):
 def test_at_least_eight_architectures_from_two_plugins():
     assert len(SPECS) >= 8
     assert len({spec.plugin for spec in SPECS.values()}) >= 2
+
+
+def test_light_student_costs_at_most_a_fifth_of_nnunets_default_flops():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(name):
+        geometry = PlanGeometry.default((64, 64), 5)  # nnU-Net's default 2D topology for 64x64
+        network = SPECS[name].build(1, CLASSES, geometry).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            network(torch.randn(1, 1, *geometry.patch_size))
+        return counter.get_total_flops()
+
+    assert flops("light_unet") <= flops("nnunet_plain") / 5
