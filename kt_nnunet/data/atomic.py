@@ -1,0 +1,103 @@
+"""Atomic writes: build in a hidden temporary folder beside the target, then move it into place.
+
+A dataset is either absent or complete: an exception (or Ctrl-C) removes the temporary folder, and a
+``kill -9`` leaves only a hidden ``.kt-tmp-*`` folder that nnU-Net never lists (it looks for
+``Dataset*``) and that the next write to the same parent removes. An existing target is replaced only
+with ``force=True``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from kt_nnunet.nnunet.raw_dataset import DatasetExistsError
+
+STAGING_PREFIX = ".kt-tmp-"
+_STAGING_PID = re.compile(r"^\.kt-(?:tmp|old)-.*-pid(?P<pid>\d+)-")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(parent: Path) -> None:
+    """Delete staging folders left in ``parent`` by killed kt-nnunet processes (their pid is gone)."""
+    if not parent.is_dir():
+        return
+    for entry in parent.iterdir():
+        match = _STAGING_PID.match(entry.name)
+        if match and entry.is_dir() and not _pid_alive(int(match["pid"])):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def check_target_free(target: Path, force: bool) -> None:
+    """Refuse an existing ``target`` (and, for ``DatasetNNN_*`` folders, another name with the same id)."""
+    target = Path(target)
+    if target.exists() and not force:
+        raise DatasetExistsError(f"{target} already exists; pass --force (force=True) to replace it, or choose "
+                                 "another output folder / dataset id")
+    match = re.match(r"^Dataset(\d{3})_", target.name)
+    if match and target.parent.is_dir():
+        clashes = sorted(p.name for p in target.parent.glob(f"Dataset{match[1]}_*") if p.name != target.name)
+        if clashes:
+            raise DatasetExistsError(f"{target.parent / clashes[0]} already uses dataset id {int(match[1])}; "
+                                     "nnU-Net needs ids to be unique: choose another id (or delete that folder)")
+
+
+def _directory_mode() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o777 & ~umask
+
+
+@contextlib.contextmanager
+def staged_directory(target: str | Path, force: bool = False) -> Iterator[Path]:
+    """Yield an empty hidden folder beside ``target``; on success it replaces ``target`` in one rename."""
+    target = Path(target).absolute()
+    check_target_free(target, force)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(target.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}-pid{os.getpid()}-", dir=target.parent))
+    try:
+        yield staging
+        os.chmod(staging, _directory_mode())  # mkdtemp made it private; give it the usual permissions
+        check_target_free(target, force)  # it may have appeared while we were writing
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".kt-old-{target.name}-pid{os.getpid()}-", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path

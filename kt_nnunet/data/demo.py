@@ -1,0 +1,169 @@
+"""The embedded real default: brain MRI datasets for the three roles, built from nilearn's MNI152 template.
+
+The nilearn wheel ships the MNI ICBM152 2009a (symmetric) T1 template with grey- and white-matter
+probability maps (``nilearn/datasets/data/``). kt-nnunet reads those files directly with nibabel (no
+network, no nilearn import cost) and makes 2D axial slices with labels 0 background / 1 GM / 2 WM
+(the argmax rule of data-sources.md B). Three nnU-Net raw datasets come out:
+
+- **source** (labelled): the teachers train on it; the template's own appearance plus mild noise;
+- **transferal** (images only): the teachers label it; an appearance shift (another "scanner");
+- **test** (labelled): never trained on; the same shifted appearance as the transferal set.
+
+Leakage: slices are grouped into slabs of ``block`` consecutive slices; slabs go to the roles in turn
+(source, transferal, test, source, ...) and ``gap`` slices between neighbouring slabs are dropped. So
+every voxel belongs to at most one role and a test slice is at least ``gap + 1`` slices from any
+source or transferal slice. Only axial slices are used: other views would cross the same voxels, and
+sagittal slabs would mirror each other (the template is left-right symmetric). docs/datasets.md says more.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from kt_nnunet.data.atomic import staged_directory
+from kt_nnunet.data.synth_domain import DomainConfig, apply_appearance
+from kt_nnunet.nnunet.raw_dataset import DatasetError, nnunet_dataset_name, write_dataset_json, write_image
+
+ROLES = ("source", "transferal", "test")
+LABELS = {"background": 0, "grey_matter": 1, "white_matter": 2}
+MNI_FILES = {k: f"mni_icbm152_{k}_tal_nlin_sym_09a_converted.nii.gz" for k in ("t1", "gm", "wm")}
+# Source: the template as it is, with a little noise. Target (transferal and test): a different
+# "scanner": darker grey matter (gamma), coil shading, a softer point-spread function, more noise.
+DEMO_SOURCE_DOMAIN = DomainConfig(noise=0.01)
+DEMO_TARGET_DOMAIN = DomainConfig(gamma=2.0, contrast=0.9, bias_field=0.3, blur_mm=1.5, noise=0.05)
+
+
+class DemoDataError(DatasetError):
+    """The nilearn template files are not available."""
+
+
+@dataclass(frozen=True)
+class DemoDatasets:
+    source: Path
+    transferal: Path
+    test: Path
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "transferal": self.transferal, "test": self.test}
+
+
+def mni152_folder() -> Path:
+    """``nilearn/datasets/data`` of the installed nilearn wheel (found without importing nilearn)."""
+    spec = importlib.util.find_spec("nilearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DemoDataError("nilearn is not installed; the demo datasets are built from the MNI152 template "
+                            "inside its wheel: `pip install nilearn==0.14.1`")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    missing = [f for f in MNI_FILES.values() if not (folder / f).is_file()]
+    if missing:
+        raise DemoDataError(f"{folder / missing[0]} is missing from the installed nilearn; reinstall it: "
+                            "`pip install --force-reinstall nilearn==0.14.1`")
+    return folder
+
+
+def _block_mean(volume: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return volume
+    shape = [s // factor * factor for s in volume.shape]
+    v = volume[: shape[0], : shape[1], : shape[2]]
+    return v.reshape(shape[0] // factor, factor, shape[1] // factor, factor, shape[2] // factor, factor).mean((1, 3, 5))
+
+
+def load_mni152(resolution_mm: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The T1 template scaled to [0, 1] and its 0/1/2 label map, as (x, y, z) RAS arrays at ``resolution_mm``."""
+    import nibabel as nib
+
+    if resolution_mm not in (1, 2, 3, 4):
+        raise DatasetError(f"resolution_mm={resolution_mm}: use 1, 2, 3 or 4 (integer downsampling of 1 mm)")
+    folder = mni152_folder()
+    maps = {}
+    for key, name in MNI_FILES.items():
+        data = np.asarray(nib.load(str(folder / name)).dataobj, dtype=np.float32)
+        maps[key] = _block_mean(data / data.max(), resolution_mm)  # nilearn's loaders also divide by max
+    gm, wm = maps["gm"], maps["wm"]
+    labels = np.zeros(gm.shape, np.uint8)
+    labels[(gm > 0.5) & (gm >= wm)] = 1
+    labels[(wm > 0.5) & (wm > gm)] = 2
+    return maps["t1"], labels
+
+
+def assign_slabs(candidates: list[int], block: int, gap: int, roles=ROLES) -> dict[str, list[int]]:
+    """Deal consecutive slabs of ``block`` slices to ``roles`` in turn, dropping ``gap`` slices between slabs."""
+    if block < 1 or gap < 1:
+        raise DatasetError(f"block={block}, gap={gap}: both must be >= 1 (gap >= 1 keeps roles from being "
+                           "neighbours)")
+    out = {role: [] for role in roles}
+    start, turn = candidates[0], 0
+    last = candidates[-1]
+    while start <= last:
+        role = roles[turn % len(roles)]
+        out[role].extend(z for z in range(start, start + block) if z <= last)
+        start += block + gap
+        turn += 1
+    empty = [r for r, zs in out.items() if not zs]
+    if empty:
+        raise DatasetError(f"block={block}, gap={gap} leave no slices for role(s) {empty}; use smaller values")
+    return out
+
+
+def _axial_slice(volume: np.ndarray, z: int) -> np.ndarray:
+    # (x, y) RAS -> rows = anterior at the top, columns = left to right as on screen: (y, x) array order
+    return np.ascontiguousarray(volume[:, :, z].T[::-1])
+
+
+def build_demo(out: Optional[str | Path] = None, *, base_id: int = 900, name: str = "MNIDemo",
+               resolution_mm: int = 2, block: int = 4, gap: int = 2, min_brain_fraction: float = 0.05,
+               seed: int = 0, source_domain: DomainConfig = DEMO_SOURCE_DOMAIN,
+               target_domain: DomainConfig = DEMO_TARGET_DOMAIN, force: bool = False) -> DemoDatasets:
+    """Write ``Dataset{base_id}_{name}Source``, ``...{base_id+1}_{name}Transferal``, ``...{base_id+2}_{name}Test``.
+
+    ``out`` defaults to ``$nnUNet_raw``. All three appear together or not at all.
+    """
+    if out is None:
+        from kt_nnunet.nnunet.paths import raw_folder
+
+        out = raw_folder()
+    t1, labels = load_mni152(resolution_mm)
+    spacing = (float(resolution_mm), float(resolution_mm))
+    fraction = (labels > 0).mean(axis=(0, 1))
+    candidates = [int(z) for z in np.flatnonzero(fraction >= min_brain_fraction)]
+    slabs = assign_slabs(candidates, block, gap)
+    targets = {role: Path(out) / nnunet_dataset_name(base_id + i, f"{name}{role.capitalize()}")
+               for i, role in enumerate(ROLES)}
+    with contextlib.ExitStack() as stack:
+        staging = {role: stack.enter_context(staged_directory(t, force=force)) for role, t in targets.items()}
+        for role_code, role in enumerate(ROLES):
+            domain = source_domain if role == "source" else target_domain
+            labelled = role != "transferal"
+            folder = staging[role]
+            (folder / "imagesTr").mkdir()
+            if labelled:
+                (folder / "labelsTr").mkdir()
+            for z in slabs[role]:
+                image = _axial_slice(t1, z)
+                rng = np.random.default_rng([seed, role_code, z])
+                shifted = apply_appearance(image, domain, rng, spacing, mask=image > 0)
+                case = f"mni_z{z:03d}"
+                write_image(folder / "imagesTr" / f"{case}_0000.nii.gz", shifted, spacing)
+                if labelled:
+                    write_image(folder / "labelsTr" / f"{case}.nii.gz", _axial_slice(labels, z), spacing)
+            others = [z for r in ROLES if r != role for z in slabs[r]]
+            distance = min(abs(a - b) for a in slabs[role] for b in others) * resolution_mm
+            write_dataset_json(
+                folder, {"0": "T1"}, LABELS, len(slabs[role]), ".nii.gz", dataset_name=targets[role].name,
+                description=f"kt-nnunet demo, {role} role: axial slices of the MNI ICBM152 2009a symmetric T1 "
+                            "template (nilearn wheel) with 0 background / 1 grey matter / 2 white matter from "
+                            "the template's probability maps",
+                reference="Fonov et al., NeuroImage 2011; nilearn (BSD-3)",
+                license="MNI ICBM152 2009 template: McConnell Brain Imaging Centre permissive licence",
+                converted_by="kt-nnunet data demo",
+                kt_nnunet={"role": role, "labelled": labelled, "builder": "kt_nnunet.data.demo",
+                           "view": "axial", "slices": slabs[role], "resolution_mm": resolution_mm,
+                           "block": block, "gap": gap, "min_distance_to_other_roles_mm": distance,
+                           "seed": seed, "domain": domain.as_dict()})
+    return DemoDatasets(**targets)
