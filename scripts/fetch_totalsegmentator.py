@@ -22,7 +22,8 @@ EXIT_UNAVAILABLE = 3
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache-dir", default=None, help="cache folder (default $KT_NNUNET_CACHE or ~/.cache/kt-nnunet)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="cache folder (default $KT_NNUNET_CACHE or ~/.cache/kt-nnunet)")
     parser.add_argument("--sdist", default=None, help=f"a local totalsegmentator-{TOTALSEG_VERSION}.tar.gz to use")
     parser.add_argument("--force", action="store_true", help="fetch again even if the cache is complete")
     args = parser.parse_args(argv)

@@ -49,7 +49,8 @@ def test_four_d_multimodal_task_is_split(tmp_path, nnunet_env):
                           shapes=ShapeConfig(shape=(4, 32, 32), spacing=(3.0, 1.0, 1.0), num_classes=3))
     folder = import_msd(task, dataset_id=101)
     assert folder.name == "Dataset101_BrainTumour"
-    assert {p.name for p in (folder / "imagesTr").iterdir()} >= {"braintumour_1_0000.nii.gz", "braintumour_1_0001.nii.gz"}
+    names = {p.name for p in (folder / "imagesTr").iterdir()}
+    assert names >= {"braintumour_1_0000.nii.gz", "braintumour_1_0001.nii.gz"}
     assert validate_dataset(folder).num_channels == 2
 
 

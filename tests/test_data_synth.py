@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -134,6 +136,40 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         tiny_dataset(15, "Broken", tmp_path)
     assert list(tmp_path.iterdir()) == []  # no dataset, no staging folder
+
+
+KILLED_WRITER = """
+import sys, time
+from pathlib import Path
+from kt_nnunet.data import synth, tiny_dataset
+original, calls = synth.write_image, []
+def slow_write(path, *args, **kwargs):
+    calls.append(path)
+    if len(calls) == 4:
+        Path(sys.argv[2]).write_text("half-way")
+        time.sleep(120)
+    return original(path, *args, **kwargs)
+synth.write_image = slow_write
+tiny_dataset(19, "Killed", sys.argv[1])
+"""
+
+
+def test_kill_9_leaves_no_dataset_and_the_next_write_cleans_up(tmp_path):
+    marker = tmp_path / "marker"
+    out = tmp_path / "raw"
+    process = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(out), str(marker)])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert marker.exists(), "the writer never got half-way"
+    finally:
+        process.kill()
+        process.wait()
+    leftovers = [p.name for p in out.iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".kt-tmp-Dataset019_Killed-")  # hidden, not a dataset
+    tiny_dataset(19, "Killed", out, num_train=1, num_test=0)
+    assert [p.name for p in out.iterdir()] == ["Dataset019_Killed"]
 
 
 def test_stale_staging_of_killed_writers_is_removed(tmp_path):

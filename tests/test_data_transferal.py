@@ -100,7 +100,9 @@ def test_like_a_source_dataset_converts_to_its_ending(tmp_path):
 def test_folder_errors(tmp_path, case, error, message):
     folder = tmp_path / "in"
     folder.mkdir()
-    write = lambda name, shape=(8, 8): sitk.WriteImage(sitk_image(np.ones(shape), (1.0, 1.0)), str(folder / name))
+    def write(name, shape=(8, 8)):
+        sitk.WriteImage(sitk_image(np.ones(shape), (1.0, 1.0)), str(folder / name))
+
     if case == "mixed":
         write("a.nii.gz")
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "b.png")

@@ -94,7 +94,7 @@ def test_empty_folder(dataset):
 
 def test_corrupt_file(dataset):
     (dataset / "imagesTr" / "case_001_0000.nii.gz").write_bytes(b"\x1f\x8b not really a nifti")
-    with pytest.raises(CorruptFileError, match=r"case_001_0000\.nii\.gz: .*(corrupt|cannot be read).*(Replace|replace)"):
+    with pytest.raises(CorruptFileError, match=r"case_001_0000\.nii\.gz: .*cannot be read.*replace it"):
         validate_dataset(dataset)
 
 
@@ -113,7 +113,7 @@ def test_missing_label_and_orphan_label(dataset):
 
 def test_num_training_mismatch(dataset):
     edit_json(dataset, numTraining=5)
-    with pytest.raises(DatasetJsonError, match=r"numTraining is 5 but imagesTr holds 3 case\(s\); set numTraining to 3"):
+    with pytest.raises(DatasetJsonError, match=r"numTraining is 5 but imagesTr holds 3 case\(s\); set numTraining"):
         validate_dataset(dataset)
 
 

@@ -178,5 +178,6 @@ def _check_label_files(labels_folder: Path, cases: dict, file_ending: str, image
                                   "convert it (labels and images must share one ending)")
         case = path.name[: -len(file_ending)]
         if case not in cases:
-            raise MissingLabelError(f"{path}: label without images (expected {images_folder / image_name(case, 0, file_ending)}); "
-                                    "add the images or remove the label")
+            expected = images_folder / image_name(case, 0, file_ending)
+            raise MissingLabelError(f"{path}: label without images (expected {expected}); add the images or remove "
+                                    "the label")

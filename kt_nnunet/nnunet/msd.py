@@ -67,8 +67,9 @@ def check_msd_folder(task_folder: str | Path) -> dict:
         raise DatasetJsonError(f"{path} is not valid JSON ({exc}); fix it") from exc
     missing = [k for k in MSD_REQUIRED_KEYS if k not in content]
     if missing:
-        raise DatasetJsonError(f"{path} lacks the MSD key(s) {missing}; an MSD dataset.json has {list(MSD_REQUIRED_KEYS)}"
-                               " (is this already an nnU-Net v2 dataset? then copy it into nnUNet_raw instead)")
+        raise DatasetJsonError(f"{path} lacks the MSD key(s) {missing}; an MSD dataset.json has "
+                               f"{list(MSD_REQUIRED_KEYS)} (is this already an nnU-Net v2 dataset? then copy it into "
+                               "nnUNet_raw instead)")
     images = visible_files(folder / "imagesTr")
     if not images:
         raise EmptyFolderError(f"{folder / 'imagesTr'} holds no images; an MSD task has imagesTr/NAME_N.nii.gz")
