@@ -107,7 +107,7 @@ def test_cli_demo(tmp_path):
 
 @pytest.mark.slow
 def test_nnunet_accepts_the_labelled_demo_sets(nnunet_env):
-    result = CliRunner().invoke(main, ["data", "demo"])  # into $nnUNet_raw
+    result = CliRunner().invoke(main, ["data", "demo", "--out", str(nnunet_env["nnUNet_raw"])])
     assert result.exit_code == 0, result.output
     env = {k: v for k, v in os.environ.items() if k != "nnUNet_n_proc_DA"}  # pitfall 23: it breaks planning
     run = subprocess.run(["nnUNetv2_plan_and_preprocess", "-d", "900", "902", "--verify_dataset_integrity",
