@@ -126,6 +126,16 @@ def test_folder_errors(tmp_path, case, error, message):
     assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").iterdir()) == []
 
 
+def test_rgb_png_is_one_file_with_three_channels(tmp_path):
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "colour.png")
+    target = register_folder(folder, 710, "Rgb", tmp_path / "raw")
+    assert meta(target)["channel_names"] == {"0": "channel0", "1": "channel1", "2": "channel2"}
+    assert [p.name for p in (target / "imagesTr").iterdir()] == ["colour_0000.png"]
+    assert validate_dataset(target).num_channels == 3
+
+
 def test_channel_count_must_match_the_source(tmp_path):
     source = tiny_dataset(707, "Source", tmp_path / "raw", num_train=1, num_test=0)
     folder = tmp_path / "rgb"

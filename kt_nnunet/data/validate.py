@@ -13,11 +13,12 @@ from typing import Optional
 
 import numpy as np
 
-from kt_nnunet.nnunet.raw_dataset import (DatasetError, DatasetJsonError, EmptyFolderError, FileEndingError,
-                                          GeometryMismatchError, MissingChannelError, MissingLabelError,
-                                          NonConsecutiveLabelsError, UnexpectedLabelError, CorruptFileError,
-                                          file_ending_of, geometry, image_name, label_values, load_dataset_json,
-                                          read_images, read_seg, reader_class, split_channel, visible_files)
+from kt_nnunet.nnunet.raw_dataset import (NATURAL_2D_ENDINGS, CorruptFileError, DatasetError, DatasetJsonError,
+                                          EmptyFolderError, FileEndingError, GeometryMismatchError,
+                                          MissingChannelError, MissingLabelError, NonConsecutiveLabelsError,
+                                          UnexpectedLabelError, file_ending_of, geometry, image_name, label_values,
+                                          load_dataset_json, read_images, read_seg, reader_class, split_channel,
+                                          visible_files)
 
 
 @dataclass
@@ -57,7 +58,11 @@ def check_labels_declaration(labels: dict, where: Path) -> list[int]:
 
 
 def group_channel_files(folder: Path, file_ending: str, num_channels: int) -> dict[str, list[Path]]:
-    """``{case: [channel files]}`` for ``folder``, checking endings, names and that no channel is missing."""
+    """``{case: [channel files]}`` for ``folder``, checking endings, names and that no channel is missing.
+
+    An RGB(A) natural image holds 3 (4) channels in one ``_0000`` file (nnU-Net's Road example): with
+    3 or 4 declared channels and only ``_0000`` files, one file per case is expected.
+    """
     if not folder.is_dir():
         raise EmptyFolderError(f"{folder} does not exist; put the images there as CASE_0000{file_ending}")
     files = visible_files(folder)
@@ -79,13 +84,16 @@ def group_channel_files(folder: Path, file_ending: str, num_channels: int) -> di
             raise MissingChannelError(f"{path}: channel {channel} but dataset.json declares {num_channels} "
                                       "channel(s) in channel_names; add the channel there or remove the file")
         cases.setdefault(case, {})[channel] = path
+    packed = (file_ending in NATURAL_2D_ENDINGS and num_channels in (3, 4)
+              and all(set(chs) == {0} for chs in cases.values()))
+    files_per_case = 1 if packed else num_channels
     for case, channels in sorted(cases.items()):
-        for channel in range(num_channels):
+        for channel in range(files_per_case):
             if channel not in channels:
                 raise MissingChannelError(
                     f"{folder / image_name(case, channel, file_ending)} is missing: case {case!r} has channel(s) "
                     f"{sorted(channels)} of {num_channels}; add the file or remove the case's other files")
-    return {case: [channels[c] for c in range(num_channels)] for case, channels in sorted(cases.items())}
+    return {case: [channels[c] for c in range(files_per_case)] for case, channels in sorted(cases.items())}
 
 
 def _check_case(case: str, image_files: list[Path], label_file: Optional[Path], num_channels: int,
