@@ -4,7 +4,7 @@ Usage: python benchmarks/architectures.py [--repeats 3] [--no-3d] [--only a,b]
 
 Geometry: nnU-Net's default 2D plan for 256x256 (7 stages) and 3D plan for 64^3 (5 stages), batch 1,
 1 input channel, 3 classes, each architecture at its default size, deep supervision off (inference).
-The ratio columns divide by `nnunet_plain` (PlainConvUNet as nnU-Net plans it) measured in the same run.
+The ratio columns divide by `nnunet_plain` (PlainConvUNet as nnU-Net plans it) measured in the same run,\nround-robin (one forward of each architecture per round), so background load affects all alike.
 """
 from __future__ import annotations
 
@@ -21,18 +21,25 @@ from kt_nnunet.registry import list_architectures
 BASELINE = "nnunet_plain"
 
 
-def forward_seconds(spec, geometry, repeats: int) -> float:
+def build(spec, geometry):
     torch.manual_seed(0)
     network = spec.build(REFERENCE_INPUT_CHANNELS, REFERENCE_NUM_CLASSES, geometry).eval()
-    x = torch.randn(1, REFERENCE_INPUT_CHANNELS, *geometry.patch_size)
-    times = []
+    return network, torch.randn(1, REFERENCE_INPUT_CHANNELS, *geometry.patch_size)
+
+
+def forward_seconds(specs, geometry, repeats: int) -> dict:
+    """Median forward time per architecture, timed round-robin so background load hits all of them alike."""
+    cases = {spec.name: build(spec, geometry) for spec in specs}
+    times = {name: [] for name in cases}
     with torch.inference_mode():
-        network(x)  # warm-up: allocator and kernel selection
+        for network, x in cases.values():
+            network(x)  # warm-up: allocator and kernel selection
         for _ in range(repeats):
-            start = time.perf_counter()
-            network(x)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+            for name, (network, x) in cases.items():
+                start = time.perf_counter()
+                network(x)
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -46,14 +53,11 @@ def main() -> None:
     if args.only:
         wanted = set(args.only.split(",")) | {BASELINE}
         specs = [s for s in specs if s.name in wanted]
-    rows = []
-    for spec in specs:
-        row = {"name": spec.name, "plugin": spec.plugin, "params": parameter_count(spec) if 2 in spec.dims else None}
-        row["t2d"] = forward_seconds(spec, REFERENCE_2D, args.repeats) if 2 in spec.dims else None
-        row["t3d"] = (forward_seconds(spec, REFERENCE_3D, args.repeats)
-                      if 3 in spec.dims and not args.no_3d else None)
-        rows.append(row)
-        print(f"measured {spec.name}", flush=True)
+    t2d = forward_seconds([s for s in specs if 2 in s.dims], REFERENCE_2D, args.repeats)
+    print("measured 2D", flush=True)
+    t3d = {} if args.no_3d else forward_seconds([s for s in specs if 3 in s.dims], REFERENCE_3D, args.repeats)
+    rows = [{"name": s.name, "plugin": s.plugin, "params": parameter_count(s) if 2 in s.dims else None,
+             "t2d": t2d.get(s.name), "t3d": t3d.get(s.name)} for s in specs]
 
     base = next(r for r in rows if r["name"] == BASELINE)
     ratio = lambda a, b: f"{a / b:.2f}" if a is not None and b else "-"  # noqa: E731
