@@ -8,7 +8,6 @@ Offline, ``FetchError`` explains what failed and how to provide the sdist by han
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from kt_nnunet.data.atomic import staged_directory
+from kt_nnunet.checksums import sha256_of
 from kt_nnunet.errors import KtNnunetError
 
 TOTALSEG_VERSION = "2.18.0"
@@ -44,14 +44,6 @@ def cache_root() -> Path:
 
 def totalsegmentator_cache(cache_dir: Optional[str | Path] = None) -> Path:
     return Path(cache_dir) if cache_dir else cache_root() / f"totalsegmentator-{TOTALSEG_VERSION}"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _is_complete(folder: Path) -> bool:

@@ -8,7 +8,6 @@ nnU-Net's predictor does. Checkpoints from others are untrusted: they are loaded
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from kt_nnunet.checksums import sha256_of
 from kt_nnunet.errors import KtNnunetError
 
 DEFAULT_CHECKPOINT = "checkpoint_final.pth"
@@ -28,14 +28,6 @@ CHECKPOINT_ALLOW_LIST = [np._core.multiarray.scalar, np.dtype, np.dtypes.Float32
 
 class ModelFolderError(KtNnunetError):
     """A model folder or checkpoint is missing, unreadable, unsafe or inconsistent."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_checkpoint_safely(path: Path) -> dict:
