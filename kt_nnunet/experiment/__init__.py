@@ -1,0 +1,33 @@
+"""The paper's protocol: experiment config, step plan, evaluation, results.json and the report.
+
+Public API (imported lazily, so ``import kt_nnunet.experiment`` stays cheap):
+
+- ``load_config(path)`` / ``parse_config(mapping)`` -> ``ExperimentConfig`` (``.steps()``, ``.check_inputs()``);
+- ``plan_steps(config)``: the ordered steps (``TrainTeacher``, ``LabelTransferal``, ``TrainStudent``, ...);
+- ``evaluate_model(model_folder, test_set, out, name=, role=)`` -> ``ModelEvaluation``;
+- ``hd95(prediction, reference, spacing)``;
+- ``build_results(...)``, ``write_results(results, path)``, ``load_results(path)``;
+- ``write_report(results_or_path, folder)``, ``results_table(results)``.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "load_config": "config", "parse_config": "config", "ExperimentConfig": "config", "DatasetRef": "config",
+    "Budget": "config", "MODES": "config", "ExperimentConfigError": "schema",
+    "plan_steps": "steps", "Step": "steps", "ModelStep": "steps", "UseTeacher": "steps", "TrainTeacher": "steps",
+    "LabelTransferal": "steps", "TrainStudent": "steps", "MakeFinetuneSubset": "steps", "Finetune": "steps",
+    "TrainBaseline": "steps", "Evaluate": "steps", "Report": "steps",
+    "evaluate_model": "evaluation", "ModelEvaluation": "evaluation", "ROLES": "evaluation",
+    "hd95": "metrics", "training_curves": "curves",
+    "build_results": "results", "write_results": "results", "load_results": "results", "ResultsError": "results",
+    "compare_models": "results", "write_report": "report", "results_table": "report",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"kt_nnunet.experiment.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'kt_nnunet.experiment' has no attribute {name!r}")

@@ -1,0 +1,323 @@
+"""The experiment config (YAML or TOML), parsed into dataclasses; docs/experiment.md documents every key.
+
+``load_config(path)`` reads a file, ``parse_config(mapping)`` a dict; both return an
+:class:`ExperimentConfig` or raise one :class:`ExperimentConfigError` that names the file and the key
+(``experiment.yaml: students[1].architecture: unknown architecture 'unett'; did you mean 'unet'?``).
+Parsing checks structure, types, names and cross-references; whether datasets and model folders exist
+is checked by :meth:`ExperimentConfig.check_inputs`, because a runner may build them first.
+:meth:`ExperimentConfig.steps` (``kt_nnunet.experiment.steps``) turns a config into the ordered steps.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from kt_nnunet.experiment.schema import Context, ExperimentConfigError, Section, join_key
+
+MODES = ("single_teacher", "multi_teacher", "kt_finetune", "finetune_only")
+MODE_ROLES = {"single_teacher": "student", "multi_teacher": "multi_teacher_student",
+              "kt_finetune": "kt_finetune", "finetune_only": "finetune_only"}
+DEVICES = ("cpu", "cuda")
+SPLITS = ("auto", "test", "train")
+TRANSFER_MODES = ("offline", "online")
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_\-]*"
+NAME_HELP = "use letters, digits, '_' and '-' (it names folders and nnU-Net datasets)"
+CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
+TOP_LEVEL_KEYS = ("name", "description", "output", "seed", "configuration", "fold", "device", "derived_dataset_ids",
+                  "budget", "source", "transferal", "test", "teachers", "students", "modes", "fusion", "transfer",
+                  "finetune", "evaluation")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset as written in the config: an id or ``DatasetNNN_Name`` (in ``nnUNet_raw``), or a folder."""
+
+    key: str                      # the config key, for messages (``source``, ``teachers[1].source``)
+    spec: Any                     # as written: 900, "Dataset900_Name" or "path/to/folder"
+    path: Optional[Path] = None   # set when the spec is a folder path (resolved against the config's folder)
+
+    @property
+    def dataset_id(self) -> Optional[int]:
+        if isinstance(self.spec, int):
+            return self.spec
+        match = re.fullmatch(r"Dataset(\d{3})_.+", str(self.spec)) or re.fullmatch(r"(\d{1,3})", str(self.spec))
+        if match:
+            return int(match[1])
+        if self.path is not None:
+            match = re.fullmatch(r"Dataset(\d{3})_.+", self.path.name)
+            return int(match[1]) if match else None
+        return None
+
+    def resolve(self, source: str = "experiment config") -> Path:
+        """The raw dataset folder; a missing dataset is an :class:`ExperimentConfigError` naming the key."""
+        ctx = Context(source)
+        if self.path is not None:
+            if not self.path.is_dir():
+                raise ctx.error(self.key, f"dataset folder {self.path} does not exist")
+            return self.path
+        from kt_nnunet.nnunet.paths import raw_folder
+
+        raw = raw_folder()
+        if isinstance(self.spec, str) and self.spec.startswith("Dataset"):
+            found = [raw / self.spec] if (raw / self.spec).is_dir() else []
+        else:
+            found = sorted(raw.glob(f"Dataset{self.dataset_id:03d}_*"))
+        if not found:
+            raise ctx.error(self.key, f"dataset {self.spec!r} is not in nnUNet_raw ({raw}); build or import it "
+                                      "first (`kt-nnunet data ...`), or give a folder path")
+        return found[0]
+
+    def as_json(self) -> Any:
+        return str(self.path) if self.path is not None else self.spec
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training length, written into the plans as ``kt_budget`` for ``nnUNetTrainerKTBudget``."""
+
+    epochs: int = 10
+    iterations_per_epoch: int = 20
+    val_iterations_per_epoch: int = 5
+
+    def as_plans_budget(self) -> dict:
+        return {"num_epochs": self.epochs, "num_iterations_per_epoch": self.iterations_per_epoch,
+                "num_val_iterations_per_epoch": self.val_iterations_per_epoch}
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """A teacher trained here (``architecture`` + ``source``) or an existing model folder."""
+
+    name: str
+    architecture: Optional[str] = None
+    source: Optional[DatasetRef] = None
+    budget: Optional[Budget] = None
+    tiny: bool = False
+    arch_kwargs: dict = field(default_factory=dict)
+    model_folder: Optional[Path] = None
+    folds: Optional[tuple[int, ...]] = None
+    checkpoint: str = "checkpoint_final.pth"
+
+    @property
+    def trained_here(self) -> bool:
+        return self.model_folder is None
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    name: str
+    architecture: str
+    budget: Budget
+    tiny: bool = False
+    arch_kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    method: str = "mean"
+    weights: Optional[tuple[float, ...]] = None
+    min_confidence: Optional[float] = None
+    tta: bool = True
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    mode: str = "offline"
+    soft: bool = False
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    dataset: DatasetRef
+    split: str = "auto"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    dataset: DatasetRef
+    cases: int
+    budget: Budget
+    split: str = "train"
+    start: Optional[str] = None    # config key ``from``: multi_teacher / single_teacher students are fine-tuned
+    learning_rate: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    mirroring: bool = True
+    threads: Optional[int] = None
+    warmup: bool = True
+    overlay_cases: int = 3
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    output: Path
+    teachers: tuple[TeacherConfig, ...]
+    students: tuple[StudentConfig, ...]
+    test: TestConfig
+    modes: tuple[str, ...]
+    budget: Budget = Budget()
+    transferal: Optional[DatasetRef] = None
+    sources: tuple[DatasetRef, ...] = ()
+    fusion: FusionConfig = FusionConfig()
+    transfer: TransferConfig = TransferConfig()
+    finetune: Optional[FinetuneConfig] = None
+    evaluation: EvaluationConfig = EvaluationConfig()
+    seed: int = 0
+    configuration: str = "2d"
+    fold: int = 0
+    device: str = "cpu"
+    derived_dataset_ids: int = 800
+    description: str = ""
+    source_file: Optional[Path] = None
+    source_label: str = "experiment config"  # how messages name this config (the file name)
+
+    @property
+    def label(self) -> str:
+        return self.source_label
+
+    def teacher(self, name: str) -> TeacherConfig:
+        return next(t for t in self.teachers if t.name == name)
+
+    def steps(self) -> list:
+        """The ordered steps a runner executes (see ``kt_nnunet.experiment.steps``)."""
+        from kt_nnunet.experiment.steps import plan_steps
+
+        return plan_steps(self)
+
+    def check_inputs(self) -> dict[str, Path]:
+        """Resolve every input dataset and model folder; the first missing one raises, naming its key."""
+        found: dict[str, Path] = {}
+        refs = [*self.sources, self.transferal, self.test.dataset,
+                self.finetune.dataset if self.finetune else None,
+                *(t.source for t in self.teachers)]
+        for ref in refs:
+            if ref is not None and ref.key not in found:
+                found[ref.key] = ref.resolve(self.label)
+        for index, teacher in enumerate(self.teachers):
+            if teacher.model_folder is not None:
+                key = f"teachers[{index}].model_folder"
+                if not (teacher.model_folder / "plans.json").is_file():
+                    raise Context(self.label).error(key, f"{teacher.model_folder} is not a trained model folder "
+                                                         "(no plans.json); give nnUNet_results/DatasetX/TR__PLANS__CFG")
+                found[key] = teacher.model_folder
+        return found
+
+    def as_dict(self) -> dict:
+        """A JSON-ready echo of the parsed config (paths as strings), for results.json."""
+        return _jsonable(self)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, DatasetRef):
+        return value.as_json()
+    if dataclasses.is_dataclass(value):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+# ------------------------------------------------------------------------------------------- loading
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read a ``.yaml``/``.yml``/``.toml``/``.json`` experiment config and parse it."""
+    path = Path(path)
+    ctx = Context(path.name)
+    if not path.is_file():
+        raise ExperimentConfigError(f"{path}: experiment config not found", source=path.name)
+    suffix = path.suffix.lower()
+    if suffix not in CONFIG_SUFFIXES:
+        raise ctx.error("", f"unknown config format {suffix or '(none)'!r}; use one of {', '.join(CONFIG_SUFFIXES)}")
+    text = path.read_text()
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif suffix == ".json":
+            import json
+
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError
+        detail = " ".join(str(exc).split())
+        raise ctx.error("", f"cannot parse {suffix[1:].upper()}: {detail[:300]}") from exc
+    return parse_config(data, source=path.name, base_dir=path.parent, source_file=path)
+
+
+def parse_config(data: Any, *, source: str = "experiment config", base_dir: str | Path = ".",
+                 source_file: Optional[Path] = None) -> ExperimentConfig:
+    """Check ``data`` (a mapping as YAML/TOML give it) and build an :class:`ExperimentConfig`."""
+    from kt_nnunet.experiment.config_sections import (
+        parse_budget,
+        parse_dataset,
+        parse_evaluation,
+        parse_finetune,
+        parse_fusion,
+        parse_modes,
+        parse_students,
+        parse_teachers,
+        parse_test,
+        parse_transfer,
+        resolve_path,
+        same_split,
+    )
+
+    ctx = Context(source)
+    base_dir = Path(base_dir).resolve()
+    if data is None:
+        raise ctx.error("", "the config is empty; see docs/experiment.md for the keys")
+    top = Section(data, "", ctx, TOP_LEVEL_KEYS)
+    name = top.string("name", pattern=NAME_PATTERN, pattern_help=NAME_HELP)
+    configuration = top.string("configuration", "2d", pattern=r"[23]d\w*",
+                               pattern_help="an nnU-Net configuration such as 2d, 3d_fullres or 3d_lowres")
+    dim = 2 if configuration.startswith("2d") else 3
+    budget = parse_budget(top, "budget", Budget())
+    source_list = top.has("source") and isinstance(top.raw("source"), list)
+    sources = tuple(parse_dataset(v, join_key("source", i) if source_list else "source", ctx, base_dir)
+                    for i, v in enumerate(top.sequence("source", [], allow_single=True)))
+    teachers = parse_teachers(top, ctx, base_dir, budget, sources, dim)
+    students = parse_students(top, ctx, budget, dim)
+    names = [t.name for t in teachers] + [s.name for s in students]
+    fusion = parse_fusion(top, ctx, len(teachers))
+    finetune = parse_finetune(top, ctx, base_dir, budget)
+    modes, finetune = parse_modes(top, ctx, len(teachers), finetune)
+    test = parse_test(top, ctx, base_dir)
+    transferal = parse_dataset(top.raw("transferal"), "transferal", ctx, base_dir) if top.has("transferal") else None
+    if transferal is None and {"single_teacher", "multi_teacher"} & set(modes):
+        raise ctx.error("transferal", "is required: the teachers label the transferal dataset for the students")
+    if finetune and same_split(finetune.dataset, finetune.split, test.dataset, test.split):
+        raise ctx.error("finetune.dataset", "is the test set (same dataset and split): fine-tuning on test cases "
+                                            "leaks them; use another dataset or `split: train` with `test.split: test`")
+    seen = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            key = f"teachers[{i}].name" if i < len(teachers) else f"students[{i - len(teachers)}].name"
+            raise ctx.error(key, f"name {n!r} is used twice; give each teacher and student its own `name`")
+        seen.add(n)
+    start = top.integer("derived_dataset_ids", 800, minimum=1, maximum=999)
+    if start + len(teachers) + 1 > 999:
+        raise ctx.error("derived_dataset_ids", f"{start} leaves no room for {len(teachers) + 2} derived datasets "
+                                               "below nnU-Net's limit 999; choose a smaller first id")
+    transfer = parse_transfer(top, ctx, teachers)
+    return ExperimentConfig(
+        name=name, output=resolve_path(top.string("output"), base_dir), teachers=teachers, students=students, test=test,
+        modes=modes, budget=budget, transferal=transferal, sources=sources, fusion=fusion, transfer=transfer,
+        finetune=finetune, evaluation=parse_evaluation(top, ctx), seed=top.integer("seed", 0, minimum=0),
+        configuration=configuration, fold=top.integer("fold", 0, minimum=0, maximum=4),
+        device=top.choice("device", DEVICES, "cpu"), derived_dataset_ids=start,
+        description=top.string("description", ""), source_file=source_file, source_label=source)

@@ -1,0 +1,257 @@
+"""The section parsers of the experiment config (``kt_nnunet.experiment.config.parse_config`` calls them).
+
+Each takes the top-level :class:`~kt_nnunet.experiment.schema.Section` (or a value and its key) and
+returns a config dataclass, or raises one ``ExperimentConfigError`` naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+from kt_nnunet.experiment.config import (
+    MODES,
+    NAME_HELP,
+    NAME_PATTERN,
+    SPLITS,
+    TRANSFER_MODES,
+    Budget,
+    DatasetRef,
+    EvaluationConfig,
+    FinetuneConfig,
+    FusionConfig,
+    StudentConfig,
+    TeacherConfig,
+    TestConfig,
+    TransferConfig,
+)
+from kt_nnunet.experiment.schema import (
+    Context,
+    Section,
+    check_choice,
+    check_integer,
+    check_number,
+    closest,
+    describe,
+    join_key,
+)
+
+
+def resolve_path(value: str, base_dir: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base_dir / path)
+
+
+def parse_dataset(value: Any, key: str, ctx: Context, base_dir: Path) -> DatasetRef:
+    if isinstance(value, bool) or value is None:
+        raise ctx.error(key, f"expected a dataset id, DatasetNNN_Name or folder path, got {describe(value)}")
+    if isinstance(value, int):
+        check_integer(value, key, ctx, 1, 999)
+        return DatasetRef(key, value)
+    if not isinstance(value, str) or not value:
+        raise ctx.error(key, f"expected a dataset id, DatasetNNN_Name or folder path, got {describe(value)}")
+    if re.fullmatch(r"\d{1,3}", value):
+        return DatasetRef(key, int(value))
+    if re.fullmatch(r"Dataset\d{3}_[A-Za-z0-9_\-]+", value):
+        return DatasetRef(key, value)
+    return DatasetRef(key, value, resolve_path(value, base_dir))
+
+
+def same_split(a: DatasetRef, split_a: str, b: DatasetRef, split_b: str) -> bool:
+    same = (a.path is not None and a.path == b.path) or (
+        a.path is None and b.path is None and a.dataset_id is not None and a.dataset_id == b.dataset_id)
+    splits_differ = {split_a, split_b} == {"train", "test"}
+    return same and not splits_differ
+
+
+def parse_budget(section: Section, name: str, default: Budget) -> Budget:
+    if not section.has(name):
+        return default
+    sub = Section(section.raw(name), section.key_of(name), section.ctx,
+                  ("epochs", "iterations_per_epoch", "val_iterations_per_epoch"))
+    return Budget(sub.integer("epochs", default.epochs, minimum=1),
+                  sub.integer("iterations_per_epoch", default.iterations_per_epoch, minimum=1),
+                  sub.integer("val_iterations_per_epoch", default.val_iterations_per_epoch, minimum=1))
+
+
+def parse_architecture(section: Section, name: str, dim: int) -> str:
+    from kt_nnunet.registry import UnknownArchitectureError, get_architecture, list_architectures
+
+    value = section.string(name)
+    try:
+        spec = get_architecture(value)
+    except UnknownArchitectureError:
+        available = [s.name for s in list_architectures()]
+        match = closest(value, available)
+        hint = f"; did you mean {match!r}?" if match else ";"
+        raise section.error(name, f"unknown architecture {value!r}{hint} available: {', '.join(available)} "
+                                  "(`kt-nnunet architectures` lists them)") from None
+    if dim not in spec.dims:
+        raise section.error(name, f"architecture {value!r} supports {'/'.join(map(str, spec.dims))}D only, but "
+                                  f"`configuration` is {dim}D")
+    return spec.name
+
+
+def parse_arch_kwargs(section: Section) -> dict:
+    return dict(section.mapping("arch_kwargs", {}))
+
+
+def parse_teachers(top: Section, ctx: Context, base_dir: Path, budget: Budget, sources: tuple, dim: int) -> tuple:
+    items = top.sequence("teachers")
+    if not items:
+        raise top.error("teachers", "needs at least one teacher")
+    allowed = ("name", "architecture", "source", "budget", "tiny", "arch_kwargs", "model_folder", "folds", "checkpoint")
+    teachers = []
+    for index, item in enumerate(items):
+        key = join_key("teachers", index)
+        sub = Section(item, key, ctx, allowed)
+        if sub.has("architecture") == sub.has("model_folder"):
+            raise ctx.error(key, "give either `architecture` (a teacher trained here on `source`) or `model_folder` "
+                                 "(an already trained nnU-Net model folder), not both" if sub.has("architecture")
+                            else "needs `architecture` (a teacher trained here on `source`) or `model_folder` "
+                                 "(an already trained nnU-Net model folder)")
+        if sub.has("model_folder"):
+            for trained_only in ("source", "budget", "tiny", "arch_kwargs"):
+                if sub.has(trained_only):
+                    raise sub.error(trained_only, "only applies to teachers trained here (with `architecture`), "
+                                                  "not to a `model_folder`")
+            folder = resolve_path(sub.string("model_folder"), base_dir)
+            folds = sub.sequence("folds", None, allow_single=True)
+            folds = None if folds is None else tuple(check_integer(f, join_key(sub.key_of("folds"), i), ctx, 0)
+                                                     for i, f in enumerate(folds))
+            default_name = f"teacher_{len(teachers)}"
+            teachers.append(TeacherConfig(
+                name=sub.string("name", default_name, pattern=NAME_PATTERN, pattern_help=NAME_HELP),
+                model_folder=folder, folds=folds,
+                checkpoint=sub.string("checkpoint", "checkpoint_final.pth", pattern=r"[\w.\-]+\.pth",
+                                      pattern_help="a checkpoint file name such as checkpoint_final.pth")))
+            continue
+        architecture = parse_architecture(sub, "architecture", dim)
+        if sub.has("source"):
+            source = parse_dataset(sub.raw("source"), sub.key_of("source"), ctx, base_dir)
+        elif len(sources) == 1:
+            source = sources[0]
+        elif not sources:
+            raise sub.error("source", "is required: set the top-level `source` dataset or this teacher's `source`")
+        else:
+            raise sub.error("source", f"is required because the top-level `source` lists {len(sources)} datasets; "
+                                      "say which one this teacher trains on")
+        teachers.append(TeacherConfig(
+            name=sub.string("name", f"teacher_{architecture}", pattern=NAME_PATTERN, pattern_help=NAME_HELP),
+            architecture=architecture, source=source, budget=parse_budget(sub, "budget", budget),
+            tiny=sub.boolean("tiny", False), arch_kwargs=parse_arch_kwargs(sub)))
+    return tuple(teachers)
+
+
+def parse_students(top: Section, ctx: Context, budget: Budget, dim: int) -> tuple:
+    items = top.sequence("students")
+    if not items:
+        raise top.error("students", "needs at least one student architecture")
+    students = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):  # shorthand: `students: [light_unet, unet]`
+            item = {"architecture": item}
+        sub = Section(item, join_key("students", index), ctx, ("name", "architecture", "budget", "tiny", "arch_kwargs"))
+        architecture = parse_architecture(sub, "architecture", dim)
+        students.append(StudentConfig(
+            name=sub.string("name", architecture, pattern=NAME_PATTERN, pattern_help=NAME_HELP),
+            architecture=architecture, budget=parse_budget(sub, "budget", budget), tiny=sub.boolean("tiny", False),
+            arch_kwargs=parse_arch_kwargs(sub)))
+    return tuple(students)
+
+
+def parse_fusion(top: Section, ctx: Context, num_teachers: int) -> FusionConfig:
+    from kt_nnunet.labelling.fusion import FUSION_METHODS
+
+    if not top.has("fusion"):
+        return FusionConfig()
+    value = top.raw("fusion")
+    if isinstance(value, str):
+        return FusionConfig(check_choice(value, "fusion", ctx, FUSION_METHODS))
+    sub = Section(value, "fusion", ctx, ("method", "weights", "min_confidence", "tta"))
+    method = sub.choice("method", FUSION_METHODS, "mean")
+    weights = sub.sequence("weights", None)
+    if weights is not None:
+        if method != "weighted":
+            raise sub.error("weights", f"only applies to `method: weighted`, not {method!r}")
+        weights = tuple(check_number(w, join_key("fusion.weights", i), ctx, 0.0) for i, w in enumerate(weights))
+        if len(weights) != num_teachers:
+            raise sub.error("weights", f"has {len(weights)} weight(s) for {num_teachers} teacher(s); give one per "
+                                       "teacher, in the order of `teachers`")
+        if sum(weights) <= 0:
+            raise sub.error("weights", "must not all be zero")
+    elif method == "weighted":
+        raise sub.error("weights", "is required with `method: weighted` (one weight per teacher)")
+    return FusionConfig(method, weights, sub.number("min_confidence", None, minimum=0.0, maximum=1.0),
+                        sub.boolean("tta", True))
+
+
+def parse_transfer(top: Section, ctx: Context, teachers: tuple) -> TransferConfig:
+    if not top.has("transfer"):
+        return TransferConfig()
+    sub = Section(top.raw("transfer"), "transfer", ctx, ("mode", "soft", "temperature", "alpha"))
+    mode = sub.choice("mode", TRANSFER_MODES, "offline")
+    soft = sub.boolean("soft", False)
+    if soft and mode != "online":
+        raise sub.error("soft", "soft targets need `mode: online` (offline students learn from the labelled dataset)")
+    return TransferConfig(mode, soft, sub.number("temperature", 2.0, minimum=1e-6),
+                          sub.number("alpha", 0.5, minimum=0.0, maximum=1.0))
+
+
+def parse_test(top: Section, ctx: Context, base_dir: Path) -> TestConfig:
+    value = top.raw("test")
+    if isinstance(value, dict):
+        sub = Section(value, "test", ctx, ("dataset", "split"))
+        return TestConfig(parse_dataset(sub.raw("dataset"), "test.dataset", ctx, base_dir),
+                          sub.choice("split", SPLITS, "auto"))
+    return TestConfig(parse_dataset(value, "test", ctx, base_dir))
+
+
+def parse_finetune(top: Section, ctx: Context, base_dir: Path, budget: Budget) -> Optional[FinetuneConfig]:
+    if not top.has("finetune"):
+        return None
+    sub = Section(top.raw("finetune"), "finetune", ctx,
+                  ("dataset", "split", "cases", "from", "budget", "learning_rate"))
+    return FinetuneConfig(
+        dataset=parse_dataset(sub.raw("dataset"), "finetune.dataset", ctx, base_dir),
+        cases=sub.integer("cases", minimum=1),
+        budget=parse_budget(sub, "budget", budget), split=sub.choice("split", ("train", "test"), "train"),
+        start=sub.choice("from", ("multi_teacher", "single_teacher"), None),
+        learning_rate=sub.number("learning_rate", None, minimum=0.0))
+
+
+def parse_modes(top: Section, ctx: Context, num_teachers: int,
+           finetune: Optional[FinetuneConfig]) -> tuple[tuple, Optional[FinetuneConfig]]:
+    if not top.has("modes"):  # default: everything this config can run
+        modes = ["single_teacher"] + (["multi_teacher"] if num_teachers > 1 else [])
+        modes += ["kt_finetune", "finetune_only"] if finetune else []
+    else:
+        modes = [check_choice(m, join_key("modes", i), ctx, MODES)
+                 for i, m in enumerate(top.sequence("modes", allow_single=True))]
+        if not modes:
+            raise top.error("modes", f"is empty; list one or more of {', '.join(MODES)}")
+    for i, mode in enumerate(modes):
+        if mode in modes[:i]:
+            raise ctx.error(join_key("modes", i), f"{mode!r} is listed twice")
+    if "multi_teacher" in modes and num_teachers < 2:
+        raise top.error("modes", f"multi_teacher needs at least 2 teachers; `teachers` has {num_teachers}")
+    if {"kt_finetune", "finetune_only"} & set(modes) and finetune is None:
+        raise top.error("finetune", "is required by modes kt_finetune / finetune_only: give the labelled dataset "
+                                    "and the number of cases (`finetune: {dataset: ..., cases: N}`)")
+    if finetune is not None:
+        start = finetune.start or ("multi_teacher" if "multi_teacher" in modes else "single_teacher")
+        if "kt_finetune" in modes and start not in modes:
+            key = "finetune.from" if finetune.start else "modes"
+            raise ctx.error(key, f"kt_finetune fine-tunes the {start} students, but mode {start!r} is not in "
+                                 "`modes`; add it")
+        finetune = dataclasses.replace(finetune, start=start)
+    return tuple(modes), finetune
+
+
+def parse_evaluation(top: Section, ctx: Context) -> EvaluationConfig:
+    if not top.has("evaluation"):
+        return EvaluationConfig()
+    sub = Section(top.raw("evaluation"), "evaluation", ctx, ("mirroring", "threads", "warmup", "overlay_cases"))
+    return EvaluationConfig(sub.boolean("mirroring", True), sub.integer("threads", None, minimum=1),
+                            sub.boolean("warmup", True), sub.integer("overlay_cases", 3, minimum=0))

@@ -1,0 +1,211 @@
+"""The report's PNG plots, drawn from results.json records with matplotlib's Agg backend (no display).
+
+Each function takes the ``models`` list (results.json records), writes one PNG and returns its path, or
+returns ``None`` (with nothing written) when the results hold nothing to plot, e.g. no teacher/student
+pair for the scatter or no training curves.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+ROLE_COLOURS = {"teacher": "#1f77b4", "student": "#ff7f0e", "multi_teacher_student": "#2ca02c",
+                "kt_finetune": "#d62728", "finetune_only": "#7f7f7f"}
+ROLE_LABELS = {"teacher": "teacher", "student": "single-teacher student",
+               "multi_teacher_student": "multi-teacher student", "kt_finetune": "transfer + fine-tune",
+               "finetune_only": "fine-tune only"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _case_dice(model: dict) -> dict:
+    return {c["case"]: c["dice_mean"] for c in model.get("cases") or [] if c.get("dice_mean") is not None}
+
+
+def plot_dice_per_model(models: Sequence[dict], path: Path) -> Optional[Path]:
+    """Box plot of the per-case mean foreground Dice of each model (points and the mean on top)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(models) + 2), 4))
+    positions = range(1, len(models) + 1)
+    values = [list(_case_dice(m).values()) for m in models]
+    for x, model, vals in zip(positions, models, values):
+        colour = ROLE_COLOURS.get(model["role"], "black")
+        if vals:
+            box = ax.boxplot([vals], positions=[x], widths=0.6, patch_artist=True, showfliers=False)
+            box["boxes"][0].set(facecolor=colour, alpha=0.35)
+            jitter = [x + 0.12 * math.sin(i * 2.4) for i in range(len(vals))]
+            ax.scatter(jitter, vals, s=10, color=colour, zorder=3)
+        if model.get("dice_mean") is not None:
+            ax.scatter([x], [model["dice_mean"]], marker="D", s=36, color="black", zorder=4)
+    ax.set_xticks(list(positions))
+    ax.set_xticklabels([m["name"] for m in models], rotation=30, ha="right")
+    ax.set_ylabel("Dice (mean over foreground classes)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Test Dice per model (box: cases; ◆: nnU-Net foreground mean)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=ROLE_COLOURS[r], alpha=0.5) for r in ROLE_COLOURS
+               if any(m["role"] == r for m in models)]
+    ax.legend(handles, [ROLE_LABELS[r] for r in ROLE_COLOURS if any(m["role"] == r for m in models)],
+              fontsize=7, loc="lower left")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_student_vs_teacher(models: Sequence[dict], comparisons: Sequence[dict], path: Path) -> Optional[Path]:
+    """Per-case Dice of each student (y) against its teacher, or its best teacher (x); identity line."""
+    by_name = {m["name"]: m for m in models}
+    pairs = [c for c in comparisons if c["kind"] in ("student_vs_teacher", "multi_teacher_vs_best_teacher")
+             and c["model"] in by_name and c["reference"] in by_name]
+    if not pairs:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    plotted = False
+    for index, pair in enumerate(pairs):
+        student, teacher = _case_dice(by_name[pair["model"]]), _case_dice(by_name[pair["reference"]])
+        common = sorted(set(student) & set(teacher))
+        if not common:
+            continue
+        marker = "o" if pair["kind"] == "student_vs_teacher" else "^"
+        ax.scatter([teacher[c] for c in common], [student[c] for c in common], s=18, marker=marker,
+                   color=plt.cm.tab10(index % 10), label=f"{pair['model']} vs {pair['reference']}")
+        plotted = True
+    if not plotted:
+        plt.close(fig)
+        return None
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("teacher Dice per case")
+    ax.set_ylabel("student Dice per case")
+    ax.set_title("Students against their teachers (per test case)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_training_curves(models: Sequence[dict], path: Path) -> Optional[Path]:
+    """One panel per trained model: train/val loss (left axis) and pseudo Dice with its EMA (right axis)."""
+    trained = [m for m in models if (m.get("training") or {}).get("epochs")]
+    if not trained:
+        return None
+    plt = _pyplot()
+    columns = min(3, len(trained))
+    rows = math.ceil(len(trained) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
+    for ax, model in zip(axes.flat, trained):
+        curves = model["training"]
+        for key, style, label in (("train_losses", "-", "train loss"), ("val_losses", "--", "val loss")):
+            values = curves.get(key) or []
+            ax.plot(range(len(values)), [math.nan if v is None else v for v in values], style, label=label,
+                    marker="." if len(values) < 20 else None)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        twin = ax.twinx()
+        for key, colour, label in (("mean_fg_dice", "tab:green", "pseudo Dice"), ("ema_fg_dice", "tab:red", "EMA")):
+            values = curves.get(key) or []
+            twin.plot(range(len(values)), [math.nan if v is None else v for v in values], color=colour,
+                      label=label, alpha=0.8, marker="." if len(values) < 20 else None)
+        twin.set_ylim(0, 1)
+        twin.set_ylabel("Dice")
+        ax.set_title(f"{model['name']} ({model['role']})", fontsize=9)
+        lines = ax.get_legend_handles_labels()
+        lines2 = twin.get_legend_handles_labels()
+        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=6, loc="center right")
+    for ax in list(axes.flat)[len(trained):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def choose_overlay_cases(models: Sequence[dict], count: int) -> list[str]:
+    """``count`` cases spread over the Dice range (worst, median, best, ...) of the first non-teacher model."""
+    if count <= 0:
+        return []
+    guide = next((m for m in models if m["role"] == "multi_teacher_student"),
+                 next((m for m in models if m["role"] != "teacher"), models[0]))
+    ranked = sorted(_case_dice(guide).items(), key=lambda item: item[1])
+    if not ranked:
+        ranked = [(c["case"], 0.0) for c in guide.get("cases") or []]
+    if len(ranked) <= count:
+        return [case for case, _ in ranked]
+    picks = sorted({round(i * (len(ranked) - 1) / (count - 1)) for i in range(count)}) if count > 1 else [0]
+    return [ranked[i][0] for i in picks]
+
+
+def _slice_2d(image, reference, predictions):
+    """The 2D view: the array itself for 2D data; for 3D, the slice (axis 0) with most reference foreground."""
+    import numpy as np
+
+    if image.shape[0] == 1:
+        index = 0
+    else:
+        index = int(np.argmax((reference > 0).reshape(reference.shape[0], -1).sum(1)))
+    return image[index], reference[index], [p[index] for p in predictions]
+
+
+def plot_overlays(models: Sequence[dict], path: Path, cases: Sequence[str], max_models: int = 6) -> Optional[Path]:
+    """Rows = cases; columns = image, reference, then each model's prediction (first ``max_models`` models)."""
+    import numpy as np
+
+    from kt_nnunet.nnunet.raw_dataset import read_images, read_seg
+
+    shown = list(models)[:max_models]
+    records = {m["name"]: {c["case"]: c for c in m.get("cases") or []} for m in shown}
+    rows = []
+    for case in cases:
+        per_model = [records[m["name"]].get(case) for m in shown]
+        if any(r is None for r in per_model):
+            continue
+        first = per_model[0]
+        files = [first.get("reference_file"), *first.get("image_files", [])] + [r["prediction_file"] for r in per_model]
+        if not first.get("image_files") or not all(f and Path(f).is_file() for f in files):
+            continue
+        image = read_images(first["image_files"])[0][0]
+        reference = read_seg(first["reference_file"])[0][0]
+        predictions = [read_seg(r["prediction_file"])[0][0] for r in per_model]
+        rows.append((case, *_slice_2d(image, reference, predictions)))
+    if not rows:
+        return None
+    plt = _pyplot()
+    from matplotlib.colors import ListedColormap
+
+    num_labels = max(1, max(int(array.max()) for r in rows for array in (r[2], *r[3])))
+    colours = ListedColormap([plt.cm.tab10(i % 10) for i in range(num_labels)])
+    columns = 2 + len(shown)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(2.1 * columns, 2.2 * len(rows)), squeeze=False)
+    for row, (case, image, reference, predictions) in enumerate(rows):
+        low, high = np.percentile(image, [0.5, 99.5])
+        panels = [("image", None), ("reference", reference)] + [(m["name"], p) for m, p in zip(shown, predictions)]
+        for column, (title, labels) in enumerate(panels):
+            ax = axes[row][column]
+            ax.imshow(image, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+            if labels is not None:
+                masked = np.ma.masked_where(labels == 0, labels - 1)
+                ax.imshow(masked, cmap=colours, vmin=-0.5, vmax=num_labels - 0.5, alpha=0.5,
+                          interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(title, fontsize=8)
+            if column == 0:
+                ax.set_ylabel(case, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,207 @@
+"""``report.md`` and its plots, written from results.json into the experiment folder.
+
+The main table has one row per model (teachers, single-teacher students, multi-teacher students,
+transfer + fine-tune, fine-tune only, in the order of results.json) and the columns of the paper:
+Dice mean ± sd per class and overall, HD95, parameters and CPU seconds per case.
+:func:`results_table` returns that table alone, for a command that prints it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from kt_nnunet.experiment.plots import (
+    ROLE_LABELS,
+    choose_overlay_cases,
+    plot_dice_per_model,
+    plot_overlays,
+    plot_student_vs_teacher,
+    plot_training_curves,
+)
+from kt_nnunet.experiment.results import RESULTS_FILE, load_results, validate_results
+
+REPORT_FILE = "report.md"
+PLOTS_FOLDER = "plots"
+DASH = "–"
+COMPARISON_TITLES = {"student_vs_teacher": "single-teacher student vs its teacher",
+                     "multi_teacher_vs_best_teacher": "multi-teacher student vs the best teacher",
+                     "kt_finetune_vs_finetune_only": "transfer + fine-tune vs fine-tune only"}
+
+
+@dataclass
+class ReportFiles:
+    report: Path
+    plots: dict = field(default_factory=dict)   # plot name -> Path (only the plots that were drawn)
+    skipped: dict = field(default_factory=dict)  # plot name -> why it was not drawn
+
+
+def mean_sd(mean: Optional[float], sd: Optional[float], digits: int = 3) -> str:
+    if mean is None:
+        return DASH
+    return f"{mean:.{digits}f}" if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def human_params(count: Optional[int]) -> str:
+    if count is None:
+        return DASH
+    if count >= 1e6:
+        return f"{count / 1e6:.2f} M"
+    if count >= 1e3:
+        return f"{count / 1e3:.1f} k"
+    return str(count)
+
+
+def seconds(value: Optional[float]) -> str:
+    return DASH if value is None else (f"{value:.3f}" if value < 1 else f"{value:.2f}")
+
+
+def _ratio(value: Optional[float], digits: int = 3) -> str:
+    return DASH if value is None else f"{value:.{digits}f}"
+
+
+def _labels(results: dict) -> dict:
+    labels = dict(results.get("labels") or {})
+    for model in results["models"]:
+        for key, values in (model.get("per_class") or {}).items():
+            labels.setdefault(key, values.get("name", key))
+    return labels
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def results_table(results: dict) -> str:
+    """The paper-style Markdown table: one row per model."""
+    labels = _labels(results)
+    header = ["model", "role", "architecture", *(f"Dice {name}" for name in labels.values()), "Dice overall",
+              "HD95 (mm)", "params", "s / case"]
+    lines = [_row(header), _row(["---"] * 3 + ["---:"] * (len(header) - 3))]
+    for model in results["models"]:
+        per_class = model.get("per_class") or {}
+        cells = [model["name"], ROLE_LABELS.get(model["role"], model["role"]), model.get("architecture") or DASH]
+        cells += [mean_sd((per_class.get(k) or {}).get("dice_mean"), (per_class.get(k) or {}).get("dice_sd"))
+                  for k in labels]
+        cells += [mean_sd(model.get("dice_mean"), model.get("dice_sd")),
+                  mean_sd(model.get("hd95_mean"), model.get("hd95_sd"), 2),
+                  human_params(model.get("params")), seconds(model.get("seconds_per_case"))]
+        lines.append(_row(cells))
+    return "\n".join(lines)
+
+
+def per_class_table(results: dict) -> str:
+    labels = _labels(results)
+    header = ["model", *(f"IoU {n}" for n in labels.values()), *(f"HD95 {n} (mm)" for n in labels.values()),
+              "HD95 penalised / both empty"]
+    lines = [_row(header), _row(["---"] + ["---:"] * (len(header) - 1))]
+    for model in results["models"]:
+        per_class = model.get("per_class") or {}
+        pc = [per_class.get(k) or {} for k in labels]
+        penalised = sum(p.get("hd95_n_penalised") or 0 for p in pc)
+        both = sum(p.get("hd95_n_both_empty") or 0 for p in pc)
+        lines.append(_row([model["name"], *(mean_sd(p.get("iou_mean"), p.get("iou_sd")) for p in pc),
+                           *(mean_sd(p.get("hd95_mean"), p.get("hd95_sd"), 2) for p in pc), f"{penalised} / {both}"]))
+    return "\n".join(lines)
+
+
+def comparisons_table(results: dict) -> Optional[str]:
+    comparisons = results.get("comparisons") or []
+    if not comparisons:
+        return None
+    lines = [_row(["comparison", "model", "against", "Dice", "its Dice", "Dice ratio", "Dice difference",
+                   "params ratio", "speed-up"]), _row(["---"] * 3 + ["---:"] * 6)]
+    for c in comparisons:
+        difference = c.get("dice_difference")
+        lines.append(_row([COMPARISON_TITLES.get(c["kind"], c["kind"]), c["model"], c["reference"],
+                           _ratio(c.get("dice")), _ratio(c.get("reference_dice")), _ratio(c.get("dice_ratio")),
+                           DASH if difference is None else f"{difference:+.3f}", _ratio(c.get("params_ratio")),
+                           DASH if c.get("speedup") is None else f"{c['speedup']:.2f}×"]))
+    return "\n".join(lines)
+
+
+def draw_plots(results: dict, folder: Path, overlay_cases: int = 3) -> tuple[dict, dict]:
+    """Every plot the results allow, into ``folder``; returns ``(drawn, skipped-with-reason)``."""
+    models = results["models"]
+    drawn, skipped = {}, {}
+    jobs = {
+        "dice_per_model": (lambda p: plot_dice_per_model(models, p), "no model has per-case Dice"),
+        "student_vs_teacher": (lambda p: plot_student_vs_teacher(models, results.get("comparisons") or [], p),
+                               "no student with a teacher evaluated on the same cases"),
+        "overlays": (lambda p: plot_overlays(models, p, choose_overlay_cases(models, overlay_cases)),
+                     "no case whose image, reference and predictions are all readable"
+                     if overlay_cases else "overlay_cases is 0"),
+        "training_curves": (lambda p: plot_training_curves(models, p), "no model has training curves"),
+    }
+    for name, (draw, reason) in jobs.items():
+        path = draw(folder / f"{name}.png")
+        if path is None:
+            skipped[name] = reason
+        else:
+            drawn[name] = path
+    return drawn, skipped
+
+
+def render_report(results: dict, plots: dict, skipped: dict, plots_relative: str = PLOTS_FOLDER) -> str:
+    experiment = results.get("experiment") or {}
+    test_set = results.get("test_set") or {}
+    first = results["models"][0].get("inference") or {}
+    out = [f"# Knowledge-transfer experiment: {experiment.get('name') or 'unnamed'}", ""]
+    if experiment.get("description"):
+        out += [experiment["description"], ""]
+    if test_set:
+        out += [f"Test set: `{test_set.get('folder')}` ({test_set.get('split')} split, {test_set.get('num_cases')} "
+                "cases), never used for training.", ""]
+    out += ["## Results", "", results_table(results), "",
+            "Dice: per class, mean ± sd over test cases of nnU-Net's per-case Dice; overall, nnU-Net's "
+            "`foreground_mean` (the mean over classes of the per-class means) ± the sd over cases of each case's "
+            "mean foreground Dice. HD95: 95th percentile of the symmetric surface distances in mm, mean over "
+            "classes of the per-class means ± sd of those class means; a class missing from the prediction or "
+            "the reference scores the image diagonal (see docs/experiment.md). params: parameters of the network "
+            "nnU-Net builds for inference. s / case: CPU seconds per test case (preprocessing, sliding window, "
+            f"resampling back) with {first.get('threads', '?')} thread(s), mirroring "
+            f"{'on' if first.get('mirroring', True) else 'off'}, one case at a time.", ""]
+    comparisons = comparisons_table(results)
+    if comparisons:
+        out += ["## Comparisons", "", comparisons, "",
+                "Dice ratio = model / reference; speed-up = reference seconds per case / model seconds per case.",
+                ""]
+    out += ["## IoU and HD95 per class", "", per_class_table(results), ""]
+    if plots or skipped:
+        out += ["## Plots", ""]
+        titles = {"dice_per_model": "Dice per model", "student_vs_teacher": "Students against teachers, per case",
+                  "overlays": "Image / reference / predictions", "training_curves": "Training curves"}
+        for name, title in titles.items():
+            if name in plots:
+                out += [f"### {title}", "", f"![{title}]({plots_relative}/{Path(plots[name]).name})", ""]
+            elif name in skipped:
+                out += [f"### {title}", "", f"Not drawn: {skipped[name]}.", ""]
+    timings = results.get("timings") or {}
+    if timings:
+        out += ["## Timings", "", _row(["step", "seconds"]), _row(["---", "---:"])]
+        out += [_row([step, f"{value:.1f}"]) for step, value in timings.items() if isinstance(value, (int, float))]
+        out.append("")
+    versions = results.get("versions") or {}
+    if versions:
+        out += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items() if v), ""]
+    return "\n".join(out)
+
+
+def write_report(results: dict | str | Path, folder: Optional[str | Path] = None, *,
+                 overlay_cases: int = 3) -> ReportFiles:
+    """Write ``report.md`` and ``plots/*.png`` into ``folder`` (default: the folder holding results.json)."""
+    from kt_nnunet.data.atomic import atomic_write_text
+
+    if isinstance(results, (str, Path)):
+        path = Path(results)
+        path = path / RESULTS_FILE if path.is_dir() else path
+        folder = Path(folder) if folder is not None else path.parent
+        results = load_results(path)
+    else:
+        results = validate_results(results, "results")
+        if folder is None:
+            raise ValueError("write_report needs `folder` when given a results dict")
+        folder = Path(folder)
+    plots, skipped = draw_plots(results, folder / PLOTS_FOLDER, overlay_cases)
+    report = atomic_write_text(folder / REPORT_FILE, render_report(results, plots, skipped))
+    return ReportFiles(report, plots, skipped)

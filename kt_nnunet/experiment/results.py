@@ -1,0 +1,155 @@
+"""``results.json``: the experiment's results in one documented file (schema: docs/experiment.md).
+
+Top level: ``schema_version``, ``experiment`` (name, description, output folder, config file),
+``created``, ``versions``, ``config`` (the parsed config, echoed), ``test_set``, ``labels``,
+``timings`` (seconds per step and in total), ``models`` (one record per model, see
+:class:`kt_nnunet.experiment.evaluation.ModelEvaluation`) and ``comparisons`` (the paper's questions:
+student vs its teacher, multi-teacher student vs the best teacher, transfer + fine-tune vs fine-tune only).
+NaN is written as ``null``; the file is strict JSON.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from kt_nnunet.errors import KtNnunetError
+from kt_nnunet.experiment.evaluation import ROLES, ModelEvaluation, clean_json
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+REQUIRED_MODEL_KEYS = ("name", "role", "architecture", "dice_mean", "params", "seconds_per_case")
+VERSION_PACKAGES = ("kt-nnunet", "nnunetv2", "torch", "numpy", "scipy", "dynamic_network_architectures")
+
+
+class ResultsError(KtNnunetError):
+    """A results.json is missing, unreadable or does not follow the schema; the message names the key."""
+
+
+def collect_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for package in VERSION_PACKAGES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def _pair(kind: str, model: dict, reference: dict) -> dict:
+    dice, ref_dice = model.get("dice_mean"), reference.get("dice_mean")
+    return {"kind": kind, "model": model["name"], "reference": reference["name"],
+            "dice": dice, "reference_dice": ref_dice, "dice_ratio": _ratio(dice, ref_dice),
+            "dice_difference": None if dice is None or ref_dice is None else dice - ref_dice,
+            "params_ratio": _ratio(model.get("params"), reference.get("params")),
+            "speedup": _ratio(reference.get("seconds_per_case"), model.get("seconds_per_case"))}
+
+
+def compare_models(models: Sequence[dict]) -> list[dict]:
+    """The paper's comparisons among ``models`` (results.json records), where the pair exists.
+
+    * ``student_vs_teacher``: each single-teacher student against its teacher;
+    * ``multi_teacher_vs_best_teacher``: each multi-teacher student against its best teacher (by Dice);
+    * ``kt_finetune_vs_finetune_only``: each transfer + fine-tune model against the fine-tune-only model of
+      the same architecture.
+    """
+    by_name = {m["name"]: m for m in models}
+    out = []
+    for model in models:
+        teachers = [by_name[t] for t in model.get("teachers") or [] if t in by_name]
+        if model["role"] == "student" and len(teachers) == 1:
+            out.append(_pair("student_vs_teacher", model, teachers[0]))
+        elif model["role"] == "multi_teacher_student" and teachers:
+            best = max(teachers, key=lambda t: -1.0 if t.get("dice_mean") is None else t["dice_mean"])
+            out.append(_pair("multi_teacher_vs_best_teacher", model, best))
+        elif model["role"] == "kt_finetune":
+            baselines = [m for m in models if m["role"] == "finetune_only"
+                         and m.get("architecture") == model.get("architecture")]
+            if baselines:
+                out.append(_pair("kt_finetune_vs_finetune_only", model, baselines[0]))
+    return out
+
+
+def build_results(models: Sequence[ModelEvaluation | dict], *, config: Any = None, test_set: Optional[dict] = None,
+                  timings: Optional[dict] = None, name: Optional[str] = None,
+                  output_folder: Optional[str | Path] = None) -> dict:
+    """The results.json document; ``config`` is an ``ExperimentConfig`` or a plain dict (echoed as is)."""
+    records = [m.to_dict() if isinstance(m, ModelEvaluation) else dict(m) for m in models]
+    config_echo = config.as_dict() if hasattr(config, "as_dict") else config
+    experiment = {"name": name or getattr(config, "name", None) or (config_echo or {}).get("name"),
+                  "description": getattr(config, "description", "") or (config_echo or {}).get("description", ""),
+                  "output_folder": str(output_folder or getattr(config, "output", "") or ""),
+                  "config_file": str(getattr(config, "source_file", "") or "") or None}
+    labels = {}
+    for record in records:
+        labels.update(record.get("labels") or {})
+    timings = dict(timings or {})
+    if timings and "total" not in timings:
+        timings["total"] = sum(v for v in timings.values() if isinstance(v, (int, float)))
+    results = {"schema_version": SCHEMA_VERSION, "experiment": experiment,
+               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "versions": collect_versions(), "config": config_echo, "test_set": test_set, "labels": labels,
+               "timings": timings, "models": records, "comparisons": compare_models(records)}
+    return clean_json(results)
+
+
+def validate_results(results: Any, source: str = RESULTS_FILE) -> dict:
+    """Check the parts of the schema the report relies on; one :class:`ResultsError` naming the key."""
+    if not isinstance(results, dict):
+        raise ResultsError(f"{source}: expected a JSON object at the top level")
+    version = results.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsError(f"{source}: schema_version: expected {SCHEMA_VERSION}, got {version!r}; regenerate the "
+                           "results with this kt-nnunet")
+    models = results.get("models")
+    if not isinstance(models, list) or not models:
+        raise ResultsError(f"{source}: models: expected a non-empty list of model records")
+    names = set()
+    for index, model in enumerate(models):
+        key = f"models[{index}]"
+        if not isinstance(model, dict):
+            raise ResultsError(f"{source}: {key}: expected an object")
+        for required in REQUIRED_MODEL_KEYS:
+            if required not in model:
+                raise ResultsError(f"{source}: {key}.{required}: missing")
+        if model["role"] not in ROLES:
+            raise ResultsError(f"{source}: {key}.role: {model['role']!r} is not one of {', '.join(ROLES)}")
+        if model["name"] in names:
+            raise ResultsError(f"{source}: {key}.name: {model['name']!r} appears twice")
+        names.add(model["name"])
+        for number in ("dice_mean", "params", "seconds_per_case"):
+            value = model[number]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ResultsError(f"{source}: {key}.{number}: expected a number or null, got {value!r}")
+    return results
+
+
+def write_results(results: dict, path: str | Path) -> Path:
+    """Validate and write ``results`` atomically (strict JSON, NaN as null)."""
+    from kt_nnunet.data.atomic import atomic_write_text
+
+    path = Path(path)
+    cleaned = clean_json(results)
+    validate_results(cleaned, str(path))
+    atomic_write_text(path, json.dumps(cleaned, indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def load_results(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"{path} does not exist; run the experiment (or its evaluation steps) first")
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path} is not valid JSON ({exc}); rerun the report step to rewrite it") from exc
+    return validate_results(results, str(path))

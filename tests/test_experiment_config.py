@@ -1,0 +1,218 @@
+"""The experiment config: every bad config gives one error naming the file and the key; steps of a good one."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import yaml
+
+from kt_nnunet.errors import KtNnunetError
+from kt_nnunet.experiment import (
+    ExperimentConfigError,
+    Finetune,
+    LabelTransferal,
+    MakeFinetuneSubset,
+    Report,
+    TrainBaseline,
+    TrainStudent,
+    TrainTeacher,
+    UseTeacher,
+    load_config,
+    parse_config,
+)
+from kt_nnunet.experiment.steps import Evaluate, model_steps_of
+
+BASE = {
+    "name": "tiny",
+    "output": "runs/tiny",
+    "source": 501,
+    "transferal": 502,
+    "test": {"dataset": 503, "split": "test"},
+    "budget": {"epochs": 1, "iterations_per_epoch": 2, "val_iterations_per_epoch": 1},
+    "teachers": [{"architecture": "unet", "tiny": True}, {"architecture": "attention_unet", "name": "att"}],
+    "students": ["light_unet", {"architecture": "unet", "name": "unet_student"}],
+    "modes": ["single_teacher", "multi_teacher", "kt_finetune", "finetune_only"],
+    "finetune": {"dataset": 503, "split": "train", "cases": 2},
+    "fusion": {"method": "weighted", "weights": [0.7, 0.3]},
+}
+
+
+def write(tmp_path, data, name="experiment.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data) if name.endswith((".yaml", ".yml")) else data)
+    return path
+
+
+def changed(path, value):
+    """BASE with the key at ``path`` (a list of keys/indices) set to ``value`` (``DELETE`` removes it)."""
+    data = copy.deepcopy(BASE)
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    if value is DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return data
+
+
+DELETE = object()
+
+BAD = [
+    # (change, key named in the message, words in the message)
+    ((["students", 1, "architecture"], "unett"), "students[1].architecture",
+     "unknown architecture 'unett'; did you mean 'unet'?"),
+    ((["students", 0], "lite_unet"), "students[0].architecture", "did you mean 'light_unet'?"),
+    ((["studnets"], ["unet"]), "studnets", "unknown key; did you mean 'students'?"),
+    ((["budget", "epoch"], 3), "budget.epoch", "did you mean 'epochs'?"),
+    ((["budget", "epochs"], "ten"), "budget.epochs", "expected an integer >= 1, got 'ten'"),
+    ((["budget", "epochs"], 0), "budget.epochs", "expected an integer >= 1, got 0"),
+    ((["teachers", 0, "model_folder"], "models/x"), "teachers[0]", "not both"),
+    ((["teachers", 0], {"name": "t"}), "teachers[0]", "needs `architecture`"),
+    ((["teachers", 1, "arch_kwargs"], [1, 2]), "teachers[1].arch_kwargs", "expected a mapping"),
+    ((["teachers"], DELETE), "teachers", "is required"),
+    ((["teachers"], []), "teachers", "at least one teacher"),
+    ((["teachers", 1, "name"], "teacher_unet"), "teachers[1].name", "used twice"),
+    ((["modes", 1], "multi"), "modes[1]", "did you mean 'multi_teacher'?"),
+    ((["modes"], ["single_teacher", "single_teacher"]), "modes[1]", "listed twice"),
+    ((["finetune"], DELETE), "finetune", "required by modes kt_finetune"),
+    ((["finetune", "cases"], -1), "finetune.cases", "expected an integer >= 1"),
+    ((["finetune", "split"], "test"), "finetune.dataset", "is the test set"),
+    ((["finetune", "from"], "single"), "finetune.from", "did you mean 'single_teacher'?"),
+    ((["fusion", "weights"], [1.0]), "fusion.weights", "1 weight(s) for 2 teacher(s)"),
+    ((["fusion", "method"], "staples"), "fusion.method", "did you mean 'staple'?"),
+    ((["fusion"], {"method": "mean", "weights": [1, 1]}), "fusion.weights", "only applies to `method: weighted`"),
+    ((["fusion"], {"method": "weighted"}), "fusion.weights", "is required with `method: weighted`"),
+    ((["fusion"], {"method": "mean", "min_confidence": 1.5}), "fusion.min_confidence", "in [0.0, 1.0]"),
+    ((["transfer"], {"soft": True}), "transfer.soft", "mode: online"),
+    ((["transfer"], {"mode": "onlin"}), "transfer.mode", "did you mean 'online'?"),
+    ((["name"], "my experiment"), "name", "letters, digits"),
+    ((["configuration"], "4d"), "configuration", "nnU-Net configuration"),
+    ((["test"], DELETE), "test", "is required"),
+    ((["test", "split"], "validation"), "test.split", "choose one of auto, test, train"),
+    ((["transferal"], DELETE), "transferal", "teachers label the transferal dataset"),
+    ((["source"], DELETE), "teachers[0].source", "is required"),
+    ((["source"], [501, 504]), "teachers[0].source", "lists 2 datasets"),
+    ((["source"], True), "source", "expected a dataset id"),
+    ((["derived_dataset_ids"], 998), "derived_dataset_ids", "no room"),
+    ((["device"], "gpu"), "device", "choose one of cpu, cuda"),
+    ((["evaluation"], {"mirorring": False}), "evaluation.mirorring", "did you mean 'mirroring'?"),
+]
+
+
+@pytest.mark.parametrize("change, key, words", BAD, ids=[b[1] + ":" + b[2][:20] for b in BAD])
+def test_bad_config_names_its_key(tmp_path, change, key, words):
+    path = write(tmp_path, changed(*change))
+    with pytest.raises(ExperimentConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"experiment.yaml: {key}: "), message
+    assert words in message, message
+    assert info.value.key == key
+    assert isinstance(info.value, KtNnunetError)
+
+
+def test_the_examples_message_from_the_brief(tmp_path):
+    with pytest.raises(ExperimentConfigError) as info:
+        load_config(write(tmp_path, changed(["students", 1, "architecture"], "unett")))
+    assert str(info.value).startswith(
+        "experiment.yaml: students[1].architecture: unknown architecture 'unett'; did you mean 'unet'?")
+
+
+def test_external_teacher_rejects_training_keys_and_multi_teacher_needs_two(tmp_path):
+    data = changed(["teachers"], [{"model_folder": "m", "budget": {"epochs": 2}}])
+    with pytest.raises(ExperimentConfigError, match=r"teachers\[0\]\.budget: only applies"):
+        load_config(write(tmp_path, data))
+    data = changed(["teachers"], [{"architecture": "unet"}])
+    data["fusion"] = "mean"
+    with pytest.raises(ExperimentConfigError, match="modes: multi_teacher needs at least 2 teachers"):
+        load_config(write(tmp_path, data))
+
+
+def test_unparsable_files(tmp_path):
+    bad_yaml = tmp_path / "broken.yaml"
+    bad_yaml.write_text("name: x\nteachers: [unet\n")
+    with pytest.raises(ExperimentConfigError, match=r"^broken\.yaml: cannot parse YAML"):
+        load_config(bad_yaml)
+    with pytest.raises(ExperimentConfigError, match="unknown config format '.ini'"):
+        load_config(write(tmp_path, "x", "experiment.ini"))
+    with pytest.raises(ExperimentConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    with pytest.raises(ExperimentConfigError, match="config is empty"):
+        load_config(tmp_path / "empty.yaml")
+
+
+def test_a_good_config_plans_every_step(tmp_path):
+    config = load_config(write(tmp_path, BASE))
+    assert config.output == (tmp_path / "runs" / "tiny").resolve()
+    assert [t.name for t in config.teachers] == ["teacher_unet", "att"]
+    assert config.teachers[0].budget.as_plans_budget() == {
+        "num_epochs": 1, "num_iterations_per_epoch": 2, "num_val_iterations_per_epoch": 1}
+    assert config.finetune.start == "multi_teacher"
+    steps = config.steps()
+    names = [s.name for s in steps]
+    assert len(names) == len(set(names))
+    for index, step in enumerate(steps):  # dependencies always come first
+        assert all(dep in names[:index] for dep in step.depends_on), step
+    kinds = [type(s) for s in steps]
+    assert kinds.count(TrainTeacher) == 2 and kinds.count(LabelTransferal) == 3
+    assert kinds.count(MakeFinetuneSubset) == 1 and isinstance(steps[-1], Report)
+    labels = {s.name: s for s in steps if isinstance(s, LabelTransferal)}
+    assert [(s.output_id, s.output_name) for s in labels.values()] == [
+        (800, "tiny_labels_teacher_unet"), (801, "tiny_labels_att"), (802, "tiny_labels_multi")]
+    assert labels["label:multi"].fusion.weights == (0.7, 0.3)
+    models = {s.model: s for s in model_steps_of(steps)}
+    assert list(models) == [
+        "teacher_unet", "att", "light_unet_from_teacher_unet", "light_unet_from_att",
+        "unet_student_from_teacher_unet", "unet_student_from_att", "light_unet_multi", "unet_student_multi",
+        "light_unet_multi_ft2", "unet_student_multi_ft2", "light_unet_ft2_only", "unet_student_ft2_only"]
+    assert models["light_unet_from_att"].teachers == ("att",) and models["light_unet_from_att"].role == "student"
+    assert models["light_unet_multi"].role == "multi_teacher_student"
+    assert isinstance(models["light_unet_multi_ft2"], Finetune)
+    assert models["light_unet_multi_ft2"].base_model == "light_unet_multi"
+    assert isinstance(models["unet_student_ft2_only"], TrainBaseline)
+    assert models["unet_student_ft2_only"].dataset_name == "tiny_finetune2"
+    assert isinstance(models["unet_student_multi"], TrainStudent)
+    evaluations = [s for s in steps if isinstance(s, Evaluate)]
+    assert [e.model for e in evaluations] == list(models)
+    json.dumps(config.as_dict())  # the echo for results.json is plain JSON
+
+
+def test_defaults_toml_and_external_teachers(tmp_path, nnunet_env):
+    toml = tmp_path / "exp.toml"
+    toml.write_text('name = "t"\noutput = "out"\nsource = "Dataset501_Tiny"\ntransferal = "data/transferal"\n'
+                    'test = 503\nstudents = ["light_unet"]\n\n[[teachers]]\narchitecture = "unet"\n\n'
+                    '[[teachers]]\nmodel_folder = "models/teacher"\nfolds = [0, 1]\nname = "ext"\n')
+    config = load_config(toml)
+    assert config.modes == ("single_teacher", "multi_teacher")  # no finetune section: no fine-tune modes
+    assert config.transferal.path == (tmp_path / "data" / "transferal").resolve()
+    assert config.sources[0].dataset_id == 501 and config.test.split == "auto"
+    steps = config.steps()
+    external = next(s for s in steps if isinstance(s, UseTeacher))
+    assert external.model == "ext" and external.folds == (0, 1)
+    assert external.model_folder == (tmp_path / "models" / "teacher").resolve()
+    with pytest.raises(ExperimentConfigError, match=r"^exp\.toml: source: dataset 'Dataset501_Tiny'"):
+        config.check_inputs()  # nnUNet_raw has no such dataset
+
+
+def test_check_inputs_names_the_missing_dataset(tmp_path, nnunet_env):
+    config = parse_config(changed(["source"], 777), source="exp.yaml", base_dir=tmp_path)
+    with pytest.raises(ExperimentConfigError, match=r"^exp\.yaml: source: dataset 777 is not in nnUNet_raw"):
+        config.check_inputs()
+    (nnunet_env["nnUNet_raw"] / "Dataset777_Src").mkdir()
+    with pytest.raises(ExperimentConfigError, match=r"^exp\.yaml: transferal: dataset 502"):
+        config.check_inputs()
+
+
+def test_fine_tune_from_single_teacher_students_when_there_is_no_multi_teacher_mode(tmp_path):
+    data = changed(["modes"], ["single_teacher", "kt_finetune"])
+    config = parse_config(data, base_dir=tmp_path)
+    assert config.finetune.start == "single_teacher"
+    bases = [s.base_model for s in config.steps() if isinstance(s, Finetune)]
+    assert bases == ["light_unet_from_teacher_unet", "light_unet_from_att", "unet_student_from_teacher_unet",
+                     "unet_student_from_att"]
+    data["finetune"]["from"] = "multi_teacher"
+    with pytest.raises(ExperimentConfigError, match=r"finetune\.from: kt_finetune fine-tunes the multi_teacher"):
+        parse_config(data, base_dir=tmp_path)
