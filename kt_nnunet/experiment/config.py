@@ -240,10 +240,17 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if suffix not in CONFIG_SUFFIXES:
         raise ctx.error("", f"unknown config format {suffix or '(none)'!r}; use one of {', '.join(CONFIG_SUFFIXES)}")
     text = path.read_text()
+    if suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            try:
+                import tomli as tomllib
+            except ImportError:
+                raise ctx.error("", "TOML configs need Python >= 3.11 or `pip install tomli`; or write the "
+                                    "config as YAML") from None
     try:
         if suffix == ".toml":
-            import tomllib
-
             data = tomllib.loads(text)
         elif suffix == ".json":
             import json
