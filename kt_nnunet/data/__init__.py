@@ -8,6 +8,7 @@ refuses to replace an existing one unless ``force=True``. The public functions:
 - ``build_crossmodality(out, base_id=910)``: CT source, MR transferal / test from TotalSegmentator's sdist;
 - ``import_msd(task_folder, dataset_id=None)``: an MSD task through nnU-Net's converter;
 - ``register_folder(folder, id, name, like=...)``: any folder of images as an unlabelled transferal set;
+- ``make_subset(dataset, id, name, cases, seed)``: a few labelled cases as their own (fine-tuning) dataset;
 - ``validate_dataset(folder)``: one ``DatasetError`` naming the file and the fix, or a summary.
 
 Imports are lazy so that ``import kt_nnunet.data`` stays cheap.
@@ -26,6 +27,7 @@ _EXPORTS = {
     "import_msd": "kt_nnunet.data.msd_import", "write_msd_task": "kt_nnunet.data.msd_layout",
     "register_folder": "kt_nnunet.data.transferal", "validate_dataset": "kt_nnunet.data.validate",
     "DatasetSummary": "kt_nnunet.data.validate",
+    "make_subset": "kt_nnunet.data.subset", "labelled_cases": "kt_nnunet.data.subset",
     "staged_directory": "kt_nnunet.data.atomic", "atomic_write_text": "kt_nnunet.data.atomic",
 }
 _ERRORS = ("DatasetError", "DatasetExistsError", "EmptyFolderError", "FileEndingError", "MissingChannelError",

@@ -47,9 +47,11 @@ class DemoDatasets:
     source: Path
     transferal: Path
     test: Path
+    downstream: Optional[Path] = None  # the transferal images with their true labels (fine-tuning pool)
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "transferal": self.transferal, "test": self.test}
+        roles = {"source": self.source, "transferal": self.transferal, "test": self.test}
+        return roles if self.downstream is None else {**roles, "downstream": self.downstream}
 
 
 def mni152_folder() -> Path:
@@ -119,10 +121,14 @@ def _axial_slice(volume: np.ndarray, z: int) -> np.ndarray:
 def build_demo(out: Optional[str | Path] = None, *, base_id: int = 900, name: str = "MNIDemo",
                resolution_mm: int = 2, block: int = 4, gap: int = 2, min_brain_fraction: float = 0.05,
                seed: int = 0, source_domain: DomainConfig = DEMO_SOURCE_DOMAIN,
-               target_domain: DomainConfig = DEMO_TARGET_DOMAIN, force: bool = False) -> DemoDatasets:
+               target_domain: DomainConfig = DEMO_TARGET_DOMAIN, with_downstream: bool = False,
+               force: bool = False) -> DemoDatasets:
     """Write ``Dataset{base_id}_{name}Source``, ``...{base_id+1}_{name}Transferal``, ``...{base_id+2}_{name}Test``.
 
-    ``out`` defaults to ``$nnUNet_raw``. All three appear together or not at all.
+    ``with_downstream`` adds ``...{base_id+3}_{name}Downstream``: the transferal images with their true labels,
+    the labelled pool a few fine-tuning cases are drawn from (the downstream task's own images serve as the
+    transferal set, and a few of them are annotated). ``out`` defaults to ``$nnUNet_raw``. All datasets appear
+    together or not at all.
     """
     if out is None:
         from kt_nnunet.nnunet.paths import raw_folder
@@ -133,11 +139,15 @@ def build_demo(out: Optional[str | Path] = None, *, base_id: int = 900, name: st
     fraction = (labels > 0).mean(axis=(0, 1))
     candidates = [int(z) for z in np.flatnonzero(fraction >= min_brain_fraction)]
     slabs = assign_slabs(candidates, block, gap)
+    roles = ROLES + (("downstream",) if with_downstream else ())
+    slabs["downstream"] = slabs["transferal"]
     targets = {role: Path(out) / nnunet_dataset_name(base_id + i, f"{name}{role.capitalize()}")
-               for i, role in enumerate(ROLES)}
+               for i, role in enumerate(roles)}
     with contextlib.ExitStack() as stack:
         staging = {role: stack.enter_context(staged_directory(t, force=force)) for role, t in targets.items()}
-        for role_code, role in enumerate(ROLES):
+        for role in roles:
+            # The downstream set shows exactly the transferal images: same slices, appearance and noise.
+            role_code = ROLES.index("transferal" if role == "downstream" else role)
             domain = source_domain if role == "source" else target_domain
             labelled = role != "transferal"
             folder = staging[role]
@@ -152,7 +162,8 @@ def build_demo(out: Optional[str | Path] = None, *, base_id: int = 900, name: st
                 write_image(folder / "imagesTr" / f"{case}_0000.nii.gz", shifted, spacing)
                 if labelled:
                     write_image(folder / "labelsTr" / f"{case}.nii.gz", _axial_slice(labels, z), spacing)
-            others = [z for r in ROLES if r != role for z in slabs[r]]
+            others = [z for r in ROLES if r not in (role, "transferal" if role == "downstream" else role)
+                      for z in slabs[r]]
             distance = min(abs(a - b) for a in slabs[role] for b in others) * resolution_mm
             write_dataset_json(
                 folder, {"0": "T1"}, LABELS, len(slabs[role]), ".nii.gz", dataset_name=targets[role].name,
