@@ -18,6 +18,7 @@ COMMANDS = {
     "plan": "kt_nnunet.cli.plan:plan",
     "env": "kt_nnunet.cli.env:env",
     "data": "kt_nnunet.cli.data:data",
+    "label": "kt_nnunet.cli.label:label",
 }
 
 

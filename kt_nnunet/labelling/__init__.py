@@ -1,1 +1,34 @@
-"""Teacher labelling: fusion strategies, confidence and the ignore label, provenance, resumable writing."""
+"""Teacher labelling: teachers of any architecture annotate a transferal image set into a new nnU-Net dataset.
+
+Public API (imports are lazy, so ``import kt_nnunet.labelling`` stays cheap):
+
+- ``label_dataset(teachers, images, out, fusion=..., ...) -> LabellingResult``: the whole step (the CLI's
+  ``kt-nnunet label`` calls only this);
+- ``Labeller``: loaded, checked teachers; ``label_image(image, properties)`` fuses them on one image;
+- ``make_fusion`` / ``FUSION_METHODS``: the streaming fusion accumulators;
+- ``TeacherSpec``: a model folder, folds and checkpoint.
+
+Modules: ``teachers`` (loading, label/channel checks, label maps), ``images`` (the transferal set),
+``fusion``, ``output`` (resumable atomic writer), ``api``.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "label_dataset": "kt_nnunet.labelling.api", "Labeller": "kt_nnunet.labelling.api",
+    "LabellingResult": "kt_nnunet.labelling.api",
+    "make_fusion": "kt_nnunet.labelling.fusion", "FUSION_METHODS": "kt_nnunet.labelling.fusion",
+    "FusedLabels": "kt_nnunet.labelling.fusion",
+    "TeacherSpec": "kt_nnunet.labelling.teachers",
+    "LabellingError": "kt_nnunet.labelling.errors", "TeacherMismatchError": "kt_nnunet.labelling.errors",
+    "ChannelMismatchError": "kt_nnunet.labelling.errors", "LabelMapError": "kt_nnunet.labelling.errors",
+    "OutputStateError": "kt_nnunet.labelling.errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'kt_nnunet.labelling' has no attribute {name!r}")

@@ -65,6 +65,9 @@ class Fusion:
             self.weights = [1.0 / num_teachers] * num_teachers
         if min_confidence is not None and ignore_label is None:
             raise ValueError("min_confidence needs the dataset's ignore label")
+        # Equal weights: sum, then divide once at the end, exactly as nnUNetv2_ensemble averages (so mean
+        # fusion reproduces its labels bit for bit); explicit weights: running weighted sum.
+        self.equal_weights = weights is None
         self.num_teachers = num_teachers
         self.min_confidence = min_confidence
         self.ignore_label = ignore_label
@@ -82,7 +85,10 @@ class Fusion:
         elif probabilities.shape != self.mean_probabilities.shape:
             raise ValueError(f"teacher {index} gave probabilities of shape {tuple(probabilities.shape)}, "
                              f"earlier teachers {tuple(self.mean_probabilities.shape)}")
-        self.mean_probabilities.add_(probabilities, alpha=self.weights[index])
+        if self.equal_weights:
+            self.mean_probabilities.add_(probabilities)  # a sum until result() divides it
+        else:
+            self.mean_probabilities.add_(probabilities, alpha=self.weights[index])
         labels = probabilities.argmax(0)
         self.teacher_labels.append(labels.to(torch.uint8))
         self._fold(probabilities, labels, index)
@@ -92,12 +98,16 @@ class Fusion:
 
     def _decide(self) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         probabilities = self.mean_probabilities
-        confidence, labels = probabilities.max(0)
+        labels = probabilities.argmax(0)  # first maximum on ties, like numpy's argmax in nnUNetv2_ensemble
+        confidence = probabilities.gather(0, labels.unsqueeze(0)).squeeze(0)
         return labels, confidence, probabilities
 
     def result(self) -> FusedLabels:
         if len(self.teacher_labels) != self.num_teachers:
             raise ValueError(f"fusion received {len(self.teacher_labels)} of {self.num_teachers} teachers")
+        if self.equal_weights and not getattr(self, "_divided", False):
+            self.mean_probabilities.div_(self.num_teachers)
+            self._divided = True
         labels, confidence, probabilities = self._decide()
         labels = labels.long()
         ignored = 0.0

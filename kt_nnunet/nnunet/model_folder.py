@@ -39,6 +39,9 @@ def load_checkpoint_safely(path: Path) -> dict:
         with torch.serialization.safe_globals(CHECKPOINT_ALLOW_LIST):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # not a blocked class/function: just not a readable pickle
+            raise ModelFolderError(f"cannot read checkpoint {path} (it is corrupt or not a PyTorch checkpoint: "
+                                   f"{str(exc).splitlines()[-1][:200]})") from exc
         raise ModelFolderError(
             f"refused to load {path}: it contains objects outside the safe allow-list (loading it could execute "
             f"code). Re-save it with only tensors and plain types, or retrain it. Detail: {str(exc)[-300:]}") from exc

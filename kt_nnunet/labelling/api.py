@@ -1,0 +1,375 @@
+"""``label_dataset``: teachers annotate a transferal image set into a new nnU-Net raw dataset.
+
+    from kt_nnunet.labelling import label_dataset
+    result = label_dataset(["nnUNet_results/Dataset501_Src/nnUNetTrainer__nnUNetPlans__2d", "other/model:0,1"],
+                           images="Dataset502_Transfer", out="Dataset503_Labelled", fusion="mean")
+
+Each image is read once (with the teachers' nnU-Net reader); every teacher preprocesses it with its own
+plans, predicts, and maps its probabilities back to the image's geometry; the fusion accumulator folds
+them in one at a time. See ``docs/labelling.md``.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from kt_nnunet.labelling.errors import LabellingError
+from kt_nnunet.labelling.fusion import FUSION_METHODS, make_fusion
+from kt_nnunet.labelling.images import (TransferalImages, check_channel_files, check_channels_read,
+                                        resolve_images)
+from kt_nnunet.labelling.output import PROBABILITIES_DIR, PROVENANCE_FILE, LabelledDatasetWriter
+from kt_nnunet.labelling.teachers import (TeacherSpec, check_inputs, load_teacher_models, parse_label_map,
+                                          reconcile_labels)
+from kt_nnunet.nnunet.inference import (TeacherInference, default_reader_writer_name, write_segmentation)
+from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT
+from kt_nnunet.nnunet.raw_dataset import read_images, write_dataset_json
+
+DATASET_NAME = re.compile(r"^Dataset\d{3}_[A-Za-z0-9_\-]+$")
+
+
+@dataclass
+class LabellingResult:
+    dataset: Path                   # the labelled dataset folder (exists once ``complete``)
+    complete: bool                  # False: other parts still have cases to label
+    labelled: list = field(default_factory=list)   # cases this call labelled
+    skipped: list = field(default_factory=list)    # cases of this part that were already finished
+    part: tuple = (0, 1)            # (part_id, num_parts)
+    wall_seconds: float = 0.0
+    forward_seconds: float = 0.0    # time in the teachers' sliding-window network passes
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def provenance(self) -> Path:
+        return self.dataset / PROVENANCE_FILE
+
+
+def resolve_output(out: str | Path) -> Path:
+    """``DatasetNNN_Name`` (placed in ``$nnUNet_raw``) or a path ending in such a folder name."""
+    path = Path(str(out)).expanduser()
+    if not DATASET_NAME.match(path.name):
+        raise LabellingError(f"--out {out}: the output must be an nnU-Net dataset folder named DatasetNNN_Name "
+                             "(e.g. Dataset503_TeacherLabels), optionally with a parent folder")
+    if len(path.parts) == 1:
+        from kt_nnunet.nnunet.paths import raw_folder
+
+        path = raw_folder() / path
+    return path.absolute()
+
+
+def _device(device) -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for package in ("kt-nnunet", "nnunetv2", "torch", "numpy", "dynamic-network-architectures"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+class Labeller:
+    """Loaded, mutually checked teachers plus fusion settings; ``run`` labels an image set.
+
+    Building a ``Labeller`` loads every teacher once; ``label_image`` fuses the teachers on one image.
+    """
+
+    def __init__(self, teachers: Sequence, *, fusion: str = "mean", weights: Optional[Sequence[float]] = None,
+                 tta: bool = True, min_confidence: Optional[float] = None, label_map=None,
+                 checkpoint: str = DEFAULT_CHECKPOINT, device="auto", tile_step_size: float = 0.5):
+        if fusion not in FUSION_METHODS:
+            raise LabellingError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSION_METHODS)}")
+        if min_confidence is not None and not 0.0 < float(min_confidence) <= 1.0:
+            raise LabellingError(f"--min-confidence {min_confidence} must be in (0, 1]")
+        self.specs = [TeacherSpec.parse(t, checkpoint) for t in teachers]
+        if weights is not None:
+            weights = [float(w) for w in weights]
+            if len(weights) != len(self.specs) or any(w < 0 for w in weights) or sum(weights) <= 0:
+                raise LabellingError(f"--weights needs {len(self.specs)} non-negative numbers (one per --teacher) "
+                                     f"with a positive sum, got {weights}")
+        try:
+            make_fusion(fusion, max(len(self.specs), 1), weights)  # argument checks only
+        except ValueError as exc:
+            raise LabellingError(str(exc)) from exc
+        self.models = load_teacher_models(self.specs)
+        self.num_channels, self.reader_name = check_inputs(self.models)
+        self.label_map = parse_label_map(label_map)
+        self.reconciliation = reconcile_labels(self.models, self.label_map)
+        self.labels = dict(self.reconciliation.labels)
+        self.num_classes = len(self.labels)
+        self.ignore_label = self.num_classes if min_confidence is not None else None
+        if self.ignore_label is not None:
+            self.labels["ignore"] = self.ignore_label
+        self.fusion, self.weights, self.min_confidence = fusion, weights, min_confidence
+        self.tta, self.tile_step_size, self.device = bool(tta), float(tile_step_size), _device(device)
+        self.inferences = [TeacherInference(m, self.device, self.tta, self.tile_step_size) for m in self.models]
+        self.reader_writer = self.inferences[0].reader_writer
+
+    # ------------------------------------------------------------------ descriptions
+    def teacher_description(self) -> str:
+        return f"channel_names {self.models[0].dataset_json['channel_names']} of {self.models[0].folder}"
+
+    def settings(self, images: TransferalImages, save_probabilities: bool) -> dict:
+        """Everything that determines the output; a run resumes only a run with equal settings."""
+        return {"format": 1,
+                "teachers": [{"model_folder": str(m.folder.absolute()), "configuration": m.configuration,
+                              "folds": list(m.folds), "checkpoint": m.checkpoint_name,
+                              "checkpoint_sha256": m.checkpoint_sha256} for m in self.models],
+                "fusion": self.fusion, "weights": self.weights, "min_confidence": self.min_confidence,
+                "tta": self.tta, "tile_step_size": self.tile_step_size, "label_map": self.label_map,
+                "save_probabilities": bool(save_probabilities),
+                "images": {"folder": str(images.folder), "cases": sorted(images.cases)}}
+
+    def teacher_provenance(self) -> list:
+        out = []
+        for model, mapping in zip(self.models, self.reconciliation.provenance()):
+            cm = model.configuration_manager
+            out.append({**model.provenance(), "labels": model.dataset_json["labels"],
+                        "channel_names": model.dataset_json["channel_names"],
+                        "normalization_schemes": list(cm.normalization_schemes), "spacing": list(cm.spacing),
+                        "patch_size": list(cm.patch_size), "image_reader_writer": model.plans["image_reader_writer"],
+                        "class_to_output_label": mapping})
+        return out
+
+    # ------------------------------------------------------------------ one image
+    def label_image(self, image: np.ndarray, properties: dict):
+        """All teachers on one image (as the teachers' reader returns it), fused: ``(FusedLabels, soft)``.
+
+        ``soft`` is the fused probability map (for majority vote: the mean teacher probabilities).
+        """
+        fusion = make_fusion(self.fusion, len(self.inferences), self.weights, self.min_confidence,
+                             self.ignore_label)
+        for index, inference in enumerate(self.inferences):
+            probabilities = torch.from_numpy(inference.probabilities(image, properties))
+            fusion.add(self.reconciliation.to_output(index, probabilities))
+            del probabilities
+        fused = fusion.result()
+        soft = fused.probabilities if fused.probabilities is not None else fusion.mean_probabilities
+        return fused, soft
+
+    @property
+    def forward_seconds(self) -> float:
+        return sum(i.forward_seconds for i in self.inferences)
+
+    # ------------------------------------------------------------------ a whole set
+    def run(self, images, out, *, save_probabilities: bool = False, num_parts: int = 1, part_id: int = 0,
+            copy_images: bool = False, force: bool = False, progress: bool = True,
+            distributed="auto") -> LabellingResult:
+        """Label ``images`` into the dataset ``out``; see ``label_dataset``."""
+        start = time.perf_counter()
+        forward_before = self.forward_seconds
+        transferal = images if isinstance(images, TransferalImages) else resolve_images(images)
+        target = resolve_output(out)
+        if target in (transferal.source, transferal.folder) or transferal.folder.is_relative_to(target):
+            raise LabellingError(f"--out {target} is the transferal image folder itself; choose a new dataset")
+        check_channel_files(transferal, self.num_channels, self.teacher_description())
+        supported = getattr(self.reader_writer, "supported_file_endings", None)
+        if supported is not None and transferal.file_ending not in supported:
+            raise LabellingError(
+                f"{transferal.folder}: {transferal.file_ending} images, but the teachers read images with "
+                f"{self.reader_name}, which supports {list(supported)}; convert them, e.g. `kt-nnunet data "
+                "register-folder FOLDER --like <teacher dataset>`")
+
+        group = _DistributedGroup.start(distributed)
+        if group.world_size > 1:
+            if num_parts != 1:
+                raise LabellingError("--num-parts/--part-id cannot be combined with a torchrun launch; each rank "
+                                     "is one part")
+            num_parts, part_id = group.world_size, group.rank
+        if not (num_parts >= 1 and 0 <= part_id < num_parts):
+            raise LabellingError(f"--part-id {part_id} must be in 0..{num_parts - 1} (--num-parts {num_parts})")
+
+        writer = LabelledDatasetWriter(target, self.settings(transferal, save_probabilities), transferal.file_ending)
+        try:
+            if group.rank == 0:
+                active = writer.prepare(force)
+            group.barrier()
+            if group.rank != 0:
+                active = writer.prepare(force)
+            all_cases = sorted(transferal.cases)
+            mine = all_cases[part_id::num_parts]
+            labelled, skipped = [], []
+            if active:
+                done = writer.finished_cases()
+                skipped = [c for c in mine if c in done]
+                todo = [c for c in mine if c not in done]
+                self._label_cases(transferal, writer, todo, save_probabilities, copy_images, progress,
+                                  f" part {part_id + 1}/{num_parts}" if num_parts > 1 else "")
+                labelled = todo
+            else:
+                skipped = list(mine)
+            group.barrier()
+            metadata = lambda folder, records: self._write_metadata(  # noqa: E731
+                folder, records, transferal, writer, save_probabilities)
+            if group.world_size > 1:
+                if group.rank == 0 and active:
+                    writer.finalize(all_cases, metadata)
+                group.barrier()
+                complete = writer.target_is_complete()
+            else:
+                complete = writer.finalize(all_cases, metadata) if active else True
+        finally:
+            group.close()
+        summary = {}
+        if complete and writer.target_is_complete():
+            import json
+
+            summary = json.loads((target / PROVENANCE_FILE).read_text())["summary"]
+        return LabellingResult(target, complete, labelled, skipped, (part_id, num_parts),
+                               time.perf_counter() - start, self.forward_seconds - forward_before, summary)
+
+    def _label_cases(self, transferal, writer, cases, save_probabilities, copy_images, progress, part_text):
+        from tqdm import tqdm
+
+        dtype = np.uint8 if len(self.labels) <= 256 else np.uint16
+        bar = tqdm(cases, desc=f"labelling{part_text}", unit="case", disable=not progress or not cases,
+                   dynamic_ncols=True)
+        for case in bar:
+            files = transferal.files_of(case)
+            image, properties = read_images(files, reader=self.reader_writer)
+            check_channels_read(files, image.shape[0], self.num_channels, self.teacher_description())
+            fused, soft = self.label_image(image, properties)
+            del image
+            segmentation = fused.labels.numpy().astype(dtype)
+            for channel, source in enumerate(files):
+                writer.place_image(source, case, channel, link=not copy_images)
+            writer.write_label(case, lambda path: write_segmentation(self.reader_writer, segmentation, path,
+                                                                     properties))
+            if save_probabilities:
+                writer.write_probabilities(case, soft.numpy())
+            writer.finish_case(case, {
+                "teacher_agreement": round(float(fused.teacher_agreement), 6),
+                "mean_confidence": round(float(fused.confidence.mean()), 6),
+                "ignored_fraction": round(float(fused.ignored_fraction), 6),
+                "source_files": [str(f) for f in files]})
+
+    def _write_metadata(self, folder: Path, records: dict, transferal: TransferalImages,
+                        writer: LabelledDatasetWriter, save_probabilities: bool) -> None:
+        import json
+
+        from kt_nnunet.data.atomic import atomic_write_text
+
+        first = records and next(iter(records))
+        extra = {}
+        if first:
+            example = writer.label_path(first)
+            if default_reader_writer_name(transferal.file_ending, example) != self.reader_name:
+                extra["overwrite_image_reader_writer"] = self.reader_name
+        channel_names = self.models[0].dataset_json["channel_names"]
+        write_dataset_json(
+            folder, channel_names, self.labels, len(records), transferal.file_ending,
+            dataset_name=writer.target.name,
+            description=f"{transferal.source.name} labelled by {len(self.models)} teacher(s) with kt-nnunet "
+                        f"({self.fusion} fusion)",
+            converted_by="kt-nnunet label",
+            kt_nnunet={"role": "transferal", "labelled": True, "labelled_by": "kt-nnunet label",
+                       "provenance": PROVENANCE_FILE,
+                       "soft_labels": PROBABILITIES_DIR if save_probabilities else None},
+            **extra)
+        values = lambda key: [r[key] for r in records.values()]  # noqa: E731
+        mean = lambda xs: round(float(np.mean(xs)), 6) if xs else None  # noqa: E731
+        provenance = {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "settings_fingerprint": writer.fingerprint,
+            "teachers": self.teacher_provenance(),
+            "fusion": {"method": self.fusion, "weights": self.weights, "min_confidence": self.min_confidence,
+                       "ignore_label": self.ignore_label, "label_map": self.label_map},
+            "tta": self.tta, "tile_step_size": self.tile_step_size, "device": str(self.device),
+            "images": {"source": str(transferal.source), "folder": str(transferal.folder),
+                       "file_ending": transferal.file_ending, "num_cases": len(records)},
+            "soft_labels": ({"folder": PROBABILITIES_DIR, "dtype": "float16", "key": "probabilities",
+                             "content": "mean teacher probabilities" if self.fusion == "majority" else
+                             f"{self.fusion} fused probabilities"} if save_probabilities else None),
+            "output_labels": self.labels,
+            "versions": _versions(),
+            "summary": {"num_cases": len(records), "mean_teacher_agreement": mean(values("teacher_agreement")),
+                        "mean_confidence": mean(values("mean_confidence")),
+                        "mean_ignored_fraction": mean(values("ignored_fraction"))},
+            "cases": records,
+            "settings": writer.settings,
+        }
+        atomic_write_text(folder / PROVENANCE_FILE, json.dumps(provenance, indent=1))
+
+
+class _DistributedGroup:
+    """torch.distributed (gloo on CPU) when launched by torchrun; a no-op group otherwise."""
+
+    def __init__(self, rank: int = 0, world_size: int = 1, created: bool = False):
+        self.rank, self.world_size, self.created = rank, world_size, created
+
+    @classmethod
+    def start(cls, distributed) -> "_DistributedGroup":
+        import torch.distributed as dist
+
+        wanted = (int(os.environ.get("WORLD_SIZE", "1")) > 1) if distributed == "auto" else bool(distributed)
+        if not wanted:
+            return cls()
+        if not dist.is_available():
+            raise LabellingError("torch.distributed is not available in this torch build; use --num-parts instead")
+        created = False
+        if not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() and os.environ.get("KT_NNUNET_DIST_BACKEND") == "nccl" \
+                else "gloo"
+            dist.init_process_group(backend=backend)
+            created = True
+        return cls(dist.get_rank(), dist.get_world_size(), created)
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self.created = False
+
+
+def label_dataset(teachers: Sequence, images, out, *, fusion: str = "mean",
+                  weights: Optional[Sequence[float]] = None, save_probabilities: bool = False, tta: bool = True,
+                  min_confidence: Optional[float] = None, label_map=None, num_parts: int = 1, part_id: int = 0,
+                  checkpoint: str = DEFAULT_CHECKPOINT, device="auto", tile_step_size: float = 0.5,
+                  copy_images: bool = False, force: bool = False, progress: bool = True,
+                  distributed="auto") -> LabellingResult:
+    """Label the transferal ``images`` with ``teachers`` into the new nnU-Net raw dataset ``out``.
+
+    teachers: model folders (``TRAINER__PLANS__CFG``, absolute, relative, or relative to ``$nnUNet_results``),
+        optionally ``FOLDER:0,1`` to pick folds (default: every ``fold_N/<checkpoint>`` found).
+    images: a folder of images, an nnU-Net dataset folder (its ``imagesTr``), or a dataset id/name in
+        ``$nnUNet_raw``.
+    out: ``DatasetNNN_Name`` (in ``$nnUNet_raw``) or a path ending in one.
+    fusion: ``mean`` (default), ``weighted`` (needs ``weights``), ``majority`` or ``staple``.
+    min_confidence: voxels whose fused confidence is below it get the ``ignore`` label.
+    label_map: reconciles different teacher label sets (dict, JSON string or file; see ``teachers.py``).
+    num_parts / part_id: label only every ``num_parts``-th case, starting at ``part_id``; the part that
+        finishes last writes dataset.json and provenance.json. Under ``torchrun`` each rank is a part.
+    copy_images: copy the images into ``imagesTr`` instead of hard-linking them.
+    force: replace an existing dataset (or discard an unfinished run) that has different settings.
+
+    Re-running with the same settings resumes: finished cases are skipped. The dataset appears only
+    when complete. Raises ``KtNnunetError`` subclasses for every user error.
+    """
+    labeller = Labeller(teachers, fusion=fusion, weights=weights, tta=tta, min_confidence=min_confidence,
+                        label_map=label_map, checkpoint=checkpoint, device=device, tile_step_size=tile_step_size)
+    return labeller.run(images, out, save_probabilities=save_probabilities, num_parts=num_parts, part_id=part_id,
+                        copy_images=copy_images, force=force, progress=progress, distributed=distributed)

@@ -1,0 +1,235 @@
+"""The labelled dataset on disk: resumable, shardable, and never half-written.
+
+A run works in a hidden folder beside the target, ``.kt-label-DatasetNNN_Name/`` (nnU-Net lists only
+``Dataset*`` folders, so it never sees it). Every file is written under a temporary name and renamed
+into place; a case counts as finished only when its record ``.kt-state/cases/<case>.json`` exists,
+which is written last. When all cases have records, the run writes ``dataset.json`` and
+``provenance.json`` and renames the folder to ``DatasetNNN_Name`` in one step.
+
+So a killed run leaves only the hidden folder, and the next run with the same settings skips the
+finished cases. Several processes (``--num-parts``, torchrun ranks) share the folder: each writes its own
+cases, and whichever finishes last finalises it (a lock file keeps that to one process).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from kt_nnunet.data.atomic import atomic_write_text, check_target_free
+from kt_nnunet.labelling.errors import OutputStateError
+
+WORK_PREFIX = ".kt-label-"
+STATE_DIR = ".kt-state"
+SETTINGS_FILE = "settings.json"
+PROVENANCE_FILE = "provenance.json"
+LOCK_FILE = "finalize.lock"
+PROBABILITIES_DIR = "probabilitiesTr"
+
+
+def settings_fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _temporary_name(path: Path) -> Path:
+    # Keep the real ending last: nnU-Net's writers pick the format from it.
+    return path.parent / f".tmp-pid{os.getpid()}-{path.name}"
+
+
+def _remove_dead_temporaries(folder: Path) -> None:
+    for entry in folder.rglob(".tmp-pid*"):
+        try:
+            pid = int(entry.name[len(".tmp-pid"):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if not _pid_alive(pid):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+
+
+class LabelledDatasetWriter:
+    """The target dataset folder and its hidden work folder for one set of labelling settings."""
+
+    def __init__(self, target: Path, settings: dict, file_ending: str):
+        self.target = Path(target).absolute()
+        self.work = self.target.parent / f"{WORK_PREFIX}{self.target.name}"
+        self.settings = settings
+        self.fingerprint = settings_fingerprint(settings)
+        self.file_ending = file_ending
+
+    # ------------------------------------------------------------------ state
+    @property
+    def state(self) -> Path:
+        return self.work / STATE_DIR
+
+    def target_is_complete(self) -> bool:
+        """The target exists and was labelled with these very settings (nothing left to do)."""
+        provenance = self.target / PROVENANCE_FILE
+        if not provenance.is_file():
+            return False
+        with contextlib.suppress(json.JSONDecodeError, KeyError):
+            return json.loads(provenance.read_text())["settings_fingerprint"] == self.fingerprint
+        return False
+
+    def prepare(self, force: bool) -> bool:
+        """Make the work folder ready; return False when the target is already complete (nothing to do).
+
+        An existing target or unfinished run with *different* settings is replaced only with ``force``;
+        one with the same settings is kept (its labels would come out identical).
+        """
+        check_target_free(self.target, force=True)  # only the dataset-id clash check
+        if self.target_is_complete():
+            return False
+        if self.target.exists() and not force:
+            raise OutputStateError(
+                f"{self.target} already exists and was not labelled with these settings; pass --force to replace "
+                "it (it is replaced only when the new labelling finishes), or choose another --out")
+        settings_file = self.state / SETTINGS_FILE
+        if settings_file.is_file():
+            try:
+                existing = json.loads(settings_file.read_text())
+            except json.JSONDecodeError:
+                existing = None
+            if existing != self.settings:
+                if not force:
+                    raise OutputStateError(
+                        f"{self.work} holds an unfinished labelling run with other settings (teachers, fusion, TTA, "
+                        "images...); re-run with those settings to resume it, or pass --force to discard it")
+                shutil.rmtree(self.work, ignore_errors=True)
+        elif self.work.exists() and not self.state.exists():
+            shutil.rmtree(self.work, ignore_errors=True)
+        for sub in ("imagesTr", "labelsTr", f"{STATE_DIR}/cases"):
+            (self.work / sub).mkdir(parents=True, exist_ok=True)
+        if not settings_file.is_file():
+            atomic_write_text(settings_file, json.dumps(self.settings, indent=1, sort_keys=True))
+        _remove_dead_temporaries(self.work)
+        return True
+
+    def finished_cases(self) -> set:
+        folder = self.state / "cases"
+        return {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
+
+    def record(self, case: str) -> dict:
+        return json.loads((self.state / "cases" / f"{case}.json").read_text())
+
+    # ------------------------------------------------------------------ one case
+    def image_path(self, case: str, channel: int) -> Path:
+        return self.work / "imagesTr" / f"{case}_{channel:04d}{self.file_ending}"
+
+    def label_path(self, case: str) -> Path:
+        return self.work / "labelsTr" / f"{case}{self.file_ending}"
+
+    def place_image(self, source: Path, case: str, channel: int, link: bool) -> None:
+        """Hard-link (or copy) one image file under its nnU-Net name, atomically."""
+        destination = self.image_path(case, channel)
+        if link and destination.exists() and os.path.samefile(source, destination):
+            return  # linked by an interrupted earlier run (renaming a link onto itself would do nothing)
+        tmp = _temporary_name(destination)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        try:
+            if not link:
+                raise OSError
+            os.link(source, tmp)
+        except OSError:  # other file system, or copies asked for
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, destination)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # still there only if tmp and destination were already the same file
+
+    def write_label(self, case: str, write) -> None:
+        """``write(path)`` writes the label file (with nnU-Net's writer); it lands atomically."""
+        destination = self.label_path(case)
+        tmp = _temporary_name(destination)
+        try:
+            write(tmp)
+            os.replace(tmp, destination)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def write_probabilities(self, case: str, probabilities: np.ndarray) -> None:
+        """Soft labels as float16 ``probabilitiesTr/<case>.npz`` (key ``probabilities``, ``(C, *spatial)``)."""
+        folder = self.work / PROBABILITIES_DIR
+        folder.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-pid{os.getpid()}-{case}.", suffix=".npz", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez_compressed(handle, probabilities=probabilities.astype(np.float16))
+            os.replace(tmp, folder / f"{case}.npz")
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def finish_case(self, case: str, record: dict) -> None:
+        atomic_write_text(self.state / "cases" / f"{case}.json", json.dumps(record, sort_keys=True))
+
+    # ------------------------------------------------------------------ the end
+    def _acquire_finalize_lock(self) -> bool:
+        """One process finalises; a lock left by a killed process (its pid is gone) is taken over."""
+        lock = self.state / LOCK_FILE
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    holder = int(lock.read_text() or "0")
+                except (ValueError, FileNotFoundError):
+                    holder = 0
+                if holder and _pid_alive(holder):
+                    return False
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()
+                continue
+            except FileNotFoundError:  # the work folder was finalised meanwhile
+                return False
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            return True
+        return False
+
+    def finalize(self, all_cases, write_metadata) -> bool:
+        """If every case is finished: ``write_metadata(work_folder, records)``, then rename into place.
+
+        Returns True when this call (or an earlier one) completed the dataset.
+        """
+        if not self.work.exists():
+            return self.target_is_complete()
+        if set(all_cases) - self.finished_cases():
+            return False
+        if not self._acquire_finalize_lock():
+            return self.target_is_complete()
+        try:
+            records = {case: self.record(case) for case in sorted(all_cases)}
+            write_metadata(self.work, records)
+            _remove_dead_temporaries(self.work)
+            if self.target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".kt-old-{self.target.name}-pid{os.getpid()}-",
+                                            dir=self.target.parent))
+                os.replace(self.target, old / self.target.name)
+                os.replace(self.work, self.target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(self.work, self.target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                (self.state / LOCK_FILE).unlink()
+            raise
+        shutil.rmtree(self.target / STATE_DIR, ignore_errors=True)
+        return True

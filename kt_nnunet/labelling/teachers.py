@@ -1,0 +1,188 @@
+"""Teachers: finding and safely loading model folders, and checking that they can label together.
+
+A teacher is any trained nnU-Net model folder (stock or kt-nnunet, any architecture). Teachers must
+agree on what they output (the label set) and what they take (the number of input channels, and the
+image reader, which fixes the axis order). They may differ in everything else: architecture, spacing,
+normalisation and intensity statistics, patch size, 2D vs 3D, folds.
+
+Label sets that differ are an error unless a label map reconciles them::
+
+    {"labels": {"background": 0, "organ": 1},       # optional: the output labels (default: teacher 0's)
+     "1": {"liver": "organ", "tumour": "organ"}}     # teacher index -> {teacher label: output label}
+
+Each teacher class goes to the output label of the same name unless mapped; classes mapped to the same
+output label have their probabilities summed. Every output label must receive at least one class of
+every teacher, so no teacher silently votes against a class it cannot see.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from kt_nnunet.labelling.errors import LabelMapError, TeacherMismatchError
+from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT, ModelFolderError, TrainedModel, load_trained_model
+
+_FOLDS_SUFFIX = re.compile(r"^(?P<folder>.+):(?P<folds>\d+(?:,\d+)*|all)$")
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """Where a teacher lives: a model folder, the folds to use (None: all found) and the checkpoint file."""
+
+    folder: Path
+    folds: Optional[tuple] = None
+    checkpoint: str = DEFAULT_CHECKPOINT
+
+    @classmethod
+    def parse(cls, text: str | Path, checkpoint: str = DEFAULT_CHECKPOINT) -> "TeacherSpec":
+        """``DIR``, ``DIR:0,1`` or ``DIR:all``; ``DIR`` may be relative to ``$nnUNet_results``."""
+        if isinstance(text, TeacherSpec):
+            return text
+        text = str(text)
+        folds = None
+        match = _FOLDS_SUFFIX.match(text)
+        if match and not Path(text).exists():
+            text = match["folder"]
+            folds = None if match["folds"] == "all" else tuple(int(f) for f in match["folds"].split(","))
+        return cls(resolve_model_folder(text), folds, checkpoint)
+
+
+def resolve_model_folder(text: str) -> Path:
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path
+    import os
+
+    results = os.environ.get("nnUNet_results")
+    if results and not path.is_absolute() and (Path(results) / path).is_dir():
+        return Path(results) / path
+    raise ModelFolderError(f"teacher model folder {text} does not exist (also not under nnUNet_results="
+                           f"{results or '<unset>'}); give the folder holding plans.json, dataset.json and fold_N/")
+
+
+def output_labels_of(model: TrainedModel) -> dict:
+    """``{name: value}`` of the classes the network predicts (dataset.json labels without ``ignore``)."""
+    return {name: int(value) for name, value in model.dataset_json["labels"].items() if name != "ignore"}
+
+
+def _class_names(labels: dict) -> list[str]:
+    by_value = {value: name for name, value in labels.items()}
+    return [by_value[v] for v in range(len(by_value))]
+
+
+def _check_consecutive(labels: dict, where: str) -> None:
+    values = sorted(labels.values())
+    if values != list(range(len(values))) or labels.get("background", 0) != 0:
+        raise LabelMapError(f"{where}: labels must be background 0 and then 1, 2, ... without gaps, got {labels}")
+
+
+@dataclass
+class LabelReconciliation:
+    """The output label set and, per teacher, the output class of each teacher class (None: identity)."""
+
+    labels: dict
+    class_index: list  # per teacher: LongTensor (C_teacher,) of output classes, or None when identical
+
+    def to_output(self, teacher: int, probabilities: torch.Tensor) -> torch.Tensor:
+        index = self.class_index[teacher]
+        if index is None:
+            return probabilities
+        out = torch.zeros((len(self.labels), *probabilities.shape[1:]), dtype=probabilities.dtype)
+        return out.index_add_(0, index, probabilities)
+
+    def provenance(self) -> list:
+        return [None if idx is None else idx.tolist() for idx in self.class_index]
+
+
+def parse_label_map(value) -> Optional[dict]:
+    """A label map from a dict, a JSON string or a JSON file path."""
+    if value is None or isinstance(value, dict):
+        return value
+    text = str(value)
+    if Path(text).is_file():
+        text = Path(text).read_text()
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LabelMapError(f"--label-map is neither a JSON file nor valid JSON ({exc}); example: "
+                            '\'{"1": {"tumour": "lesion"}}\'') from exc
+    if not isinstance(parsed, dict):
+        raise LabelMapError("--label-map must be a JSON object: {teacher index: {teacher label: output label}}")
+    return parsed
+
+
+def reconcile_labels(models: Sequence[TrainedModel], label_map: Optional[dict] = None) -> LabelReconciliation:
+    """Check the teachers' label sets; with ``label_map``, build the class mapping onto the output labels."""
+    teacher_labels = [output_labels_of(m) for m in models]
+    if not label_map:
+        for i, labels in enumerate(teacher_labels[1:], start=1):
+            if labels != teacher_labels[0]:
+                raise TeacherMismatchError(
+                    f"teacher {i} ({models[i].folder}) has labels {labels} but teacher 0 ({models[0].folder}) has "
+                    f"{teacher_labels[0]}; teachers must share one label set, or pass --label-map to reconcile "
+                    f"them, e.g. '{{\"{i}\": {{\"<teacher {i} label>\": \"<teacher 0 label>\"}}}}'")
+        return LabelReconciliation(dict(teacher_labels[0]), [None] * len(models))
+
+    label_map = dict(label_map)
+    output = label_map.pop("labels", None)
+    output = {str(k): int(v) for k, v in (output or teacher_labels[0]).items()}
+    _check_consecutive(output, "--label-map 'labels'")
+    for key in label_map:
+        if not (str(key).isdigit() and int(key) < len(models)):
+            raise LabelMapError(f"--label-map key {key!r} is not a teacher index (0..{len(models) - 1}, in --teacher "
+                                "order) nor 'labels'")
+    indices = []
+    for i, (model, labels) in enumerate(zip(models, teacher_labels)):
+        mapping = label_map.get(str(i), label_map.get(i, {})) or {}
+        unknown = sorted(set(mapping) - set(labels))
+        if unknown:
+            raise LabelMapError(f"--label-map maps {unknown} of teacher {i} ({model.folder}), which has no such "
+                                f"label; its labels are {sorted(labels)}")
+        targets = []
+        for name in _class_names(labels):
+            target = mapping.get(name, name)
+            if target not in output:
+                raise LabelMapError(f"teacher {i} ({model.folder}) label {name!r} maps to {target!r}, which is not "
+                                    f"an output label {sorted(output)}; map it in --label-map "
+                                    f"('{{\"{i}\": {{\"{name}\": \"<output label>\"}}}}')")
+            targets.append(output[target])
+        missing = sorted(n for n, v in output.items() if v not in targets)
+        if missing:
+            raise LabelMapError(f"teacher {i} ({model.folder}) predicts nothing that maps to output label(s) "
+                                f"{missing}; every teacher must cover every output label (map one of its labels "
+                                "there, or leave the label out of 'labels')")
+        identity = targets == list(range(len(targets))) and len(targets) == len(output)
+        indices.append(None if identity else torch.tensor(targets, dtype=torch.long))
+    return LabelReconciliation(output, indices)
+
+
+def check_inputs(models: Sequence[TrainedModel]) -> tuple[int, str]:
+    """The shared number of input channels and image reader name; a clear error if teachers differ."""
+    channels = [m.num_input_channels for m in models]
+    for i, n in enumerate(channels[1:], start=1):
+        if n != channels[0]:
+            raise TeacherMismatchError(
+                f"teacher {i} ({models[i].folder}) takes {n} input channel(s) "
+                f"{models[i].dataset_json['channel_names']} but teacher 0 ({models[0].folder}) takes {channels[0]} "
+                f"{models[0].dataset_json['channel_names']}; teachers labelling one image set must take the same "
+                "channels")
+    readers = [m.plans["image_reader_writer"] for m in models]
+    for i, name in enumerate(readers[1:], start=1):
+        if name != readers[0]:
+            raise TeacherMismatchError(
+                f"teacher {i} ({models[i].folder}) reads images with {name} but teacher 0 with {readers[0]}; these "
+                "readers return different axis orders, so their outputs cannot be fused. Use teachers trained with "
+                "the same image_reader_writer (plans.json)")
+    return channels[0], readers[0]
+
+
+def load_teacher_models(specs: Sequence[TeacherSpec]) -> list[TrainedModel]:
+    """Load every teacher's plans and weights (``weights_only=True`` with nnU-Net's allow-list)."""
+    if not specs:
+        raise TeacherMismatchError("no teacher given; pass --teacher MODEL_FOLDER at least once")
+    return [load_trained_model(spec.folder, spec.folds, spec.checkpoint) for spec in specs]
