@@ -18,6 +18,8 @@ COMMANDS = {
     "plan": "kt_nnunet.cli.plan:plan",
     "env": "kt_nnunet.cli.env:env",
     "data": "kt_nnunet.cli.data:data",
+    "transfer": "kt_nnunet.cli.train:transfer",
+    "finetune": "kt_nnunet.cli.train:finetune",
     "label": "kt_nnunet.cli.label:label",
 }
 

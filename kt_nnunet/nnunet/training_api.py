@@ -3,7 +3,9 @@
 Differences from the stock entry point, each deliberate:
 * the trainer class is passed directly, so no name lookup imports nnU-Net's whole trainer tree;
 * an existing finished fold is never overwritten unless ``force=True`` (nnU-Net would retrain over it);
-* ``num_workers`` sets ``nnUNet_n_proc_DA`` for this run only (0 is fastest on a few CPU cores).
+* ``num_workers`` sets ``nnUNet_n_proc_DA`` for this run only (0 is fastest on a few CPU cores);
+* pretrained weights are read with ``weights_only=True`` (nnU-Net's ``load_pretrained_weights`` unpickles
+  the whole file, which can execute code), otherwise with nnU-Net's semantics.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -56,11 +58,50 @@ def build_trainer(trainer_class, dataset: str | int, configuration: str, fold: i
                          device=torch.device(device))
 
 
+NNUNET_PRETRAINED_SKIP = (".seg_layers.",)  # what nnU-Net's load_pretrained_weights leaves untouched
+
+
+def load_pretrained_weights_safely(network, path: str | Path, skip: Sequence[str] = NNUNET_PRETRAINED_SKIP) -> int:
+    """nnU-Net's ``load_pretrained_weights`` semantics with a ``weights_only=True`` load; returns tensors loaded.
+
+    Every parameter of ``network`` whose key contains none of ``skip`` must exist in the checkpoint with the
+    same shape (one error lists the mismatches); keys matching ``skip`` keep their fresh initialisation.
+    """
+    from torch._dynamo import OptimizedModule
+    from torch.nn.parallel import DistributedDataParallel
+
+    from kt_nnunet.nnunet.model_folder import load_checkpoint_safely
+
+    pretrained = load_checkpoint_safely(Path(path))["network_weights"]
+    module = network.module if isinstance(network, DistributedDataParallel) else network
+    module = module._orig_mod if isinstance(module, OptimizedModule) else module
+    own = module.state_dict()
+    wanted = [k for k in own if not any(s in k for s in skip)]
+    bad = [f"{k} (missing)" if k not in pretrained else f"{k} {tuple(pretrained[k].shape)} vs {tuple(own[k].shape)}"
+           for k in wanted if k not in pretrained or pretrained[k].shape != own[k].shape]
+    if bad:
+        raise TrainingError(f"pretrained weights {path} do not fit this network ({len(bad)} tensors: "
+                            f"{'; '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}); the plans' architecture must "
+                            "be the one the weights were trained with")
+    own.update({k: pretrained[k] for k in wanted})
+    module.load_state_dict(own)
+    return len(wanted)
+
+
 def train_fold(trainer_class, dataset: str | int, configuration: str, fold: int, plans_name: str,
                device: str = "cpu", continue_training: bool = False, pretrained_weights: Optional[str] = None,
-               force: bool = False, validate: bool = True, num_workers: Optional[int] = 0) -> Path:
-    """Train (or resume) one fold; returns the model folder (``nnUNet_results/DatasetX/TR__PLANS__CFG``)."""
+               force: bool = False, validate: bool = True, num_workers: Optional[int] = 0,
+               pretrained_skip: Sequence[str] = NNUNET_PRETRAINED_SKIP) -> Path:
+    """Train (or resume) one fold; returns the model folder (``nnUNet_results/DatasetX/TR__PLANS__CFG``).
+
+    ``pretrained_weights`` (a checkpoint file) initialises the network as ``nnUNetv2_train -pretrained_weights``
+    does, but loaded safely; ``pretrained_skip=()`` also keeps the segmentation heads.
+    """
     from nnunetv2.run.run_training import maybe_load_checkpoint
+
+    if continue_training and pretrained_weights is not None:
+        raise TrainingError("--continue resumes from the fold's own checkpoint; pretrained weights only start a "
+                            "new training")
 
     trainer = build_trainer(trainer_class, dataset, configuration, fold, plans_name, device, continue_training)
     fold_folder = Path(trainer.output_folder)
@@ -74,7 +115,11 @@ def train_fold(trainer_class, dataset: str | int, configuration: str, fold: int,
     if device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     with augmentation_workers(num_workers):
-        maybe_load_checkpoint(trainer, continue_training, False, pretrained_weights)
+        maybe_load_checkpoint(trainer, continue_training, False, None)
+        if pretrained_weights is not None:
+            if not trainer.was_initialized:
+                trainer.initialize()
+            load_pretrained_weights_safely(trainer.network, pretrained_weights, pretrained_skip)
         trainer.run_training()
         if validate:
             trainer.perform_actual_validation(False)

@@ -1,1 +1,35 @@
-"""nnU-Net trainer variants (small nnUNetTrainer subclasses, one seam each)."""
+"""Transfer and fine-tuning: nnU-Net trainer variants (small ``nnUNetTrainer`` subclasses, one seam each)
+and the Python API behind ``kt-nnunet transfer`` / ``kt-nnunet finetune``.
+
+| trainer | module | seam |
+| --- | --- | --- |
+| ``nnUNetTrainerKTBudget`` | ``budget.py`` | epochs, iterations, ``initial_lr`` from the plans key ``kt_budget`` |
+| ``nnUNetTrainerKTBase`` | ``base.py`` | checkpoints stock ``nnUNetv2_predict`` loads; ``kt_provenance.json`` |
+| ``nnUNetTrainerKTOffline`` | ``offline.py`` | provenance of the teacher-labelled dataset; validation as teacher agreement (+ reference Dice) |
+| ``nnUNetTrainerKTOnline`` | ``online.py`` | teachers label each augmented batch (``train_step`` / ``validation_step``) |
+| ``nnUNetTrainerKTOnlineSoft`` | ``online.py`` | + soft-target loss (``_build_loss``) |
+| ``nnUNetTrainerKTFinetune`` | ``finetuning.py`` | records the fine-tuned source model |
+
+Imports are lazy: ``import kt_nnunet.training`` does not import nnU-Net.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "transfer": "kt_nnunet.training.transferring", "prepare_transfer": "kt_nnunet.training.transferring",
+    "TransferPlan": "kt_nnunet.training.transferring", "TransferError": "kt_nnunet.training.transferring",
+    "finetune": "kt_nnunet.training.finetuning", "prepare_finetune": "kt_nnunet.training.finetuning",
+    "FinetunePlan": "kt_nnunet.training.finetuning", "FinetuneError": "kt_nnunet.training.finetuning",
+    "nnUNetTrainerKTBudget": "kt_nnunet.training.budget", "nnUNetTrainerKTBase": "kt_nnunet.training.base",
+    "nnUNetTrainerKTOffline": "kt_nnunet.training.offline", "nnUNetTrainerKTOnline": "kt_nnunet.training.online",
+    "nnUNetTrainerKTOnlineSoft": "kt_nnunet.training.online",
+    "nnUNetTrainerKTFinetune": "kt_nnunet.training.finetuning",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'kt_nnunet.training' has no attribute {name!r}")

@@ -10,11 +10,12 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 BUDGET_KEY = "kt_budget"
-BUDGET_FIELDS = ("num_epochs", "num_iterations_per_epoch", "num_val_iterations_per_epoch")
+BUDGET_FIELDS = ("num_epochs", "num_iterations_per_epoch", "num_val_iterations_per_epoch", "initial_lr")
+FLOAT_FIELDS = ("initial_lr",)  # the others are counts
 
 
 class nnUNetTrainerKTBudget(nnUNetTrainer):
-    """nnUNetTrainer with ``num_epochs`` / iterations per epoch taken from the plans' ``kt_budget``."""
+    """nnUNetTrainer with ``num_epochs`` / iterations per epoch (and ``initial_lr``) from the plans' ``kt_budget``."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -26,4 +27,4 @@ class nnUNetTrainerKTBudget(nnUNetTrainer):
                              f"allowed: {list(BUDGET_FIELDS)}")
         for field in BUDGET_FIELDS:
             if field in budget:
-                setattr(self, field, int(budget[field]))
+                setattr(self, field, (float if field in FLOAT_FIELDS else int)(budget[field]))

@@ -1,0 +1,111 @@
+"""`kt-nnunet transfer` and `kt-nnunet finetune`: thin layers over ``kt_nnunet.training``."""
+from __future__ import annotations
+
+import json
+
+import click
+
+FUSIONS = ("mean", "weighted", "majority", "staple")  # kt_nnunet.labelling.fusion.FUSION_METHODS (no torch import)
+
+
+def _floats(value, name):
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}", param_hint=name)
+
+
+def _predict_hint(model_folder, fold) -> str:
+    return (f"predict: nnUNetv2_predict_from_modelfolder -i IMAGES -o OUT -m {model_folder} -f {fold} -device cpu "
+            "(stock nnU-Net; nnUNet_extTrainer not needed)")
+
+
+@click.command()
+@click.option("--teacher", "teachers", multiple=True, metavar="MODEL",
+              help="Teacher model folder (DIR or DIR:0,1 for folds); repeat for several teachers.")
+@click.option("--dataset", required=True, help="Teacher-labelled dataset (offline), or the transferal dataset.")
+@click.option("--arch", "architecture", required=True, help="Student architecture (see `kt-nnunet architectures`).")
+@click.option("--online", is_flag=True, help="Teachers label every augmented batch during training.")
+@click.option("--soft", is_flag=True, help="Online only: also distil the teachers' soft targets (KL, T, alpha).")
+@click.option("-T", "--temperature", type=float, default=2.0, show_default=True, help="Soft-target temperature.")
+@click.option("--alpha", type=float, default=0.5, show_default=True, help="Weight of the soft term (0..1).")
+@click.option("--fusion", type=click.Choice(FUSIONS), default="mean", show_default=True, help="Teacher fusion.")
+@click.option("--weights", default=None, metavar="W1,W2,..", help="Per-teacher weights for --fusion weighted.")
+@click.option("--min-confidence", type=float, default=None, help="Fused confidence below it -> ignore label.")
+@click.option("-c", "--configuration", default="2d", show_default=True, help="nnU-Net configuration.")
+@click.option("-f", "--fold", type=int, default=0, show_default=True, help="Fold to train.")
+@click.option("--tiny", is_flag=True, help="The architecture's tiny width (CPU tests, demos).")
+@click.option("--arch-kwargs", default=None, metavar="JSON", help="Architecture kwargs overriding its defaults.")
+@click.option("--epochs", type=int, default=None, help="Epochs (plans key kt_budget).")
+@click.option("--iterations", type=int, default=None, help="Training iterations per epoch.")
+@click.option("--val-iterations", type=int, default=None, help="Validation iterations per epoch.")
+@click.option("--reference-labels", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Offline: labelled reference data; validation also reports real Dice against it.")
+@click.option("--reference-images", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Images of the reference labels (default: match the validation cases by name).")
+@click.option("--labelled-out", default=None, metavar="DatasetNNN_Name",
+              help="If --dataset is unlabelled: label it with the teachers into this new dataset first.")
+@click.option("--force", is_flag=True, help="Retrain a finished fold from scratch; replace differing plans.")
+@click.option("--continue", "continue_training", is_flag=True, help="Resume the fold from its checkpoint.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or mps.")
+@click.option("--no-validate", is_flag=True, help="Skip nnU-Net's final validation.")
+@click.option("--plan-only", is_flag=True, help="Write the plans and print the stock nnUNetv2_train command.")
+@click.option("-np", "--num-processes", default=2, show_default=True, help="Processes for nnU-Net preprocessing.")
+def transfer(teachers, dataset, architecture, online, soft, temperature, alpha, fusion, weights, min_confidence,
+             configuration, fold, tiny, arch_kwargs, epochs, iterations, val_iterations, reference_labels,
+             reference_images, labelled_out, force, continue_training, device, no_validate, plan_only,
+             num_processes):
+    """Train a STUDENT architecture from teachers: offline (teacher-labelled dataset) or --online."""
+    from kt_nnunet.training.transferring import prepare_transfer, transfer as run_transfer
+
+    try:
+        overrides = json.loads(arch_kwargs) if arch_kwargs else None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--arch-kwargs")
+    options = dict(temperature=temperature, alpha=alpha, fusion=fusion, weights=_floats(weights, "--weights"),
+                   min_confidence=min_confidence, configuration=configuration, tiny=tiny, arch_kwargs=overrides,
+                   epochs=epochs, iterations=iterations, val_iterations=val_iterations,
+                   reference_labels=reference_labels, reference_images=reference_images, labelled_out=labelled_out,
+                   num_processes=num_processes)
+    if plan_only:
+        plan = prepare_transfer(teachers, dataset, architecture, online=online, soft=soft, force=force,
+                                device=device, **options)
+        click.echo(f"plans:   {plan.plans_name} for {plan.dataset_name}")
+        click.echo(f"train:   {plan.train_command(fold)}   (needs nnUNet_extTrainer: eval \"$(kt-nnunet env)\")")
+        return
+    folder = run_transfer(teachers, dataset, architecture, fold=fold, online=online, soft=soft,
+                          continue_training=continue_training, force=force, device=device,
+                          validate=not no_validate, **options)
+    click.echo(f"trained: {folder}/fold_{fold}")
+    click.echo(_predict_hint(folder, fold))
+
+
+@click.command()
+@click.option("--model", "model_folder", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The student's model folder (TRAINER__PLANS__CFG).")
+@click.option("--dataset", required=True, help="Labelled downstream dataset (id, name or folder name in nnUNet_raw).")
+@click.option("-f", "--fold", type=int, default=0, show_default=True, help="Fold of the labelled dataset to train.")
+@click.option("--source-fold", type=int, default=None, help="The student's fold to start from (default: first).")
+@click.option("--checkpoint", default="checkpoint_final.pth", show_default=True, help="The student's checkpoint.")
+@click.option("--epochs", type=int, default=None, help="Epochs of fine-tuning (plans key kt_budget).")
+@click.option("--lr", type=float, default=None, help="Initial learning rate (nnU-Net's default 1e-2).")
+@click.option("--iterations", type=int, default=None, help="Training iterations per epoch.")
+@click.option("--val-iterations", type=int, default=None, help="Validation iterations per epoch.")
+@click.option("--force", is_flag=True, help="Retrain a finished fold from scratch; replace differing plans.")
+@click.option("--continue", "continue_training", is_flag=True, help="Resume the fold from its checkpoint.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or mps.")
+@click.option("--no-validate", is_flag=True, help="Skip nnU-Net's final validation.")
+@click.option("-np", "--num-processes", default=2, show_default=True, help="Processes for nnU-Net preprocessing.")
+def finetune(model_folder, dataset, fold, source_fold, checkpoint, epochs, lr, iterations, val_iterations, force,
+             continue_training, device, no_validate, num_processes):
+    """Continue a student on a labelled dataset (same architecture, nnU-Net's pretrained-weights path)."""
+    from kt_nnunet.training.finetuning import finetune as run_finetune
+
+    folder = run_finetune(model_folder, dataset, fold=fold, source_fold=source_fold, checkpoint=checkpoint,
+                          epochs=epochs, lr=lr, iterations=iterations, val_iterations=val_iterations, force=force,
+                          continue_training=continue_training, device=device, validate=not no_validate,
+                          num_processes=num_processes)
+    click.echo(f"fine-tuned: {folder}/fold_{fold}")
+    click.echo(_predict_hint(folder, fold))

@@ -1,0 +1,175 @@
+"""Fine-tuning: a transferred student continues on a small labelled downstream dataset.
+
+As nnU-Net's pretraining recipe (``nnUNetv2_move_plans_between_datasets`` + ``-pretrained_weights``):
+
+1. the student's own ``plans.json`` (architecture, patch size, spacing, normalization, intensity
+   statistics) is written for the labelled dataset as ``ktFinetune_<arch>.json``, with a
+   ``data_identifier`` naming that preprocessing, so the weights see inputs preprocessed as in training;
+2. nnU-Net preprocesses the labelled dataset with those plans;
+3. the fold is trained from the student's checkpoint through the pretrained-weights path, loaded with
+   ``weights_only=True``; all weights are kept, heads included (the label sets must be equal).
+
+``nnUNetTrainerKTFinetune`` is the budget trainer (``kt_budget``: epochs, iterations, ``initial_lr``) that
+records the source model in ``kt_provenance.json``; its checkpoints name ``nnUNetTrainer``, so stock
+``nnUNetv2_predict`` loads the result with or without ``nnUNet_extTrainer``.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from kt_nnunet.errors import KtNnunetError
+from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT, TrainedModel, available_folds, load_trained_model
+from kt_nnunet.nnunet.paths import preprocessed_folder, raw_folder
+from kt_nnunet.training.base import nnUNetTrainerKTBase
+from kt_nnunet.training.plans import write_plans
+
+FINETUNE_KEY = "kt_finetune"
+FINETUNE_PREFIX = "ktFinetune"
+# Plans entries that decide what preprocessing produces (the data identifier hashes them).
+PREPROCESSING_KEYS = ("spacing", "normalization_schemes", "use_mask_for_norm", "resampling_fn_data",
+                      "resampling_fn_data_kwargs", "resampling_fn_seg", "resampling_fn_seg_kwargs",
+                      "preprocessor_name")
+KT_CONFIGURATION_KEYS = ("kt_budget", "kt_online", "kt_reference", FINETUNE_KEY, "inherits_from")
+
+
+class FinetuneError(KtNnunetError):
+    """The student cannot be fine-tuned on this dataset as asked."""
+
+
+class nnUNetTrainerKTFinetune(nnUNetTrainerKTBase):
+    """Budget trainer for fine-tuning a student; records the source model (plans key ``kt_finetune``)."""
+
+    def kt_provenance(self) -> dict:
+        record = super().kt_provenance()
+        record["mode"] = "finetune"
+        record["source"] = self.configuration_manager.configuration.get(FINETUNE_KEY)
+        return record
+
+
+@dataclass(frozen=True)
+class FinetunePlan:
+    dataset_name: str
+    configuration: str
+    plans_name: str
+    plans_file: Path
+    pretrained_weights: Path
+    trainer: str = nnUNetTrainerKTFinetune.__name__
+
+    def train_command(self, fold: int = 0) -> str:
+        return (f"nnUNetv2_train {self.dataset_name} {self.configuration} {fold} -p {self.plans_name} -tr "
+                f"{self.trainer} -device cpu -pretrained_weights {self.pretrained_weights}")
+
+
+def architecture_name(plans: dict, configuration_manager) -> str:
+    return (plans.get("kt_nnunet") or {}).get("architecture") or configuration_manager.network_arch_class_name.split(
+        ".")[-1]
+
+
+def _labels(dataset_json: dict) -> dict:
+    return {k: v for k, v in dataset_json["labels"].items() if k != "ignore"}
+
+
+def finetune_plans(student: TrainedModel, dataset_name: str, dataset_json: dict, budget: dict,
+                   reader_writer: Optional[str] = None) -> dict:
+    """The student's plans for ``dataset_name``: same network and preprocessing, new data identifier."""
+    configuration = {k: v for k, v in student.configuration_manager.configuration.items()
+                     if k not in KT_CONFIGURATION_KEYS}
+    plans = copy.deepcopy(student.plans)
+    relevant = {k: configuration.get(k) for k in PREPROCESSING_KEYS}
+    relevant.update({k: plans.get(k) for k in ("transpose_forward", "foreground_intensity_properties_per_channel")})
+    relevant["reader"] = reader_writer or plans.get("image_reader_writer")
+    digest = hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    configuration["data_identifier"] = f"{FINETUNE_PREFIX}_{student.configuration}_{digest}"
+    if budget:
+        configuration["kt_budget"] = budget
+    configuration[FINETUNE_KEY] = {"source_model": str(student.folder), "folds": list(student.folds),
+                                   "checkpoint": student.checkpoint_name,
+                                   "checkpoint_sha256": student.checkpoint_sha256,
+                                   "source_dataset": student.plans.get("dataset_name"),
+                                   "source_plans": student.plans.get("plans_name")}
+    plans.update(dataset_name=dataset_name, configurations={student.configuration: configuration},
+                 plans_name=f"{FINETUNE_PREFIX}_{architecture_name(student.plans, student.configuration_manager)}")
+    if reader_writer:
+        plans["image_reader_writer"] = reader_writer
+    plans.setdefault("kt_nnunet", {})["finetuned_from"] = str(student.folder)
+    return plans
+
+
+def _preprocessed(folder: Path, data_identifier: str, num_cases: int) -> bool:
+    data = folder / data_identifier
+    return data.is_dir() and len(list(data.glob("*.pkl"))) == num_cases
+
+
+def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: Optional[int] = None,
+                     checkpoint: str = DEFAULT_CHECKPOINT, epochs: Optional[int] = None, lr: Optional[float] = None,
+                     iterations: Optional[int] = None, val_iterations: Optional[int] = None, force: bool = False,
+                     num_processes: int = 2) -> FinetunePlan:
+    """Write ``ktFinetune_<arch>.json`` for the labelled ``dataset`` and preprocess it with the student's plans."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, preprocess
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+    from kt_nnunet.nnunet.planning import dataset_id, dataset_name
+
+    folds = [source_fold] if source_fold is not None else available_folds(Path(model_folder), checkpoint)[:1]
+    student = load_trained_model(model_folder, folds, checkpoint)  # weights_only=True, allow-list
+    name = str(dataset_name(dataset))
+    raw = raw_folder() / name
+    dataset_json = json.loads((raw / "dataset.json").read_text())
+    problems = []
+    if _labels(dataset_json) != _labels(student.dataset_json):
+        problems.append(f"labels {_labels(dataset_json)} vs the student's {_labels(student.dataset_json)}")
+    if len(dataset_json["channel_names"]) != len(student.dataset_json["channel_names"]):
+        problems.append(f"{len(dataset_json['channel_names'])} input channels vs the student's "
+                        f"{len(student.dataset_json['channel_names'])}")
+    if problems:
+        raise FinetuneError(f"cannot fine-tune {model_folder} on {name}: " + "; ".join(problems)
+                            + ". Fine-tuning keeps the student's network, so the dataset needs its labels and channels")
+    cases = get_filenames_of_train_images_and_targets(str(raw), dataset_json)
+    if not cases:
+        raise FinetuneError(f"{raw} has no labelled training cases; fine-tuning needs imagesTr + labelsTr")
+    example = next(iter(cases.values()))["images"][0]
+    reader = determine_reader_writer_from_dataset_json(dataset_json, example, allow_nonmatching_filename=True,
+                                                       verbose=False).__name__
+    budget = {k: v for k, v in {"num_epochs": epochs, "num_iterations_per_epoch": iterations,
+                                "num_val_iterations_per_epoch": val_iterations, "initial_lr": lr}.items()
+              if v is not None}
+    plans = finetune_plans(student, name, dataset_json, budget, reader)
+    folder = preprocessed_folder() / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))  # what nnU-Net's preprocessor reads
+    if not (folder / "dataset_fingerprint.json").is_file():  # copied into the model folder by the trainer
+        extract_fingerprints([dataset_id(name)], num_processes=num_processes, check_dataset_integrity=True)
+    plans_file = write_plans(name, plans, student.configuration, force=force)
+    data_identifier = plans["configurations"][student.configuration]["data_identifier"]
+    if not _preprocessed(folder, data_identifier, len(cases)):
+        preprocess([dataset_id(name)], plans["plans_name"], configurations=[student.configuration],
+                   num_processes=[num_processes])
+    weights = student.folder / f"fold_{student.folds[0]}" / checkpoint
+    return FinetunePlan(name, student.configuration, plans["plans_name"], plans_file, weights)
+
+
+def finetune(model_folder: str | Path, dataset: str | int, fold: int = 0, source_fold: Optional[int] = None,
+             checkpoint: str = DEFAULT_CHECKPOINT, epochs: Optional[int] = None, lr: Optional[float] = None,
+             iterations: Optional[int] = None, val_iterations: Optional[int] = None, force: bool = False,
+             continue_training: bool = False, device: str = "cpu", validate: bool = True, num_processes: int = 2,
+             num_workers: Optional[int] = 0) -> Path:
+    """Fine-tune the student in ``model_folder`` on the labelled ``dataset``; returns the new model folder.
+
+    ``source_fold`` picks the student's checkpoint (default: its first fold); ``fold`` is the fold of the
+    labelled dataset to train. An existing finished fold is kept unless ``force``; ``continue_training``
+    resumes it.
+    """
+    from kt_nnunet.nnunet.training_api import train_fold
+
+    plan = prepare_finetune(model_folder, dataset, source_fold, checkpoint, epochs, lr, iterations, val_iterations,
+                            force=force, num_processes=num_processes)
+    return train_fold(nnUNetTrainerKTFinetune, plan.dataset_name, plan.configuration, fold, plan.plans_name, device,
+                      continue_training=continue_training,
+                      pretrained_weights=None if continue_training else str(plan.pretrained_weights),
+                      force=force, validate=validate, num_workers=num_workers, pretrained_skip=())

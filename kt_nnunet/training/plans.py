@@ -1,0 +1,67 @@
+"""Plans files for transfer and fine-tuning runs, beside nnU-Net's own in ``nnUNet_preprocessed/DatasetX/``.
+
+Trainer settings travel in plans configuration keys (nnU-Net's trainer ``__init__`` cannot take more
+arguments, and the plans are copied into every model folder, so a model records how it was trained):
+
+| plans file | written by | keys |
+| --- | --- | --- |
+| ``ktOffline_<arch>.json`` | ``transfer(online=False)`` | ``kt_budget``, ``kt_reference`` |
+| ``ktOnline_<arch>.json`` | ``transfer(online=True)`` | ``kt_budget``, ``kt_online`` |
+| ``ktFinetune_<arch>.json`` | ``finetune`` | ``kt_budget`` (with ``initial_lr``), ``kt_finetune`` |
+
+Transfer plans are nnU-Net's plans with the student's architecture (``planning.architecture_plans``)
+and keep nnU-Net's ``data_identifier``, so they reuse its preprocessed data. ``kt-nnunet plan``'s
+``ktPlans_<arch>.json`` is never touched. A plans file holding a *different* configuration is only
+replaced with ``force`` (trained models keep their own copy in their folder).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from kt_nnunet.errors import KtNnunetError
+from kt_nnunet.nnunet.paths import preprocessed_folder
+
+
+class TransferPlansError(KtNnunetError):
+    """A plans file for a transfer or fine-tuning run cannot be written as asked."""
+
+
+def plans_path(dataset_name: str, plans_name: str) -> Path:
+    return preprocessed_folder() / dataset_name / f"{plans_name}.json"
+
+
+def write_plans(dataset_name: str, plans: dict, configuration: str, force: bool = False) -> Path:
+    """Write ``plans`` as ``<plans_name>.json``; other configurations already there are kept."""
+    path = plans_path(dataset_name, plans["plans_name"])
+    if path.is_file():
+        existing = json.loads(path.read_text())
+        old = existing.get("configurations", {}).get(configuration)
+        if old is not None and old != plans["configurations"][configuration] and not force:
+            changed = sorted(k for k in set(old) | set(plans["configurations"][configuration])
+                             if old.get(k) != plans["configurations"][configuration].get(k))
+            raise TransferPlansError(
+                f"{path} already holds a different {configuration!r} configuration (changed: {', '.join(changed)}); "
+                "pass --force to replace it (models trained with it keep their own plans.json)")
+        plans = dict(plans, configurations={**existing.get("configurations", {}), **plans["configurations"]})
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(plans, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def transfer_plans(dataset: str | int, architecture: str, plans_prefix: str, configuration: str = "2d",
+                   arch_kwargs: dict | None = None, tiny: bool = False, budget: dict | None = None,
+                   settings: dict | None = None, force: bool = False, num_processes: int = 2) -> tuple[str, str]:
+    """Plan/preprocess with nnU-Net if needed, then write ``<prefix>_<arch>.json``; ``(dataset, plans name)``."""
+    from kt_nnunet.nnunet.planning import architecture_plans, ensure_preprocessed, load_plans
+    from kt_nnunet.registry import get_architecture
+
+    spec = get_architecture(architecture)
+    name = str(ensure_preprocessed(dataset, configuration, num_processes=num_processes))
+    plans = architecture_plans(load_plans(name), configuration, spec, arch_kwargs, tiny=tiny, budget=budget)
+    plans["plans_name"] = f"{plans_prefix}_{spec.name}"
+    plans["configurations"][configuration].update({k: v for k, v in (settings or {}).items() if v is not None})
+    write_plans(name, plans, configuration, force=force)
+    return name, plans["plans_name"]
