@@ -21,6 +21,8 @@ COMMANDS = {
     "transfer": "kt_nnunet.cli.train:transfer",
     "finetune": "kt_nnunet.cli.train:finetune",
     "label": "kt_nnunet.cli.label:label",
+    "experiment": "kt_nnunet.cli.experiment:experiment",
+    "demo": "kt_nnunet.cli.experiment:demo",
 }
 
 

@@ -80,13 +80,15 @@ def synth(dataset_id, name, out, shape, spacing, num_classes, num_train, num_tes
 @click.option("--block", type=int, default=4, show_default=True, help="Consecutive slices per slab.")
 @click.option("--gap", type=int, default=2, show_default=True, help="Slices dropped between slabs of two roles.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--with-downstream", is_flag=True,
+              help="Also write base+3: the transferal images with true labels (the fine-tuning pool).")
 @click.option("--force", is_flag=True, help="Replace existing demo datasets.")
-def demo(out, base_id, resolution_mm, block, gap, seed, force):
+def demo(out, base_id, resolution_mm, block, gap, seed, with_downstream, force):
     """Build the brain MRI demo sets (source, transferal, test) from nilearn's MNI152 template."""
     from kt_nnunet.data.demo import build_demo
 
     built = build_demo(out, base_id=base_id, resolution_mm=resolution_mm, block=block, gap=gap, seed=seed,
-                       force=force)
+                       with_downstream=with_downstream, force=force)
     for role, folder in built.as_dict().items():
         click.echo(f"{role:<11} {folder}")
     click.echo(f"check: nnUNetv2_plan_and_preprocess -d {base_id} {base_id + 2} --verify_dataset_integrity "

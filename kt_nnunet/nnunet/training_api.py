@@ -19,8 +19,10 @@ from typing import Optional, Sequence
 import torch
 
 from kt_nnunet.errors import KtNnunetError
-from kt_nnunet.nnunet.paths import preprocessed_folder
+from kt_nnunet.nnunet.paths import preprocessed_folder, raw_folder
 from kt_nnunet.nnunet.planning import dataset_name
+
+NNUNET_NUM_FOLDS = 5
 
 
 class TrainingError(KtNnunetError):
@@ -41,6 +43,27 @@ def augmentation_workers(num_workers: Optional[int]):
             os.environ.pop("nnUNet_n_proc_DA", None)
         else:
             os.environ["nnUNet_n_proc_DA"] = saved
+
+
+def ensure_splits(name: str) -> None:
+    """Give nnU-Net a ``splits_final.json`` where its 5-fold split cannot be made.
+
+    A raw dataset's own ``splits_final.json`` is copied as nnU-Net's planner would. With fewer than five
+    labelled cases (a fine-tuning set of N cases) nnU-Net's KFold fails, so every fold then trains on all
+    cases and validates on them too: the protocol evaluates on a separate test set, not on this split.
+    """
+    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+    target = preprocessed_folder() / name / "splits_final.json"
+    if target.is_file():
+        return
+    raw = raw_folder() / name
+    if (raw / "splits_final.json").is_file():
+        shutil.copyfile(raw / "splits_final.json", target)
+        return
+    cases = sorted(get_filenames_of_train_images_and_targets(str(raw), json.loads((raw / "dataset.json").read_text())))
+    if len(cases) < NNUNET_NUM_FOLDS:
+        target.write_text(json.dumps([{"train": cases, "val": cases}] * NNUNET_NUM_FOLDS, indent=1))
 
 
 def build_trainer(trainer_class, dataset: str | int, configuration: str, fold: int, plans_name: str,
@@ -103,6 +126,7 @@ def train_fold(trainer_class, dataset: str | int, configuration: str, fold: int,
         raise TrainingError("--continue resumes from the fold's own checkpoint; pretrained weights only start a "
                             "new training")
 
+    ensure_splits(dataset_name(dataset))
     trainer = build_trainer(trainer_class, dataset, configuration, fold, plans_name, device, continue_training)
     fold_folder = Path(trainer.output_folder)
     finished = (fold_folder / "checkpoint_final.pth").is_file()

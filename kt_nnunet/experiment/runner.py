@@ -1,0 +1,259 @@
+"""Runs an experiment's steps in order through the labelling, training and evaluation APIs, resumably.
+
+What is done is judged from the files, never from memory: a model step is done when its fold holds
+``checkpoint_final.pth``; a labelling step resumes inside ``label_dataset`` (finished cases are skipped);
+an evaluation is reused when the checkpoint checksums and test cases are unchanged. ``state.json`` in the
+experiment folder records each step's output and wall time, for the report and for the next run.
+
+Models are trained without nnU-Net's final fold validation: the experiment scores every model on the
+held-out test set instead, and the validation export costs a process pool per model on a CPU.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from kt_nnunet.experiment.config import ExperimentConfig, load_config
+from kt_nnunet.experiment.steps import (Evaluate, Finetune, LabelTransferal, MakeFinetuneSubset, ModelStep, Report,
+                                        Step, TrainBaseline, TrainStudent, TrainTeacher, UseTeacher, plan_steps)
+
+STATE_FILE = "state.json"
+RESULTS_FILE = "results.json"
+NNUNET_FOLDERS = {"nnUNet_raw": "nnUNet_raw", "nnUNet_preprocessed": "nnUNet_preprocessed",
+                  "nnUNet_results": "nnUNet_results"}
+
+
+def use_experiment_folders(output: Path, override: bool = False) -> dict:
+    """Point nnU-Net's folder variables into ``output`` (only those unset, unless ``override``)."""
+    chosen = {}
+    for variable, folder in NNUNET_FOLDERS.items():
+        if override or not os.environ.get(variable):
+            os.environ[variable] = str((output / folder).absolute())
+        chosen[variable] = os.environ[variable]
+        Path(chosen[variable]).mkdir(parents=True, exist_ok=True)
+    return chosen
+
+
+def _budget(budget) -> dict:
+    return {"num_epochs": budget.epochs, "num_iterations_per_epoch": budget.iterations_per_epoch,
+            "num_val_iterations_per_epoch": budget.val_iterations_per_epoch}
+
+
+def _finished(model_folder: Path, fold: int) -> bool:
+    return (Path(model_folder) / f"fold_{fold}" / "checkpoint_final.pth").is_file()
+
+
+def _train_resumably(train: Callable[..., Path], fold_folder_of: Callable[[], Optional[Path]], **kwargs) -> Path:
+    """Call ``train`` fresh, or with ``continue_training`` when an unfinished fold folder exists."""
+    folder = fold_folder_of()
+    if folder is not None and folder.is_dir() and not (folder / "checkpoint_final.pth").is_file():
+        return train(continue_training=True, **kwargs)
+    return train(**kwargs)
+
+
+class ExperimentRunner:
+    def __init__(self, config: ExperimentConfig, progress: Callable[[str], None] = print, force: bool = False):
+        self.config = config
+        self.output = Path(config.output)
+        self.progress = progress
+        self.force = force
+        self.state_path = self.output / STATE_FILE
+        self.state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {"steps": {}}
+        self.models: dict[str, Path] = {}        # model name -> model folder
+        self.datasets: dict[str, str] = {}       # derived dataset output_name -> DatasetNNN_Name
+        self.evaluations: dict = {}
+
+    # -- bookkeeping --------------------------------------------------------------------------------
+    def _save_state(self) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2))
+        os.replace(tmp, self.state_path)
+
+    def run(self) -> Path:
+        self.output.mkdir(parents=True, exist_ok=True)
+        steps = plan_steps(self.config)
+        self.config.check_inputs()
+        started = time.perf_counter()
+        for index, step in enumerate(steps, start=1):
+            self.progress(f"[{index}/{len(steps)}] {step.name} ...")
+            t0 = time.perf_counter()
+            reused = self.execute(step)
+            seconds = time.perf_counter() - t0
+            record = self.state["steps"].setdefault(step.name, {})
+            if not reused or "seconds" not in record:
+                record["seconds"] = round(seconds, 2)
+            record["finished"] = True
+            self._save_state()
+            self.progress(f"[{index}/{len(steps)}] {step.name}: {'already done' if reused else 'done'} "
+                          f"({seconds:.1f} s)")
+        self.state["total_seconds_last_run"] = round(time.perf_counter() - started, 2)
+        self._save_state()
+        return self.output / RESULTS_FILE
+
+    def execute(self, step: Step) -> bool:
+        """Run one step; True when its result already existed."""
+        handler = {TrainTeacher: self._train_teacher, UseTeacher: self._use_teacher,
+                   LabelTransferal: self._label, TrainStudent: self._train_student,
+                   MakeFinetuneSubset: self._make_subset, Finetune: self._finetune, TrainBaseline: self._baseline,
+                   Evaluate: self._evaluate, Report: self._report}[type(step)]
+        return handler(step)
+
+    def _remember_model(self, step: ModelStep, folder: Path) -> None:
+        self.models[step.model] = Path(folder)
+        self.state["steps"].setdefault(step.name, {})["model_folder"] = str(folder)
+
+    # -- steps --------------------------------------------------------------------------------------
+    def _plain_training(self, step: ModelStep, dataset, budget, tiny, arch_kwargs) -> bool:
+        """Plan ``dataset`` for the step's architecture and train it with the budget trainer."""
+        from kt_nnunet.nnunet.planning import write_architecture_plans
+        from kt_nnunet.nnunet.training_api import train_fold
+        from kt_nnunet.training.budget import nnUNetTrainerKTBudget
+
+        cfg = self.config
+        planned = write_architecture_plans(dataset, step.architecture, cfg.configuration, dict(arch_kwargs) or None,
+                                           tiny=tiny, budget=_budget(budget), force=self.force)
+        folder = Path(os.environ["nnUNet_results"]) / planned.dataset_name / \
+            f"{nnUNetTrainerKTBudget.__name__}__{planned.plans_name}__{cfg.configuration}"
+        if _finished(folder, cfg.fold) and not self.force:
+            self._remember_model(step, folder)
+            return True
+        model = _train_resumably(train_fold, lambda: folder / f"fold_{cfg.fold}",
+                                 trainer_class=nnUNetTrainerKTBudget, dataset=planned.dataset_name,
+                                 configuration=cfg.configuration, fold=cfg.fold, plans_name=planned.plans_name,
+                                 device=cfg.device, force=self.force, validate=False)
+        self._remember_model(step, model)
+        return False
+
+    def _train_teacher(self, step: TrainTeacher) -> bool:
+        return self._plain_training(step, step.dataset.resolve(self.config.label).name, step.budget, step.tiny,
+                                    step.arch_kwargs)
+
+    def _use_teacher(self, step: UseTeacher) -> bool:
+        from kt_nnunet.nnunet.model_folder import load_trained_model
+
+        load_trained_model(step.model_folder, step.folds, step.checkpoint)  # refuses unsafe or broken folders
+        self._remember_model(step, step.model_folder)
+        return True
+
+    def _teacher_folders(self, names) -> list[str]:
+        return [str(self.models[name]) for name in names]
+
+    def _label(self, step: LabelTransferal) -> bool:
+        from kt_nnunet.labelling.api import label_dataset
+
+        out = f"Dataset{step.output_id:03d}_{step.output_name}"
+        target = Path(os.environ["nnUNet_raw"]) / out
+        existed = (target / "dataset.json").is_file()
+        fusion = step.fusion
+        label_dataset(self._teacher_folders(step.teachers), step.dataset.resolve(self.config.label), out,
+                      fusion=fusion.method, weights=fusion.weights, min_confidence=fusion.min_confidence,
+                      tta=fusion.tta, device=self.config.device, force=self.force, progress=False)
+        self.datasets[step.output_name] = out
+        self.state["steps"].setdefault(step.name, {})["dataset"] = out
+        return existed
+
+    def _train_student(self, step: TrainStudent) -> bool:
+        from kt_nnunet.training.transferring import prepare_transfer, transfer
+
+        cfg, mode = self.config, self.config.transfer
+        options = dict(online=mode.mode == "online", soft=mode.soft, temperature=mode.temperature, alpha=mode.alpha,
+                       fusion=step.fusion.method, weights=step.fusion.weights,
+                       min_confidence=step.fusion.min_confidence, configuration=cfg.configuration, tiny=step.tiny,
+                       arch_kwargs=dict(step.arch_kwargs) or None, epochs=step.budget.epochs,
+                       iterations=step.budget.iterations_per_epoch,
+                       val_iterations=step.budget.val_iterations_per_epoch, device=cfg.device)
+        teachers = self._teacher_folders(step.teachers)
+        dataset = self.datasets[step.labelled_dataset]
+        plan = prepare_transfer(teachers, dataset, step.architecture, force=self.force, **options)
+        folder = Path(os.environ["nnUNet_results"]) / plan.dataset_name / \
+            f"{plan.trainer}__{plan.plans_name}__{plan.configuration}"
+        if _finished(folder, cfg.fold) and not self.force:
+            self._remember_model(step, folder)
+            return True
+        model = _train_resumably(transfer, lambda: folder / f"fold_{cfg.fold}", teachers=teachers, dataset=dataset,
+                                 architecture=step.architecture, fold=cfg.fold, force=self.force, validate=False,
+                                 **options)
+        self._remember_model(step, model)
+        return False
+
+    def _make_subset(self, step: MakeFinetuneSubset) -> bool:
+        from kt_nnunet.data.subset import make_subset
+
+        out = f"Dataset{step.output_id:03d}_{step.output_name}"
+        target = Path(os.environ["nnUNet_raw"]) / out
+        self.datasets[step.output_name] = out
+        if (target / "dataset.json").is_file() and not self.force:
+            recorded = json.loads((target / "dataset.json").read_text()).get("kt_nnunet", {})
+            if recorded.get("seed") == step.seed and len(recorded.get("cases", [])) == step.cases:
+                return True
+        make_subset(step.dataset.resolve(self.config.label), step.output_id, step.output_name, step.cases,
+                    seed=step.seed, split=step.split, force=True)
+        return False
+
+    def _finetune(self, step: Finetune) -> bool:
+        from kt_nnunet.training.finetuning import finetune, prepare_finetune
+
+        cfg, budget = self.config, step.budget
+        base = self.models[step.base_model]
+        dataset = self.datasets[step.dataset_name]
+        settings = dict(epochs=budget.epochs, lr=step.learning_rate, iterations=budget.iterations_per_epoch,
+                        val_iterations=budget.val_iterations_per_epoch)
+        plan = prepare_finetune(base, dataset, None, "checkpoint_final.pth", **settings)
+        folder = Path(os.environ["nnUNet_results"]) / plan.dataset_name / \
+            f"{plan.trainer}__{plan.plans_name}__{plan.configuration}"
+        if _finished(folder, cfg.fold) and not self.force:
+            self._remember_model(step, folder)
+            return True
+        model = _train_resumably(finetune, lambda: folder / f"fold_{cfg.fold}", model_folder=base, dataset=dataset,
+                                 fold=cfg.fold, force=self.force, device=cfg.device, validate=False, **settings)
+        self._remember_model(step, model)
+        return False
+
+    def _baseline(self, step: TrainBaseline) -> bool:
+        return self._plain_training(step, self.datasets[step.dataset_name], step.budget, step.tiny, step.arch_kwargs)
+
+    def _evaluate(self, step: Evaluate) -> bool:
+        from kt_nnunet.experiment.evaluation import evaluate_model
+
+        cfg = self.config
+        model_step = next(s for s in plan_steps(cfg) if isinstance(s, ModelStep) and s.model == step.model)
+        out = self.output / "evaluations" / step.model
+        existed = (out / "evaluation.json").is_file()
+        evaluation = evaluate_model(self.models[step.model], step.test.dataset.resolve(cfg.label), out,
+                                    name=step.model, role=step.role, folds=[cfg.fold],
+                                    mirroring=cfg.evaluation.mirroring, threads=cfg.evaluation.threads,
+                                    warmup=cfg.evaluation.warmup, teachers=list(model_step.teachers),
+                                    extra={"registered_architecture": model_step.architecture}, force=self.force)
+        self.evaluations[step.model] = evaluation
+        return existed and not self.force
+
+    def _report(self, step: Report) -> bool:
+        from kt_nnunet.experiment.report import write_report
+        from kt_nnunet.experiment.results import build_results, write_results
+
+        cfg = self.config
+        timings = {name: record.get("seconds") for name, record in self.state["steps"].items()}
+        timings["total"] = round(sum(v for v in timings.values() if v), 2)
+        evaluations = [self.evaluations[s.model] for s in plan_steps(cfg) if isinstance(s, Evaluate)]
+        results = build_results(evaluations, config=cfg, test_set={"dataset": str(cfg.test.dataset.resolve(cfg.label)),
+                                                                   "split": cfg.test.split},
+                                timings=timings, name=cfg.name, output_folder=self.output)
+        write_results(results, self.output / RESULTS_FILE)
+        write_report(results, self.output, overlay_cases=cfg.evaluation.overlay_cases)
+        return False
+
+
+def run_experiment(config: ExperimentConfig | str | Path, *, force: bool = False,
+                   progress: Callable[[str], None] = print, own_nnunet_folders: bool = False) -> Path:
+    """Run (or resume) the experiment; returns the path of ``results.json``.
+
+    nnU-Net's folder variables keep their values when set; unset ones (or all, with ``own_nnunet_folders``)
+    point into the experiment's output folder.
+    """
+    if not isinstance(config, ExperimentConfig):
+        config = load_config(config)
+    use_experiment_folders(Path(config.output), override=own_nnunet_folders)
+    return ExperimentRunner(config, progress=progress, force=force).run()

@@ -1,0 +1,89 @@
+"""The whole protocol on tiny generated data, end to end, then interrupted and resumed."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from kt_nnunet.data import DOMAIN_PRESETS, ShapeConfig, synth_dataset, tiny_dataset
+from kt_nnunet.experiment.runner import run_experiment
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+name: tiny
+output: {output}
+budget: {{epochs: 1, iterations_per_epoch: 3, val_iterations_per_epoch: 1}}
+source: 700
+transferal: 701
+test: {{dataset: 702, split: test}}
+teachers:
+  - {{architecture: unet, tiny: true}}
+  - {{architecture: light_unet, tiny: true}}
+students:
+  - {{architecture: segresnet, tiny: true}}
+modes: [multi_teacher, kt_finetune, finetune_only]
+finetune: {{dataset: 702, cases: 2, split: train}}
+evaluation: {{mirroring: false, warmup: false, overlay_cases: 1}}
+"""
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def experiment_config(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiment")
+    env = {v: str(root / v) for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    mp = pytest.MonkeyPatch()
+    for variable, value in env.items():
+        mp.setenv(variable, value)
+    (root / "nnUNet_raw").mkdir()
+    shapes, shifted = ShapeConfig(shape=(64, 64), num_classes=3), DOMAIN_PRESETS["shifted"]
+    tiny_dataset(700, "Src", num_train=6, num_test=0)
+    synth_dataset(701, "Trf", num_train=6, num_test=0, shapes=shapes, domain=shifted, labelled=False, seed=1)
+    synth_dataset(702, "Tst", num_train=4, num_test=3, shapes=shapes, domain=shifted, seed=2)
+    config = root / "experiment.yaml"
+    config.write_text(CONFIG.format(output=root / "run"))
+    yield config, root / "run"
+    mp.undo()
+
+
+def test_interrupted_experiment_resumes_without_redoing_work(experiment_config):
+    config, output = experiment_config
+    seen = []
+
+    def stop_at_the_student(message):
+        seen.append(message)
+        if message.endswith("train_student:segresnet_multi ..."):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_experiment(config, progress=stop_at_the_student)
+    state = json.loads((output / "state.json").read_text())
+    teacher = state["steps"]["train_teacher:teacher_unet"]["model_folder"]
+    checkpoint = f"{teacher}/fold_0/checkpoint_final.pth"
+    mtime = os.stat(checkpoint).st_mtime
+
+    messages = []
+    results_path = run_experiment(config, progress=messages.append)
+    assert any("train_teacher:teacher_unet: already done" in m for m in messages)
+    assert os.stat(checkpoint).st_mtime == mtime, "a finished teacher was retrained"
+    assert any("train_student:segresnet_multi: done" in m for m in messages)
+
+    results = json.loads(results_path.read_text())
+    roles = {m["name"]: m["role"] for m in results["models"]}
+    assert roles == {"teacher_unet": "teacher", "teacher_light_unet": "teacher",
+                     "segresnet_multi": "multi_teacher_student", "segresnet_multi_ft2": "kt_finetune",
+                     "segresnet_ft2_only": "finetune_only"}
+    for model in results["models"]:
+        assert {"name", "role", "architecture", "dice_mean", "params", "seconds_per_case"} <= set(model)
+        assert 0.0 <= model["dice_mean"] <= 1.0 and model["params"] > 0 and model["seconds_per_case"] > 0
+    assert (output / "report.md").read_text().count("segresnet") >= 3
+    assert {p.name for p in (output / "plots").glob("*.png")} >= {"dice_per_model.png"}
+
+    again = []
+    run_experiment(config, progress=again.append)
+    assert all("already done" in m for m in again if ": " in m and m.startswith("[") and "report" not in m)
