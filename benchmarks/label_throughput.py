@@ -1,0 +1,271 @@
+"""Teacher-labelling throughput: kt-nnunet against stock nnU-Net's predict + ensemble, in one run.
+
+Usage: python benchmarks/label_throughput.py [--images 10] [--repeats 1] [--workdir DIR [--reuse]] [--keep]
+
+What it does, all on the CPU, in temporary nnU-Net folders:
+1. trains 5 teachers of different architectures (nnU-Net's PlainConvUNet, SegResNet from the third-party
+   plugin, attention U-Net, then kt's U-Net and light U-Net) on a 64x64 synthetic dataset, at full
+   width, with a tiny budget (their quality does not matter here, only their cost);
+2. **stock**: 3 x ``nnUNetv2_predict --save_probabilities -npp 0 -nps 0 -device cpu`` (the first 3
+   teachers) + ``nnUNetv2_ensemble``, each a subprocess, on N transferal images; **kt**: one
+   ``kt-nnunet label`` subprocess with the same 3 teachers (mean fusion, TTA on in both);
+   ``speedup_vs_stock`` = stock wall / kt wall (process start-up included on both sides);
+3. ``label_agreement``: fraction of voxels where kt's labels equal the stock ensemble's;
+4. ``wall_over_bare_forward``: in one process with the teachers loaded, ``Labeller.run`` wall time
+   over the bare forward time of the same teachers on the same images (``predict_logits_from_
+   preprocessed_data`` on already preprocessed tensors: the sliding-window network passes with TTA and
+   nothing else). The best of at least 2 rounds of each; the bare forward time is the lower of the one
+   measured alone and the one measured inside the run (so CPU contention that slows the separate
+   measurement cannot make the ratio look better);
+5. ``peak_mem_k5_over_k1``: peak working memory of labelling with 5 teachers over that with 1, each in
+   a fresh process, on 2 large images (1024x1024 at 0.0625 mm, which the teachers see as 64x64 at 1 mm,
+   so every teacher's probability map in the image's geometry is 12 MB: the case where holding one map
+   per teacher would show). Working memory is the peak RSS during ``Labeller.run`` minus the RSS after
+   the teachers were loaded and warmed up on one 64x64 crop (their weights and one-time kernel caches are
+   resident for the whole run by design, and are excluded); glibc's mmap threshold is fixed so that RSS
+   follows live data. Detail lines also give 2 teachers on the large images and 1 / 5 teachers on the
+   64x64 images (where the networks' activations dominate).
+
+The last line is exactly
+``speedup_vs_stock=<x> label_agreement=<fraction> peak_mem_k5_over_k1=<y> wall_over_bare_forward=<z>``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# The first 3 label in the speed comparison; all 5 in the k=5 memory probe.
+ARCHITECTURES = ("nnunet_plain", "segresnet", "attention_unet", "unet", "light_unet")
+BUDGET = {"num_epochs": 1, "num_iterations_per_epoch": 3, "num_val_iterations_per_epoch": 1}
+SOURCE_ID, TRANSFER_ID, BIG_ID = 970, 971, 972
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def run(command, env, label):
+    start = time.perf_counter()
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{label} failed ({' '.join(map(str, command))}):\n{result.stdout[-3000:]}\n"
+                         f"{result.stderr[-3000:]}")
+    return wall
+
+
+def bin_of(name: str) -> str:
+    return shutil.which(name, path=os.path.dirname(sys.executable)) or shutil.which(name) or name
+
+
+# ------------------------------------------------------------------------------------------ set-up
+def set_up(work: Path, num_images: int, reuse: bool = False) -> dict:
+    from kt_nnunet.data import ShapeConfig, synth_dataset, tiny_dataset
+    from kt_nnunet.nnunet.planning import write_architecture_plans
+    from kt_nnunet.nnunet.training_api import train_fold
+    from kt_nnunet.training.budget import nnUNetTrainerKTBudget
+
+    source = tiny_dataset(SOURCE_ID, "BenchSource", num_train=6, num_test=0, force=True)
+    transfer = synth_dataset(TRANSFER_ID, "BenchTransfer", num_train=num_images, num_test=0, seed=5,
+                             shapes=ShapeConfig(shape=(64, 64), num_classes=3), labelled=False, force=True)
+    big = synth_dataset(BIG_ID, "BenchBig", out=work / "big", num_train=2, num_test=0, seed=6, labelled=False,
+                        shapes=ShapeConfig(shape=(1024, 1024), spacing=(0.0625, 0.0625), num_classes=3),
+                        force=True)
+    teachers = []
+    for arch in ARCHITECTURES:
+        start = time.perf_counter()
+        planned = write_architecture_plans(SOURCE_ID, arch, "2d", tiny=False, budget=BUDGET, force=True,
+                                           num_processes=1)
+        model = work / "nnUNet_results" / source.name / f"nnUNetTrainerKTBudget__{planned.plans_name}__2d"
+        if not (reuse and (model / "fold_0" / "checkpoint_final.pth").is_file()):
+            model = train_fold(nnUNetTrainerKTBudget, SOURCE_ID, "2d", 0, planned.plans_name, validate=False,
+                               force=True)
+            log(f"teacher {arch}: trained in {time.perf_counter() - start:.1f} s ({model.name})")
+        teachers.append({"arch": arch, "folder": model, "plans": planned.plans_name})
+    return {"source": source, "transfer": transfer, "big": big, "teachers": teachers}
+
+
+# ------------------------------------------------------------------------------------------ stock vs kt
+def stock_path(setup: dict, work: Path, env: dict) -> float:
+    out = work / "stock"
+    shutil.rmtree(out, ignore_errors=True)
+    wall = 0.0
+    folders = []
+    for i, teacher in enumerate(setup["teachers"][:3]):
+        folder = out / f"teacher{i}"
+        folders.append(folder)
+        wall += run([bin_of("nnUNetv2_predict"), "-i", setup["transfer"] / "imagesTr", "-o", folder, "-d",
+                     str(SOURCE_ID), "-c", "2d", "-p", teacher["plans"], "-tr", "nnUNetTrainerKTBudget", "-f", "0",
+                     "--save_probabilities", "-device", "cpu", "-npp", "0", "-nps", "0"], env, "nnUNetv2_predict")
+    wall += run([bin_of("nnUNetv2_ensemble"), "-i", *folders, "-o", out / "ensemble", "-np", "1"], env,
+                "nnUNetv2_ensemble")
+    return wall
+
+
+def kt_path(setup: dict, work: Path, env: dict) -> float:
+    out = work / "kt" / "Dataset973_BenchLabels"
+    shutil.rmtree(out.parent, ignore_errors=True)
+    command = [bin_of("kt-nnunet"), "label", "--images", setup["transfer"], "--out", out, "--device", "cpu",
+               "--no-progress"]
+    for teacher in setup["teachers"][:3]:
+        command += ["--teacher", teacher["folder"]]
+    return run(command, env, "kt-nnunet label")
+
+
+def agreement(work: Path) -> float:
+    import SimpleITK as sitk
+
+    equal = total = 0
+    for ours in sorted((work / "kt" / "Dataset973_BenchLabels" / "labelsTr").iterdir()):
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(ours)))
+        b = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "stock" / "ensemble" / ours.name)))
+        equal += int((a == b).sum())
+        total += a.size
+    return equal / total
+
+
+# ------------------------------------------------------------------------------------------ overhead
+def overhead(setup: dict, work: Path, repeats: int) -> tuple[float, float, float, list]:
+    """(best Labeller.run wall, best bare forward, forward time inside the best run, per-teacher forward)."""
+    from kt_nnunet.labelling import Labeller
+    from kt_nnunet.labelling.images import resolve_images
+    from kt_nnunet.nnunet.raw_dataset import read_images
+
+    labeller = Labeller([t["folder"] for t in setup["teachers"][:3]], device="cpu")
+    images = resolve_images(setup["transfer"])
+    preprocessed = []
+    for files in images.cases.values():
+        image, properties = read_images(files, reader=labeller.reader_writer)
+        preprocessed.append([inference.preprocess(image, properties)[0] for inference in labeller.inferences])
+    for inference, data in zip(labeller.inferences, preprocessed[0]):  # warm-up
+        inference.predict_logits(data)
+    best_run, best_forward, forward_in_run, per_teacher = float("inf"), float("inf"), None, None
+    for repeat in range(repeats):
+        for inference in labeller.inferences:
+            inference.forward_seconds = 0.0
+        start = time.perf_counter()
+        for case in preprocessed:
+            for inference, data in zip(labeller.inferences, case):
+                inference.predict_logits(data)
+        elapsed = time.perf_counter() - start
+        if elapsed < best_forward:
+            best_forward = elapsed
+            per_teacher = [inference.forward_seconds for inference in labeller.inferences]
+        out = work / "overhead" / f"Dataset{974 + repeat}_Overhead"
+        shutil.rmtree(out, ignore_errors=True)
+        result = labeller.run(images, out, progress=False)
+        if result.wall_seconds < best_run:
+            best_run, forward_in_run = result.wall_seconds, result.forward_seconds
+    return best_run, best_forward, forward_in_run, per_teacher
+
+
+# ------------------------------------------------------------------------------------------ memory
+def _status_kb(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def memory_probe(teachers: list, images: str, out: str) -> None:
+    """Run in a fresh process: print the peak working memory (MiB) of labelling ``images``."""
+    from kt_nnunet.labelling import Labeller
+    from kt_nnunet.labelling.images import resolve_images
+    from kt_nnunet.nnunet.raw_dataset import read_images
+
+    labeller = Labeller(teachers, device="cpu", tta=False)
+    # Warm-up on a 64x64 crop: each network's one-time lazy allocations (kernel caches) belong to loading it.
+    transferal = resolve_images(images)
+    image, properties = read_images(next(iter(transferal.cases.values())), reader=labeller.reader_writer)
+    crop = image[(slice(None),) * (image.ndim - 2) + (slice(0, 64), slice(0, 64))].copy()
+    labeller.label_image(crop, dict(properties))
+    del image, crop
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS to the current RSS
+    baseline = _status_kb("VmRSS")
+    labeller.run(transferal, out, progress=False)
+    peak = _status_kb("VmHWM")
+    print(json.dumps({"working_mib": (peak - baseline) / 1024, "baseline_mib": baseline / 1024}))
+
+
+def peak_memory(setup: dict, images: Path, work: Path, env: dict, ks=(1, 5)) -> dict:
+    """Working MiB per number of teachers, each in a fresh process.
+
+    ``MALLOC_MMAP_THRESHOLD_`` is fixed so that glibc returns freed buffers to the system instead of
+    keeping them in its heap (its default threshold adapts upwards after the first large free), so the
+    peak RSS follows live data rather than the allocator's hoarding.
+    """
+    results = {}
+    probe_env = dict(env, MALLOC_MMAP_THRESHOLD_="65536")
+    for k in ks:
+        teachers = [str(t["folder"]) for t in setup["teachers"][:k]]
+        out = work / "memory" / f"Dataset{980 + k}_Memory"
+        shutil.rmtree(out, ignore_errors=True)
+        probe = subprocess.run([sys.executable, __file__, "--memory-probe", json.dumps(teachers), str(images),
+                                str(out)], env=probe_env, capture_output=True, text=True)
+        if probe.returncode != 0:
+            raise SystemExit(f"memory probe failed:\n{probe.stdout[-2000:]}\n{probe.stderr[-3000:]}")
+        results[k] = json.loads(probe.stdout.strip().splitlines()[-1])["working_mib"]
+    return results
+
+
+# ------------------------------------------------------------------------------------------ main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=10, help="number of 64x64 transferal images")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of the timed comparisons (best is kept)")
+    parser.add_argument("--workdir", default=None, help="keep everything here instead of a temporary folder")
+    parser.add_argument("--keep", action="store_true", help="do not delete the temporary folder")
+    parser.add_argument("--reuse", action="store_true", help="with --workdir: reuse teachers trained by a former run")
+    parser.add_argument("--memory-probe", nargs=3, metavar=("TEACHERS_JSON", "IMAGES", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_probe:
+        memory_probe(json.loads(args.memory_probe[0]), args.memory_probe[1], args.memory_probe[2])
+        return
+
+    from kt_nnunet.nnunet.ext_trainers import EXT_TRAINER_FOLDER
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="kt-label-bench-")).absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        os.environ[variable] = str(work / variable)
+        (work / variable).mkdir(exist_ok=True)
+    os.environ["nnUNet_def_n_proc"] = str(os.cpu_count() or 1)
+    env = dict(os.environ, nnUNet_extTrainer=str(EXT_TRAINER_FOLDER))
+    env.pop("nnUNet_n_proc_DA", None)
+    try:
+        log(f"work folder {work}; {args.images} transferal images of 64x64; {os.cpu_count()} CPU(s)")
+        setup = set_up(work, args.images, reuse=args.reuse)
+        stock_walls, kt_walls = [], []
+        for _ in range(args.repeats):
+            stock_walls.append(stock_path(setup, work, env))
+            kt_walls.append(kt_path(setup, work, env))
+        stock_wall, kt_wall = min(stock_walls), min(kt_walls)
+        log(f"stock 3 x nnUNetv2_predict + nnUNetv2_ensemble: {stock_wall:.1f} s; kt-nnunet label: {kt_wall:.1f} s")
+        fraction = agreement(work)
+        run_wall, bare_forward, forward_in_run, per_teacher = overhead(setup, work, max(2, args.repeats))
+        log(f"in one process: Labeller.run {run_wall:.2f} s, bare forward of the 3 teachers {bare_forward:.2f} s "
+            f"(forward inside that run: {forward_in_run:.2f} s; per teacher: "
+            + ", ".join(f"{t['arch']} {s:.2f} s" for t, s in zip(setup["teachers"], per_teacher)) + ")")
+        small = peak_memory(setup, setup["transfer"], work, env, ks=(1, 5))
+        log(f"memory, {args.images} images of 64x64: working {small[1]:.1f} MiB with 1 teacher, {small[5]:.1f} MiB "
+            f"with 5 (ratio {small[5] / small[1]:.3f})")
+        big = peak_memory(setup, setup["big"], work, env, ks=(1, 2, 5))
+        log(f"memory, 2 images of 1024x1024: working {big[1]:.1f} / {big[2]:.1f} / {big[5]:.1f} MiB with 1 / 2 / 5 "
+            f"teachers (k5/k2 {big[5] / big[2]:.3f})")
+        print(f"speedup_vs_stock={stock_wall / kt_wall:.2f} label_agreement={fraction:.6f} "
+              f"peak_mem_k5_over_k1={big[5] / big[1]:.3f} "
+              f"wall_over_bare_forward={run_wall / min(bare_forward, forward_in_run):.3f}")
+    finally:
+        if not (args.workdir or args.keep):
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
