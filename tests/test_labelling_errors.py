@@ -130,3 +130,10 @@ def test_cli_prints_errors_as_one_line(teachers, transferal, tmp_path):  # noqa:
     bad_weights = CliRunner().invoke(main, ["label", "--teacher", str(teachers["unet"]), "--images", str(transferal),
                                             "--out", str(tmp_path / "Dataset831_X"), "--weights", "a,b"])
     assert bad_weights.exit_code == 2 and "--weights" in bad_weights.output
+
+
+def test_cli_fusion_choices_are_the_fusion_methods():
+    from kt_nnunet.cli.label import FUSION_METHODS as choices
+    from kt_nnunet.labelling.fusion import FUSION_METHODS
+
+    assert choices == FUSION_METHODS

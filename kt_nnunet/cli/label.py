@@ -5,7 +5,8 @@ import re
 
 import click
 
-from kt_nnunet.labelling.fusion import FUSION_METHODS
+# kt_nnunet.labelling.fusion.FUSION_METHODS, spelled out so that `--help` does not import torch (tested).
+FUSION_METHODS = ("mean", "weighted", "majority", "staple")
 
 
 def _parse_weights(value):
