@@ -73,6 +73,7 @@ class TeacherInference:
             self.predictor = make_predictor(model, device, use_mirroring, tile_step_size)
         self.preprocessor = model.configuration_manager.preprocessor_class(verbose=False)
         self.forward_seconds = 0.0  # time spent in the sliding-window network passes only
+        self._weights_loaded = False
 
     @property
     def reader_writer_name(self) -> str:
@@ -99,9 +100,28 @@ class TeacherInference:
         """Sliding-window logits on the preprocessed grid (all folds, TTA as configured)."""
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            logits = self.predictor.predict_logits_from_preprocessed_data(data).cpu()
+            if len(self.model.state_dicts) == 1:
+                logits = self._predict_single_fold(data)
+            else:  # nnU-Net loads each fold's weights into the network and averages the logits
+                logits = self.predictor.predict_logits_from_preprocessed_data(data).cpu()
         self.forward_seconds += time.perf_counter() - start
         return logits
+
+    @torch.inference_mode()
+    def _predict_single_fold(self, data: torch.Tensor) -> torch.Tensor:
+        """``predict_logits_from_preprocessed_data`` for one fold, minus its per-call reload of the weights."""
+        from nnunetv2.configuration import default_num_processes
+
+        if not self._weights_loaded:
+            network = getattr(self.predictor.network, "_orig_mod", self.predictor.network)  # torch.compile'd
+            network.load_state_dict(self.model.state_dicts[0])
+            self._weights_loaded = True
+        threads = torch.get_num_threads()
+        torch.set_num_threads(min(default_num_processes, threads))
+        try:
+            return self.predictor.predict_sliding_window_return_logits(data).to("cpu")
+        finally:
+            torch.set_num_threads(threads)
 
     def to_original_geometry(self, logits: torch.Tensor, properties: dict) -> np.ndarray:
         """Softmax probabilities ``(C, *original spatial)`` float32, as nnU-Net exports them."""
