@@ -96,17 +96,20 @@ def set_up(work: Path, num_images: int, reuse: bool = False) -> dict:
 def stock_path(setup: dict, work: Path, env: dict) -> float:
     out = work / "stock"
     shutil.rmtree(out, ignore_errors=True)
-    wall = 0.0
+    walls = []
     folders = []
     for i, teacher in enumerate(setup["teachers"][:3]):
         folder = out / f"teacher{i}"
         folders.append(folder)
-        wall += run([bin_of("nnUNetv2_predict"), "-i", setup["transfer"] / "imagesTr", "-o", folder, "-d",
-                     str(SOURCE_ID), "-c", "2d", "-p", teacher["plans"], "-tr", "nnUNetTrainerKTBudget", "-f", "0",
-                     "--save_probabilities", "-device", "cpu", "-npp", "0", "-nps", "0"], env, "nnUNetv2_predict")
-    wall += run([bin_of("nnUNetv2_ensemble"), "-i", *folders, "-o", out / "ensemble", "-np", "1"], env,
-                "nnUNetv2_ensemble")
-    return wall
+        walls.append(run([bin_of("nnUNetv2_predict"), "-i", setup["transfer"] / "imagesTr", "-o", folder, "-d",
+                          str(SOURCE_ID), "-c", "2d", "-p", teacher["plans"], "-tr", "nnUNetTrainerKTBudget", "-f",
+                          "0", "--save_probabilities", "-device", "cpu", "-npp", "0", "-nps", "0"], env,
+                         "nnUNetv2_predict"))
+    walls.append(run([bin_of("nnUNetv2_ensemble"), "-i", *folders, "-o", out / "ensemble", "-np", "1"], env,
+                     "nnUNetv2_ensemble"))
+    log("  stock: " + ", ".join(f"predict {t['arch']} {w:.1f} s" for t, w in zip(setup["teachers"][:3], walls))
+        + f", ensemble {walls[-1]:.1f} s")
+    return sum(walls)
 
 
 def kt_path(setup: dict, work: Path, env: dict) -> float:
@@ -116,7 +119,9 @@ def kt_path(setup: dict, work: Path, env: dict) -> float:
                "--no-progress"]
     for teacher in setup["teachers"][:3]:
         command += ["--teacher", teacher["folder"]]
-    return run(command, env, "kt-nnunet label")
+    wall = run(command, env, "kt-nnunet label")
+    log(f"  kt-nnunet label: {wall:.1f} s")
+    return wall
 
 
 def agreement(work: Path) -> float:
@@ -243,7 +248,7 @@ def main() -> None:
         log(f"work folder {work}; {args.images} transferal images of 64x64; {os.cpu_count()} CPU(s)")
         setup = set_up(work, args.images, reuse=args.reuse)
         stock_walls, kt_walls = [], []
-        for _ in range(args.repeats):
+        for _ in range(args.repeats):  # alternating, so that a busy spell of the machine hits both sides
             stock_walls.append(stock_path(setup, work, env))
             kt_walls.append(kt_path(setup, work, env))
         stock_wall, kt_wall = min(stock_walls), min(kt_walls)

@@ -10,6 +10,7 @@ them in one at a time. See ``docs/labelling.md``.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -188,16 +189,16 @@ class Labeller:
                 "register-folder FOLDER --like <teacher dataset>`")
 
         group = _DistributedGroup.start(distributed)
-        if group.world_size > 1:
-            if num_parts != 1:
-                raise LabellingError("--num-parts/--part-id cannot be combined with a torchrun launch; each rank "
-                                     "is one part")
-            num_parts, part_id = group.world_size, group.rank
-        if not (num_parts >= 1 and 0 <= part_id < num_parts):
-            raise LabellingError(f"--part-id {part_id} must be in 0..{num_parts - 1} (--num-parts {num_parts})")
-
-        writer = LabelledDatasetWriter(target, self.settings(transferal, save_probabilities), transferal.file_ending)
         try:
+            if group.world_size > 1:
+                if num_parts != 1:
+                    raise LabellingError("--num-parts/--part-id cannot be combined with a torchrun launch; each "
+                                         "rank is one part")
+                num_parts, part_id = group.world_size, group.rank
+            if not (num_parts >= 1 and 0 <= part_id < num_parts):
+                raise LabellingError(f"--part-id {part_id} must be in 0..{num_parts - 1} (--num-parts {num_parts})")
+            writer = LabelledDatasetWriter(target, self.settings(transferal, save_probabilities),
+                                           transferal.file_ending)
             if group.rank == 0:
                 active = writer.prepare(force)
             group.barrier()
@@ -229,8 +230,6 @@ class Labeller:
             group.close()
         summary = {}
         if complete and writer.target_is_complete():
-            import json
-
             summary = json.loads((target / PROVENANCE_FILE).read_text())["summary"]
         return LabellingResult(target, complete, labelled, skipped, (part_id, num_parts),
                                time.perf_counter() - start, self.forward_seconds - forward_before, summary)
@@ -262,8 +261,6 @@ class Labeller:
 
     def _write_metadata(self, folder: Path, records: dict, transferal: TransferalImages,
                         writer: LabelledDatasetWriter, save_probabilities: bool) -> None:
-        import json
-
         from kt_nnunet.data.atomic import atomic_write_text
 
         first = records and next(iter(records))
