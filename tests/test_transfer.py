@@ -64,7 +64,7 @@ def world(tmp_path_factory):
         raw = tiny_dataset(DATASET, "KTTransfer", num_train=6, num_test=2)
         _add_ignored_voxels(raw)
         planned = write_architecture_plans(DATASET, "unet", tiny=True, num_processes=1,
-                                           budget={"num_epochs": 1, "num_iterations_per_epoch": 3,
+                                           budget={"num_epochs": 2, "num_iterations_per_epoch": 3,
                                                    "num_val_iterations_per_epoch": 1})
         teacher = train_fold(nnUNetTrainerKTBudget, DATASET, "2d", 0, planned.plans_name, validate=False)
         torch.set_num_threads(2)
@@ -111,7 +111,8 @@ def test_offline_student_of_another_architecture_records_provenance_and_teacher_
 
     report = json.loads((offline_student / "fold_0" / "kt_validation.json").read_text())
     summary = json.loads((offline_student / "fold_0" / "validation" / "summary.json").read_text())
-    assert report["teacher_agreement"]["foreground_dice"] == summary["foreground_mean"]["Dice"]
+    # NaN when neither the (briefly trained) teacher nor the student marks foreground in a validation case
+    np.testing.assert_equal(report["teacher_agreement"]["foreground_dice"], summary["foreground_mean"]["Dice"])
     assert report["reference"]["num_cases"] == 2 and set(report["reference"]["dice_per_label"]) == {"1", "2"}
     assert sorted(p.name for p in (offline_student / "fold_0" / "reference").glob("*.nii.gz")) == \
         sorted(p.name for p in (world.raw / "labelsTs").iterdir())
@@ -162,6 +163,37 @@ def test_online_train_step_uses_teacher_targets_at_every_scale(world, soft):
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.network.parameters()))
     assert all(not p.requires_grad for net in trainer.teachers.networks for n in net for p in n.parameters())
     assert all(not n.training for net in trainer.teachers.networks for n in net)
+
+
+def test_two_teachers_are_fused_with_weights_online(world, tmp_path):
+    from kt_nnunet.nnunet.model_folder import load_checkpoint_safely, load_trained_model
+    from kt_nnunet.nnunet.training_api import augmentation_workers, build_trainer
+    from kt_nnunet.training.online import nnUNetTrainerKTOnline
+    from kt_nnunet.training.transferring import prepare_transfer
+
+    second = tmp_path / "second_teacher"  # the teacher with perturbed weights: a different second opinion
+    shutil.copytree(world.teacher, second)
+    checkpoint = load_checkpoint_safely(second / "fold_0" / "checkpoint_final.pth")
+    generator = torch.Generator().manual_seed(0)
+    for value in checkpoint["network_weights"].values():
+        if value.is_floating_point():
+            value.add_(torch.randn(value.shape, generator=generator) * value.std().nan_to_num() * 0.5)
+    torch.save(checkpoint, second / "fold_0" / "checkpoint_final.pth")
+
+    teachers = [str(world.teacher), f"{second}:0"]
+    plan = prepare_transfer(teachers, DATASET, "unet", online=True, fusion="weighted", weights=[1.0, 3.0], **BUDGET)
+    trainer = build_trainer(nnUNetTrainerKTOnline, plan.dataset_name, "2d", 0, plan.plans_name)
+    with augmentation_workers(0):
+        trainer.initialize()
+        trainer.dataloader_train, trainer.dataloader_val = trainer.get_dataloaders()
+    batch = next(trainer.dataloader_train)
+    targets = trainer.teacher_targets(batch["data"], batch["target"], soft=False)
+    with torch.no_grad():
+        probabilities = [torch.softmax(load_trained_model(t).load_fold_networks()[0](batch["data"]), 1)
+                         for t in (world.teacher, second)]
+    expected = (0.25 * probabilities[0] + 0.75 * probabilities[1]).argmax(1, keepdim=True)
+    assert torch.equal(targets[0].long(), expected)
+    assert not torch.equal(probabilities[0].argmax(1), probabilities[1].argmax(1))  # the teachers disagree
 
 
 def test_online_trainer_refuses_a_teacher_with_other_preprocessing(world):
