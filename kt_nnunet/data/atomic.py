@@ -22,6 +22,7 @@ _STAGING_PID = re.compile(r"^\.kt-(?:tmp|old)-.*-pid(?P<pid>\d+)-")
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (its staging/work folders are then not stale)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

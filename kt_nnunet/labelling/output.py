@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kt_nnunet.data.atomic import atomic_write_text, check_target_free
+from kt_nnunet.data.atomic import _pid_alive, atomic_write_text, check_target_free
 from kt_nnunet.labelling.errors import OutputStateError
 
 WORK_PREFIX = ".kt-label-"
@@ -35,16 +35,6 @@ PROBABILITIES_DIR = "probabilitiesTr"
 
 def settings_fingerprint(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _temporary_name(path: Path) -> Path:
