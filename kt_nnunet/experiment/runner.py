@@ -65,6 +65,8 @@ class ExperimentRunner:
         self.models: dict[str, Path] = {}        # model name -> model folder
         self.datasets: dict[str, str] = {}       # derived dataset output_name -> DatasetNNN_Name
         self.evaluations: dict = {}
+        self.steps = plan_steps(config)
+        self.model_steps = {s.model: s for s in self.steps if isinstance(s, ModelStep)}
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def _save_state(self) -> None:
@@ -74,7 +76,7 @@ class ExperimentRunner:
 
     def run(self) -> Path:
         self.output.mkdir(parents=True, exist_ok=True)
-        steps = plan_steps(self.config)
+        steps = self.steps
         self.config.check_inputs()
         started = time.perf_counter()
         for index, step in enumerate(steps, start=1):
@@ -219,7 +221,7 @@ class ExperimentRunner:
         from kt_nnunet.experiment.evaluation import evaluate_model
 
         cfg = self.config
-        model_step = next(s for s in plan_steps(cfg) if isinstance(s, ModelStep) and s.model == step.model)
+        model_step = self.model_steps[step.model]
         out = self.output / "evaluations" / step.model
         existed = (out / "evaluation.json").is_file()
         evaluation = evaluate_model(self.models[step.model], step.test.dataset.resolve(cfg.label), out,
@@ -237,7 +239,7 @@ class ExperimentRunner:
         cfg = self.config
         timings = {name: record.get("seconds") for name, record in self.state["steps"].items()}
         timings["total"] = round(sum(v for v in timings.values() if v), 2)
-        evaluations = [self.evaluations[s.model] for s in plan_steps(cfg) if isinstance(s, Evaluate)]
+        evaluations = [self.evaluations[s.model] for s in self.steps if isinstance(s, Evaluate)]
         results = build_results(evaluations, config=cfg, test_set={"dataset": str(cfg.test.dataset.resolve(cfg.label)),
                                                                    "split": cfg.test.split},
                                 timings=timings, name=cfg.name, output_folder=self.output)
