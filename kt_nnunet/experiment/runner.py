@@ -14,7 +14,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from kt_nnunet.experiment.config import ExperimentConfig, load_config
 from kt_nnunet.experiment.steps import (Evaluate, Finetune, LabelTransferal, MakeFinetuneSubset, ModelStep, Report,
@@ -46,12 +46,9 @@ def _finished(model_folder: Path, fold: int) -> bool:
     return (Path(model_folder) / f"fold_{fold}" / "checkpoint_final.pth").is_file()
 
 
-def _train_resumably(train: Callable[..., Path], fold_folder_of: Callable[[], Optional[Path]], **kwargs) -> Path:
-    """Call ``train`` fresh, or with ``continue_training`` when an unfinished fold folder exists."""
-    folder = fold_folder_of()
-    if folder is not None and folder.is_dir() and not (folder / "checkpoint_final.pth").is_file():
-        return train(continue_training=True, **kwargs)
-    return train(**kwargs)
+def model_folder_of(dataset_name: str, trainer: str, plans_name: str, configuration: str) -> Path:
+    """Where nnU-Net puts a model: ``nnUNet_results/DatasetX/TRAINER__PLANS__CONFIG``."""
+    return Path(os.environ["nnUNet_results"]) / dataset_name / f"{trainer}__{plans_name}__{configuration}"
 
 
 class ExperimentRunner:
@@ -107,6 +104,17 @@ class ExperimentRunner:
         self.models[step.model] = Path(folder)
         self.state["steps"].setdefault(step.name, {})["model_folder"] = str(folder)
 
+    def _train_or_reuse(self, step: ModelStep, folder: Path, train: Callable[..., Path], **kwargs) -> bool:
+        """Reuse a finished fold; resume an unfinished one; otherwise train. True when it was reused."""
+        fold_folder = folder / f"fold_{self.config.fold}"
+        if _finished(folder, self.config.fold) and not self.force:
+            self._remember_model(step, folder)
+            return True
+        resume = fold_folder.is_dir() and not self.force
+        model = train(continue_training=resume, fold=self.config.fold, force=self.force, validate=False, **kwargs)
+        self._remember_model(step, model)
+        return False
+
     # -- steps --------------------------------------------------------------------------------------
     def _plain_training(self, step: ModelStep, dataset, budget, tiny, arch_kwargs) -> bool:
         """Plan ``dataset`` for the step's architecture and train it with the budget trainer."""
@@ -117,17 +125,11 @@ class ExperimentRunner:
         cfg = self.config
         planned = write_architecture_plans(dataset, step.architecture, cfg.configuration, dict(arch_kwargs) or None,
                                            tiny=tiny, budget=_budget(budget), force=self.force)
-        folder = Path(os.environ["nnUNet_results"]) / planned.dataset_name / \
-            f"{nnUNetTrainerKTBudget.__name__}__{planned.plans_name}__{cfg.configuration}"
-        if _finished(folder, cfg.fold) and not self.force:
-            self._remember_model(step, folder)
-            return True
-        model = _train_resumably(train_fold, lambda: folder / f"fold_{cfg.fold}",
-                                 trainer_class=nnUNetTrainerKTBudget, dataset=planned.dataset_name,
-                                 configuration=cfg.configuration, fold=cfg.fold, plans_name=planned.plans_name,
-                                 device=cfg.device, force=self.force, validate=False)
-        self._remember_model(step, model)
-        return False
+        folder = model_folder_of(planned.dataset_name, nnUNetTrainerKTBudget.__name__, planned.plans_name,
+                                 cfg.configuration)
+        return self._train_or_reuse(step, folder, train_fold, trainer_class=nnUNetTrainerKTBudget,
+                                    dataset=planned.dataset_name, configuration=cfg.configuration,
+                                    plans_name=planned.plans_name, device=cfg.device)
 
     def _train_teacher(self, step: TrainTeacher) -> bool:
         return self._plain_training(step, step.dataset.resolve(self.config.label).name, step.budget, step.tiny,
@@ -170,16 +172,9 @@ class ExperimentRunner:
         teachers = self._teacher_folders(step.teachers)
         dataset = self.datasets[step.labelled_dataset]
         plan = prepare_transfer(teachers, dataset, step.architecture, force=self.force, **options)
-        folder = Path(os.environ["nnUNet_results"]) / plan.dataset_name / \
-            f"{plan.trainer}__{plan.plans_name}__{plan.configuration}"
-        if _finished(folder, cfg.fold) and not self.force:
-            self._remember_model(step, folder)
-            return True
-        model = _train_resumably(transfer, lambda: folder / f"fold_{cfg.fold}", teachers=teachers, dataset=dataset,
-                                 architecture=step.architecture, fold=cfg.fold, force=self.force, validate=False,
-                                 **options)
-        self._remember_model(step, model)
-        return False
+        folder = model_folder_of(plan.dataset_name, plan.trainer, plan.plans_name, plan.configuration)
+        return self._train_or_reuse(step, folder, transfer, teachers=teachers, dataset=dataset,
+                                    architecture=step.architecture, **options)
 
     def _make_subset(self, step: MakeFinetuneSubset) -> bool:
         from kt_nnunet.data.subset import make_subset
@@ -204,15 +199,9 @@ class ExperimentRunner:
         settings = dict(epochs=budget.epochs, lr=step.learning_rate, iterations=budget.iterations_per_epoch,
                         val_iterations=budget.val_iterations_per_epoch)
         plan = prepare_finetune(base, dataset, None, "checkpoint_final.pth", **settings)
-        folder = Path(os.environ["nnUNet_results"]) / plan.dataset_name / \
-            f"{plan.trainer}__{plan.plans_name}__{plan.configuration}"
-        if _finished(folder, cfg.fold) and not self.force:
-            self._remember_model(step, folder)
-            return True
-        model = _train_resumably(finetune, lambda: folder / f"fold_{cfg.fold}", model_folder=base, dataset=dataset,
-                                 fold=cfg.fold, force=self.force, device=cfg.device, validate=False, **settings)
-        self._remember_model(step, model)
-        return False
+        folder = model_folder_of(plan.dataset_name, plan.trainer, plan.plans_name, plan.configuration)
+        return self._train_or_reuse(step, folder, finetune, model_folder=base, dataset=dataset, device=cfg.device,
+                                    **settings)
 
     def _baseline(self, step: TrainBaseline) -> bool:
         return self._plain_training(step, self.datasets[step.dataset_name], step.budget, step.tiny, step.arch_kwargs)
