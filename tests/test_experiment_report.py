@@ -104,7 +104,7 @@ def test_results_json_is_strict_and_compares_the_papers_pairs(fabricated):
     text = path.read_text()
     assert "NaN" not in text  # NaN is written as null
     loaded = load_results(path)
-    assert loaded["schema_version"] == 1 and loaded["experiment"]["name"] == "fab"
+    assert loaded["schema_version"] == 2 and loaded["experiment"]["name"] == "fab"
     assert loaded["timings"]["total"] == pytest.approx(12.5)
     assert {"python", "nnunetv2", "torch", "kt-nnunet"} <= set(loaded["versions"])
     assert loaded["labels"] == {"1": "brain", "2": "lesion"}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,41 @@ def test_interrupted_experiment_resumes_without_redoing_work(experiment_config):
     again = []
     run_experiment(config, progress=again.append)
     assert all("already done" in m for m in again if ": " in m and m.startswith("[") and "report" not in m)
+
+
+def test_more_repeats_train_only_the_new_repeats_and_give_claims(experiment_config):
+    config, output = experiment_config
+    run_experiment(config, progress=lambda message: None)  # repeat 0 (reused when the test above ran)
+    state = json.loads((output / "state.json").read_text())
+    teacher = state["steps"]["train_teacher:teacher_unet"]["model_folder"]
+    mtime = os.stat(f"{teacher}/fold_0/checkpoint_final.pth").st_mtime
+
+    config.write_text(config.read_text() + "repeats: 2\n")
+    messages = []
+    results = json.loads(run_experiment(config, progress=messages.append).read_text())
+    done = {m.split("] ", 1)[1].rsplit(":", 1)[0]: m.endswith(")") and ": done (" in m
+            for m in messages if m.startswith("[") and not m.endswith("...")}
+    assert not done["train_teacher:teacher_unet"] and not done["train_student:segresnet_multi"]
+    assert done["train_teacher:teacher_unet@r1"] and done["train_student:segresnet_multi@r1"]
+    assert os.stat(f"{teacher}/fold_0/checkpoint_final.pth").st_mtime == mtime, "repeat 0 was retrained"
+    assert results["config"]["repeats"] == 2
+
+    models = {m["name"]: m for m in results["models"]}
+    for model in models.values():
+        assert model["n_repeats"] == 2 and [r["seed"] for r in model["repeats"]] == [0, 1]
+        assert model["repeats"][0]["model_folder"] != model["repeats"][1]["model_folder"]
+        assert model["dice_mean"] == pytest.approx(sum(r["dice_mean"] for r in model["repeats"]) / 2)
+    # the fine-tune-only baseline is the very network it is compared with
+    assert models["segresnet_ft2_only"]["params"] == models["segresnet_multi_ft2"]["params"]
+    baseline_plans, tuned_plans = (json.loads((Path(models[name]["model_folder"]) / "plans.json").read_text())
+                                   for name in ("segresnet_ft2_only", "segresnet_multi_ft2"))
+    architecture = lambda plans: next(iter(plans["configurations"].values()))["architecture"]  # noqa: E731
+    assert architecture(baseline_plans) == architecture(tuned_plans)
+
+    claims = {c["kind"]: c for c in results["claims"]}
+    assert set(claims) == {"multi_teacher_beats_best_teacher", "kt_finetune_beats_finetune_only"}
+    for claim in claims.values():
+        assert claim["verdict"] in ("holds", "does not hold", "inconclusive") and claim["n_repeats"] == 2
+        assert claim["ci_low"] <= claim["effect"] <= claim["ci_high"]
+    report = (output / "report.md").read_text()
+    assert "## Claims" in report and "a multi-teacher student beats the best teacher" in report

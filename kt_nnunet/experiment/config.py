@@ -26,7 +26,8 @@ TRANSFER_MODES = ("offline", "online")
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_\-]*"
 NAME_HELP = "use letters, digits, '_' and '-' (it names folders and nnU-Net datasets)"
 CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
-TOP_LEVEL_KEYS = ("name", "description", "output", "seed", "configuration", "fold", "device", "derived_dataset_ids",
+TOP_LEVEL_KEYS = ("name", "description", "output", "seed", "repeats", "configuration", "fold", "device",
+                  "derived_dataset_ids",
                   "budget", "source", "transferal", "test", "teachers", "students", "modes", "fusion", "transfer",
                   "finetune", "evaluation")
 
@@ -153,6 +154,8 @@ class EvaluationConfig:
     threads: Optional[int] = None
     warmup: bool = True
     overlay_cases: int = 3
+    timing_rounds: int = 3        # interleaved rounds over the models; the median round gives s / case
+    timing_cases: int = 3         # test cases predicted per model and round
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ class ExperimentConfig:
     finetune: Optional[FinetuneConfig] = None
     evaluation: EvaluationConfig = EvaluationConfig()
     seed: int = 0
+    repeats: int = 1              # every model trained here is trained with seeds seed, seed + 1, ...
     configuration: str = "2d"
     fold: int = 0
     device: str = "cpu"
@@ -227,6 +231,11 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     return value
+
+
+def derived_datasets_per_repeat(num_teachers: int) -> int:
+    """Each repeat's teacher labels (one per teacher, one fused), and its fine-tune subset."""
+    return num_teachers + 2
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -317,14 +326,18 @@ def parse_config(data: Any, *, source: str = "experiment config", base_dir: str 
             raise ctx.error(key, f"name {n!r} is used twice; give each teacher and student its own `name`")
         seen.add(n)
     start = top.integer("derived_dataset_ids", 800, minimum=1, maximum=999)
-    if start + len(teachers) + 1 > 999:
-        raise ctx.error("derived_dataset_ids", f"{start} leaves no room for {len(teachers) + 2} derived datasets "
-                                               "below nnU-Net's limit 999; choose a smaller first id")
+    repeats = top.integer("repeats", 1, minimum=1)
+    needed = repeats * derived_datasets_per_repeat(len(teachers))
+    if start + needed - 1 > 999:
+        raise ctx.error("derived_dataset_ids", f"{start} leaves no room for {needed} derived datasets "
+                                               f"({repeats} repeat(s)) below nnU-Net's limit 999; choose a smaller "
+                                               "first id")
     transfer = parse_transfer(top, ctx, teachers)
     return ExperimentConfig(
         name=name, output=resolve_path(top.string("output"), base_dir), teachers=teachers, students=students, test=test,
         modes=modes, budget=budget, transferal=transferal, sources=sources, fusion=fusion, transfer=transfer,
         finetune=finetune, evaluation=parse_evaluation(top, ctx), seed=top.integer("seed", 0, minimum=0),
+        repeats=repeats,
         configuration=configuration, fold=top.integer("fold", 0, minimum=0, maximum=4),
         device=top.choice("device", DEVICES, "cpu"), derived_dataset_ids=start,
         description=top.string("description", ""), source_file=source_file, source_label=source)

@@ -252,6 +252,8 @@ def parse_modes(top: Section, ctx: Context, num_teachers: int,
 def parse_evaluation(top: Section, ctx: Context) -> EvaluationConfig:
     if not top.has("evaluation"):
         return EvaluationConfig()
-    sub = Section(top.raw("evaluation"), "evaluation", ctx, ("mirroring", "threads", "warmup", "overlay_cases"))
+    sub = Section(top.raw("evaluation"), "evaluation", ctx,
+                  ("mirroring", "threads", "warmup", "overlay_cases", "timing_rounds", "timing_cases"))
     return EvaluationConfig(sub.boolean("mirroring", True), sub.integer("threads", None, minimum=1),
-                            sub.boolean("warmup", True), sub.integer("overlay_cases", 3, minimum=0))
+                            sub.boolean("warmup", True), sub.integer("overlay_cases", 3, minimum=0),
+                            sub.integer("timing_rounds", 3, minimum=1), sub.integer("timing_cases", 3, minimum=1))

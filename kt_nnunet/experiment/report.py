@@ -72,18 +72,28 @@ def _row(cells) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 
+def _repeated(results: dict) -> bool:
+    return any((m.get("n_repeats") or 1) > 1 for m in results["models"])
+
+
 def results_table(results: dict) -> str:
-    """The paper-style Markdown table: one row per model."""
+    """The paper-style Markdown table: one row per model (mean ± sd over repeats when there are several)."""
     labels = _labels(results)
+    repeated = _repeated(results)
+    sd_key = "dice_sd_over_repeats" if repeated else "dice_sd"
     header = ["model", "role", "architecture", *(f"Dice {name}" for name in labels.values()), "Dice overall",
-              "HD95 (mm)", "params", "s / case"]
+              *(["Dice per repeat"] if repeated else []), "HD95 (mm)", "params", "s / case"]
     lines = [_row(header), _row(["---"] * 3 + ["---:"] * (len(header) - 3))]
     for model in results["models"]:
         per_class = model.get("per_class") or {}
         cells = [model["name"], ROLE_LABELS.get(model["role"], model["role"]), model.get("architecture") or DASH]
-        cells += [mean_sd((per_class.get(k) or {}).get("dice_mean"), (per_class.get(k) or {}).get("dice_sd"))
+        cells += [mean_sd((per_class.get(k) or {}).get("dice_mean"), (per_class.get(k) or {}).get(sd_key))
                   for k in labels]
-        cells += [mean_sd(model.get("dice_mean"), model.get("dice_sd")),
+        cells.append(mean_sd(model.get("dice_mean"), model.get(sd_key)))
+        if repeated:
+            cells.append(" / ".join(DASH if r.get("dice_mean") is None else f"{r['dice_mean']:.3f}"
+                                    for r in model.get("repeats") or []))
+        cells += [
                   mean_sd(model.get("hd95_mean"), model.get("hd95_sd"), 2),
                   human_params(model.get("params")), seconds(model.get("seconds_per_case"))]
         lines.append(_row(cells))
@@ -92,6 +102,8 @@ def results_table(results: dict) -> str:
 
 def per_class_table(results: dict) -> str:
     labels = _labels(results)
+    over_repeats = _repeated(results)
+    iou_sd, hd_sd = ("iou_sd_over_repeats", "hd95_sd_over_repeats") if over_repeats else ("iou_sd", "hd95_sd")
     header = ["model", *(f"IoU {n}" for n in labels.values()), *(f"HD95 {n} (mm)" for n in labels.values()),
               "HD95 penalised / both empty"]
     lines = [_row(header), _row(["---"] + ["---:"] * (len(header) - 1))]
@@ -100,8 +112,8 @@ def per_class_table(results: dict) -> str:
         pc = [per_class.get(k) or {} for k in labels]
         penalised = sum(p.get("hd95_n_penalised") or 0 for p in pc)
         both = sum(p.get("hd95_n_both_empty") or 0 for p in pc)
-        lines.append(_row([model["name"], *(mean_sd(p.get("iou_mean"), p.get("iou_sd")) for p in pc),
-                           *(mean_sd(p.get("hd95_mean"), p.get("hd95_sd"), 2) for p in pc), f"{penalised} / {both}"]))
+        lines.append(_row([model["name"], *(mean_sd(p.get("iou_mean"), p.get(iou_sd)) for p in pc),
+                           *(mean_sd(p.get("hd95_mean"), p.get(hd_sd), 2) for p in pc), f"{penalised} / {both}"]))
     return "\n".join(lines)
 
 
@@ -117,6 +129,26 @@ def comparisons_table(results: dict) -> Optional[str]:
                            _ratio(c.get("dice")), _ratio(c.get("reference_dice")), _ratio(c.get("dice_ratio")),
                            DASH if difference is None else f"{difference:+.3f}", _ratio(c.get("params_ratio")),
                            DASH if c.get("speedup") is None else f"{c['speedup']:.2f}×"]))
+    return "\n".join(lines)
+
+
+def claims_table(results: dict) -> Optional[str]:
+    claims = results.get("claims") or []
+    if not claims:
+        return None
+    lines = [_row(["claim", "model", "against", "effect", "95 % CI", "p (Wilcoxon)", "repeats × cases",
+                   "verdict"]), _row(["---"] * 3 + ["---:"] * 4 + ["---"])]
+    for c in claims:
+        ratio = c.get("statistic") == "ratio"
+        form = (lambda v: f"{v:.3f}") if ratio else (lambda v: f"{v:+.3f}")
+        effect = DASH if c.get("effect") is None else form(c["effect"])
+        interval = DASH if c.get("ci_low") is None else f"[{form(c['ci_low'])}, {form(c['ci_high'])}]"
+        p_value = DASH if c.get("p_value") is None else f"{c['p_value']:.3g}"
+        pairs = c.get("n_pairs") or 0
+        cases = pairs // max(c.get("n_repeats") or 1, 1)
+        verdict = {"holds": "**holds**", "does not hold": "**does not hold**"}.get(c["verdict"], c["verdict"])
+        lines.append(_row([c["claim"], c["model"], c["against"], effect, interval, p_value,
+                           f"{c.get('n_repeats')} × {cases}", verdict]))
     return "\n".join(lines)
 
 
@@ -150,23 +182,47 @@ def render_report(results: dict, plots: dict, skipped: dict, plots_relative: str
     if experiment.get("description"):
         out += [experiment["description"], ""]
     if test_set:
-        out += [f"Test set: `{test_set.get('folder')}` ({test_set.get('split')} split, {test_set.get('num_cases')} "
-                "cases), never used for training.", ""]
+        where = test_set.get("dataset") or test_set.get("folder")
+        out += [f"Test set: `{where}` ({test_set.get('split')} split, {test_set.get('num_cases')} cases), never used "
+                "for training.", ""]
+    repeats = max((m.get("n_repeats") or 1) for m in results["models"])
+    seed = (results.get("config") or {}).get("seed")
+    if repeats > 1:
+        dice_text = (f"Dice: every model trained here was trained {repeats} times (seeds {seed} to "
+                     f"{None if seed is None else seed + repeats - 1}); each cell is the mean ± sd over those "
+                     "repeats of the test-set Dice (per class, nnU-Net's per-class mean over cases; overall, "
+                     "nnU-Net's `foreground_mean`), and `Dice per repeat` lists each repeat's overall Dice.")
+    else:
+        dice_text = ("Dice: per class, mean ± sd over test cases of nnU-Net's per-case Dice; overall, nnU-Net's "
+                     "`foreground_mean` (the mean over classes of the per-class means) ± the sd over cases of each "
+                     "case's mean foreground Dice (one training per model: `repeats: 1`).")
     out += ["## Results", "", results_table(results), "",
-            "Dice: per class, mean ± sd over test cases of nnU-Net's per-case Dice; overall, nnU-Net's "
-            "`foreground_mean` (the mean over classes of the per-class means) ± the sd over cases of each case's "
-            "mean foreground Dice. HD95: 95th percentile of the symmetric surface distances in mm, mean over "
+            dice_text + " HD95: 95th percentile of the symmetric surface distances in mm, mean over "
             "classes of the per-class means ± sd of those class means; a class missing from the prediction or "
             "the reference scores the image diagonal (see docs/experiment.md). params: parameters of the network "
             "nnU-Net builds for inference. s / case: CPU seconds per test case (preprocessing, sliding window, "
             f"resampling back) with {first.get('threads', '?')} thread(s), mirroring "
-            f"{'on' if first.get('mirroring', True) else 'off'}, one case at a time.", ""]
+            f"{'on' if first.get('mirroring', True) else 'off'}, one case at a time"
+            + _timing_note(results.get("inference_timing")) + ".", ""]
+    claims = claims_table(results)
+    if claims:
+        out += ["## Claims", "", claims, "",
+                "Each claim compares per-case Dice (mean over foreground classes) of two models, paired by repeat "
+                "and test case. Effect: difference of the means (or their ratio); 95 % CI: two-level bootstrap "
+                "(repeats, then test cases, resampled with replacement; 2000 resamples); p: one-sided Wilcoxon "
+                "signed-rank test that the paired effect exceeds the claim's threshold (−0.02 Dice for "
+                "\"matches\", 0 for \"beats\", 0.97 for the ratio). Verdict: **holds** when the whole interval "
+                "lies beyond the threshold and p < 0.05; **does not hold** when the whole interval lies on the "
+                "wrong side; inconclusive otherwise. The best teacher is the one with the highest mean test Dice, "
+                "which makes the multi-teacher claim harder, not easier. See docs/experiment.md.", ""]
     comparisons = comparisons_table(results)
     if comparisons:
         out += ["## Comparisons", "", comparisons, "",
                 "Dice ratio = model / reference; speed-up = reference seconds per case / model seconds per case.",
                 ""]
-    out += ["## IoU and HD95 per class", "", per_class_table(results), ""]
+    out += ["## IoU and HD95 per class", "", per_class_table(results), "",
+            "Mean ± sd over repeats." if _repeated(results) else "Mean ± sd over test cases.",
+            "HD95 penalised / both empty: counts of the first repeat's cases.", ""]
     if plots or skipped:
         out += ["## Plots", ""]
         titles = {"dice_per_model": "Dice per model", "student_vs_teacher": "Students against teachers, per case",
@@ -185,6 +241,15 @@ def render_report(results: dict, plots: dict, skipped: dict, plots_relative: str
     if versions:
         out += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items() if v), ""]
     return "\n".join(out)
+
+
+def _timing_note(timing: Optional[dict]) -> str:
+    if not timing:
+        return ""
+    load = [timing.get("load_average_before"), timing.get("load_average_after")]
+    load_text = "" if None in load else f"; load average {load[0]:.2f} before, {load[1]:.2f} after, on " \
+                                        f"{timing.get('cpu_count')} CPUs"
+    return f": {timing.get('what', 'interleaved rounds')}{load_text}"
 
 
 def write_report(results: dict | str | Path, folder: Optional[str | Path] = None, *,

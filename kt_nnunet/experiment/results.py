@@ -3,9 +3,11 @@
 Top level: ``schema_version``, ``experiment`` (name, description, output folder, config file),
 ``created``, ``versions``, ``config`` (the parsed config, echoed), ``test_set``, ``labels``,
 ``timings`` (seconds per step and in total), ``models`` (one record per model, see
-:class:`kt_nnunet.experiment.evaluation.ModelEvaluation`) and ``comparisons`` (the paper's questions:
-student vs its teacher, multi-teacher student vs the best teacher, transfer + fine-tune vs fine-tune only).
-NaN is written as ``null``; the file is strict JSON.
+:class:`kt_nnunet.experiment.evaluation.ModelEvaluation`, combined over its repeats by
+:func:`combine_repeats`), ``comparisons`` (the paper's questions: student vs its teacher, multi-teacher
+student vs the best teacher, transfer + fine-tune vs fine-tune only) and ``claims`` (those questions as
+verdicts with confidence intervals, ``kt_nnunet.experiment.claims``). NaN is written as ``null``; the file
+is strict JSON.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any, Optional, Sequence
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.experiment.evaluation import ROLES, ModelEvaluation, clean_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
 REQUIRED_MODEL_KEYS = ("name", "role", "architecture", "dice_mean", "params", "seconds_per_case")
 VERSION_PACKAGES = ("kt-nnunet", "nnunetv2", "torch", "numpy", "scipy", "dynamic_network_architectures")
@@ -79,11 +81,75 @@ def compare_models(models: Sequence[dict]) -> list[dict]:
     return out
 
 
+def _mean_sd(values: Sequence[Optional[float]]) -> tuple[Optional[float], Optional[float]]:
+    import statistics
+
+    finite = [float(v) for v in values if v is not None and v == v]
+    if not finite:
+        return None, None
+    return statistics.fmean(finite), (statistics.stdev(finite) if len(finite) > 1 else None)
+
+
+def _repeat_summary(record: dict) -> dict:
+    extra = record.get("extra") or {}
+    return {"repeat": int(extra.get("repeat", 0)), "seed": extra.get("seed"), "dice_mean": record.get("dice_mean"),
+            "dice_per_class": {k: v.get("dice_mean") for k, v in (record.get("per_class") or {}).items()},
+            "hd95_mean": record.get("hd95_mean"), "model_folder": record.get("model_folder"),
+            "evaluation_folder": record.get("evaluation_folder"),
+            "case_dice": {c["case"]: c.get("dice_mean") for c in record.get("cases") or []}}
+
+
+def combine_repeats(records: Sequence[dict]) -> list[dict]:
+    """One record per model name (first-seen order) from per-repeat evaluation records.
+
+    The record is the first repeat's evaluation (its cases, predictions, curves and folders) with
+    ``dice_mean``, ``hd95_mean`` and each class's ``dice_mean``, ``iou_mean`` and ``hd95_mean`` replaced by
+    their means over repeats, plus ``n_repeats``, ``dice_sd_over_repeats`` (and per class ``*_sd_over_repeats``,
+    None with one repeat), and ``repeats``: each repeat's seed, Dice,
+    folders and per-case Dice. With one repeat the numbers are that repeat's own.
+    """
+    groups: dict[str, list[dict]] = {}
+    for record in records:
+        groups.setdefault(record["name"], []).append(record)
+    combined = []
+    for group in groups.values():
+        group = sorted(group, key=lambda r: int((r.get("extra") or {}).get("repeat", 0)))
+        model = dict(group[0])
+        model["repeats"] = [_repeat_summary(r) for r in group]
+        model["n_repeats"] = len(group)
+        model["dice_mean"], model["dice_sd_over_repeats"] = _mean_sd([r.get("dice_mean") for r in group])
+        model["hd95_mean"], _ = _mean_sd([r.get("hd95_mean") for r in group])
+        per_class = {}
+        for key, values in (model.get("per_class") or {}).items():
+            combined_class = dict(values)
+            for metric in ("dice", "iou", "hd95"):
+                mean, sd = _mean_sd([((r.get("per_class") or {}).get(key) or {}).get(f"{metric}_mean")
+                                     for r in group])
+                combined_class.update({f"{metric}_mean": mean, f"{metric}_sd_over_repeats": sd})
+            per_class[key] = combined_class
+        model["per_class"] = per_class
+        combined.append(model)
+    return combined
+
+
 def build_results(models: Sequence[ModelEvaluation | dict], *, config: Any = None, test_set: Optional[dict] = None,
                   timings: Optional[dict] = None, name: Optional[str] = None,
-                  output_folder: Optional[str | Path] = None) -> dict:
-    """The results.json document; ``config`` is an ``ExperimentConfig`` or a plain dict (echoed as is)."""
-    records = [m.to_dict() if isinstance(m, ModelEvaluation) else dict(m) for m in models]
+                  output_folder: Optional[str | Path] = None, inference_timing: Optional[dict] = None) -> dict:
+    """The results.json document; ``config`` is an ``ExperimentConfig`` or a plain dict (echoed as is).
+
+    ``models`` are per-repeat evaluations (``extra.repeat`` tells the repeat; absent means 0), combined per
+    model name. ``inference_timing`` (``kt_nnunet.experiment.timing``) replaces each timed model's
+    ``seconds_per_case`` with the interleaved measurement.
+    """
+    from kt_nnunet.experiment.claims import evaluate_claims
+
+    records = combine_repeats([m.to_dict() if isinstance(m, ModelEvaluation) else dict(m) for m in models])
+    for record in records:
+        timed = ((inference_timing or {}).get("models") or {}).get(record["name"])
+        if timed is not None:
+            record["seconds_per_case_in_evaluation"] = record.get("seconds_per_case")
+            record["seconds_per_case"] = timed["seconds_per_case"]
+            record["seconds_per_case_rounds"] = timed["rounds"]
     config_echo = config.as_dict() if hasattr(config, "as_dict") else config
     experiment = {"name": name or getattr(config, "name", None) or (config_echo or {}).get("name"),
                   "description": getattr(config, "description", "") or (config_echo or {}).get("description", ""),
@@ -98,7 +164,9 @@ def build_results(models: Sequence[ModelEvaluation | dict], *, config: Any = Non
     results = {"schema_version": SCHEMA_VERSION, "experiment": experiment,
                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "versions": collect_versions(), "config": config_echo, "test_set": test_set, "labels": labels,
-               "timings": timings, "models": records, "comparisons": compare_models(records)}
+               "timings": timings, "inference_timing": inference_timing, "models": records}
+    results["comparisons"] = compare_models(records)
+    results["claims"] = evaluate_claims(records, results["comparisons"])
     return clean_json(results)
 
 

@@ -18,7 +18,8 @@ from typing import Callable
 
 from kt_nnunet.experiment.config import ExperimentConfig, load_config
 from kt_nnunet.experiment.steps import (Evaluate, Finetune, LabelTransferal, MakeFinetuneSubset, ModelStep, Report,
-                                        Step, TrainBaseline, TrainStudent, TrainTeacher, UseTeacher, plan_steps)
+                                        Step, TimeInference, TrainBaseline, TrainStudent, TrainTeacher, UseTeacher,
+                                        plan_steps, repeat_suffix)
 
 STATE_FILE = "state.json"
 RESULTS_FILE = "results.json"
@@ -59,11 +60,12 @@ class ExperimentRunner:
         self.force = force
         self.state_path = self.output / STATE_FILE
         self.state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {"steps": {}}
-        self.models: dict[str, Path] = {}        # model name -> model folder
+        self.models: dict[tuple[str, int], Path] = {}   # (model name, repeat) -> model folder
         self.datasets: dict[str, str] = {}       # derived dataset output_name -> DatasetNNN_Name
-        self.evaluations: dict = {}
+        self.evaluations: dict[tuple[str, int], object] = {}
+        self.inference_timing: dict = {}
         self.steps = plan_steps(config)
-        self.model_steps = {s.model: s for s in self.steps if isinstance(s, ModelStep)}
+        self.model_steps = {s.key: s for s in self.steps if isinstance(s, ModelStep)}
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def _save_state(self) -> None:
@@ -97,12 +99,16 @@ class ExperimentRunner:
         handler = {TrainTeacher: self._train_teacher, UseTeacher: self._use_teacher,
                    LabelTransferal: self._label, TrainStudent: self._train_student,
                    MakeFinetuneSubset: self._make_subset, Finetune: self._finetune, TrainBaseline: self._baseline,
-                   Evaluate: self._evaluate, Report: self._report}[type(step)]
+                   Evaluate: self._evaluate, TimeInference: self._time_inference, Report: self._report}[type(step)]
         return handler(step)
 
     def _remember_model(self, step: ModelStep, folder: Path) -> None:
-        self.models[step.model] = Path(folder)
+        self.models[step.key] = Path(folder)
         self.state["steps"].setdefault(step.name, {})["model_folder"] = str(folder)
+
+    def model_folder(self, model: str, repeat: int) -> Path:
+        """A model of ``repeat``; a model used as given (``model_folder`` teacher) is the same in every repeat."""
+        return self.models.get((model, repeat)) or self.models[(model, 0)]
 
     def _train_or_reuse(self, step: ModelStep, folder: Path, train: Callable[..., Path], **kwargs) -> bool:
         """Reuse a finished fold; resume an unfinished one; otherwise train. True when it was reused."""
@@ -124,7 +130,7 @@ class ExperimentRunner:
 
         cfg = self.config
         planned = write_architecture_plans(dataset, step.architecture, cfg.configuration, dict(arch_kwargs) or None,
-                                           tiny=tiny, budget=_budget(budget), force=self.force)
+                                           tiny=tiny, budget=_budget(budget), force=self.force, seed=step.seed)
         folder = model_folder_of(planned.dataset_name, nnUNetTrainerKTBudget.__name__, planned.plans_name,
                                  cfg.configuration)
         return self._train_or_reuse(step, folder, train_fold, trainer_class=nnUNetTrainerKTBudget,
@@ -142,8 +148,8 @@ class ExperimentRunner:
         self._remember_model(step, step.model_folder)
         return True
 
-    def _teacher_folders(self, names) -> list[str]:
-        return [str(self.models[name]) for name in names]
+    def _teacher_folders(self, names, repeat: int) -> list[str]:
+        return [str(self.model_folder(name, repeat)) for name in names]
 
     def _label(self, step: LabelTransferal) -> bool:
         from kt_nnunet.labelling.api import label_dataset
@@ -152,7 +158,7 @@ class ExperimentRunner:
         target = Path(os.environ["nnUNet_raw"]) / out
         existed = (target / "dataset.json").is_file()
         fusion = step.fusion
-        label_dataset(self._teacher_folders(step.teachers), step.dataset.resolve(self.config.label), out,
+        label_dataset(self._teacher_folders(step.teachers, step.repeat), step.dataset.resolve(self.config.label), out,
                       fusion=fusion.method, weights=fusion.weights, min_confidence=fusion.min_confidence,
                       tta=fusion.tta, device=self.config.device, force=self.force, progress=False)
         self.datasets[step.output_name] = out
@@ -168,8 +174,8 @@ class ExperimentRunner:
                        min_confidence=step.fusion.min_confidence, configuration=cfg.configuration, tiny=step.tiny,
                        arch_kwargs=dict(step.arch_kwargs) or None, epochs=step.budget.epochs,
                        iterations=step.budget.iterations_per_epoch,
-                       val_iterations=step.budget.val_iterations_per_epoch, device=cfg.device)
-        teachers = self._teacher_folders(step.teachers)
+                       val_iterations=step.budget.val_iterations_per_epoch, device=cfg.device, seed=step.seed)
+        teachers = self._teacher_folders(step.teachers, step.repeat)
         dataset = self.datasets[step.labelled_dataset]
         plan = prepare_transfer(teachers, dataset, step.architecture, force=self.force, **options)
         folder = model_folder_of(plan.dataset_name, plan.trainer, plan.plans_name, plan.configuration)
@@ -191,35 +197,53 @@ class ExperimentRunner:
         return False
 
     def _finetune(self, step: Finetune) -> bool:
+        return self._train_from_student(step, step.base_model, step.learning_rate, from_scratch=False)
+
+    def _train_from_student(self, step: ModelStep, student: str, learning_rate, from_scratch: bool) -> bool:
+        """Fine-tune ``student`` on the step's subset, or train its network from scratch there (the baseline)."""
         from kt_nnunet.training.finetuning import finetune, prepare_finetune
 
-        cfg, budget = self.config, step.budget
-        base = self.models[step.base_model]
+        budget = step.budget
+        base = self.model_folder(student, step.repeat)
         dataset = self.datasets[step.dataset_name]
-        settings = dict(epochs=budget.epochs, lr=step.learning_rate, iterations=budget.iterations_per_epoch,
-                        val_iterations=budget.val_iterations_per_epoch)
+        settings = dict(epochs=budget.epochs, lr=learning_rate, iterations=budget.iterations_per_epoch,
+                        val_iterations=budget.val_iterations_per_epoch, seed=step.seed, from_scratch=from_scratch)
         plan = prepare_finetune(base, dataset, None, "checkpoint_final.pth", **settings)
         folder = model_folder_of(plan.dataset_name, plan.trainer, plan.plans_name, plan.configuration)
-        return self._train_or_reuse(step, folder, finetune, model_folder=base, dataset=dataset, device=cfg.device,
-                                    **settings)
+        return self._train_or_reuse(step, folder, finetune, model_folder=base, dataset=dataset,
+                                    device=self.config.device, **settings)
 
     def _baseline(self, step: TrainBaseline) -> bool:
+        if step.network_from:  # the transfer student's own network and preprocessing, from scratch
+            return self._train_from_student(step, step.network_from, None, from_scratch=True)
         return self._plain_training(step, self.datasets[step.dataset_name], step.budget, step.tiny, step.arch_kwargs)
 
     def _evaluate(self, step: Evaluate) -> bool:
         from kt_nnunet.experiment.evaluation import evaluate_model
 
         cfg = self.config
-        model_step = self.model_steps[step.model]
-        out = self.output / "evaluations" / step.model
+        model_step = self.model_steps[(step.model, step.repeat)]
+        out = self.output / "evaluations" / f"{step.model}{repeat_suffix(step.repeat)}"
         existed = (out / "evaluation.json").is_file()
-        evaluation = evaluate_model(self.models[step.model], step.test.dataset.resolve(cfg.label), out,
-                                    name=step.model, role=step.role, folds=[cfg.fold],
+        evaluation = evaluate_model(self.model_folder(step.model, step.repeat), step.test.dataset.resolve(cfg.label),
+                                    out, name=step.model, role=step.role, folds=[cfg.fold],
                                     mirroring=cfg.evaluation.mirroring, threads=cfg.evaluation.threads,
                                     warmup=cfg.evaluation.warmup, teachers=list(model_step.teachers),
-                                    extra={"registered_architecture": model_step.architecture}, force=self.force)
-        self.evaluations[step.model] = evaluation
+                                    extra={"registered_architecture": model_step.architecture,
+                                           "repeat": step.repeat, "seed": step.seed}, force=self.force)
+        self.evaluations[(step.model, step.repeat)] = evaluation
         return existed and not self.force
+
+    def _time_inference(self, step: TimeInference) -> bool:
+        from kt_nnunet.experiment.timing import time_inference
+
+        cfg = self.config
+        out = self.output / "evaluations" / "inference_timing.json"
+        self.inference_timing, reused = time_inference(
+            {name: self.model_folder(name, 0) for name in step.models}, cfg.test.dataset.resolve(cfg.label), out,
+            folds=[cfg.fold], mirroring=cfg.evaluation.mirroring, threads=cfg.evaluation.threads,
+            rounds=cfg.evaluation.timing_rounds, cases=cfg.evaluation.timing_cases, force=self.force)
+        return reused
 
     def _report(self, step: Report) -> bool:
         from kt_nnunet.experiment.report import write_report
@@ -228,10 +252,12 @@ class ExperimentRunner:
         cfg = self.config
         timings = {name: record.get("seconds") for name, record in self.state["steps"].items()}
         timings["total"] = round(sum(v for v in timings.values() if v), 2)
-        evaluations = [self.evaluations[s.model] for s in self.steps if isinstance(s, Evaluate)]
-        results = build_results(evaluations, config=cfg, test_set={"dataset": str(cfg.test.dataset.resolve(cfg.label)),
-                                                                   "split": cfg.test.split},
-                                timings=timings, name=cfg.name, output_folder=self.output)
+        evaluations = [self.evaluations[(s.model, s.repeat)] for s in self.steps if isinstance(s, Evaluate)]
+        test_set = {"dataset": str(cfg.test.dataset.resolve(cfg.label)), "split": cfg.test.split,
+                    "num_cases": len(evaluations[0].cases) if evaluations else None}
+        results = build_results(evaluations, config=cfg, test_set=test_set,
+                                timings=timings, name=cfg.name, output_folder=self.output,
+                                inference_timing=self.inference_timing)
         write_results(results, self.output / RESULTS_FILE)
         write_report(results, self.output, overlay_cases=cfg.evaluation.overlay_cases)
         return False

@@ -1,13 +1,20 @@
 """The experiment as an ordered list of steps, each a small frozen dataclass a runner dispatches on.
 
-``plan_steps(config)`` is pure: it touches no file. Step names are stable (``train_teacher:teacher_unet``),
-so a runner can record finished steps and resume; model names are stable too and key the results.
-Derived datasets get fixed ids from ``derived_dataset_ids`` (teacher ``i``'s labels: ``start + i``; the
-multi-teacher labels: ``start + len(teachers)``; the fine-tune subset: ``start + len(teachers) + 1``),
-so switching modes on or off between runs never renumbers a dataset.
+``plan_steps(config)`` is pure: it touches no file. Step names are stable (``train_teacher:teacher_unet``,
+``train_teacher:teacher_unet@r1`` for repeat 1), so a runner can record finished steps and resume; model
+names are stable too and key the results (all repeats of a model share its name).
 
-Order: teachers → teacher labels → transfer students → fine-tune subset → fine-tuned students and the
-fine-tune-only baselines → report. Each model's ``Evaluate`` step follows its training step.
+With ``repeats: N`` every step is planned N times, repeat ``k`` with seed ``seed + k``: its teachers, its
+teacher labels, its students (which learn from repeat ``k``'s teachers, so each chain stays paired), its
+fine-tune subset (cases chosen with ``seed + k``) and its fine-tuned and baseline models. Teachers given
+as ``model_folder`` are used in every repeat but evaluated once. Derived datasets get fixed ids from
+``derived_dataset_ids``: repeat ``k`` starts at ``start + k * (len(teachers) + 2)``; within it teacher
+``i``'s labels are ``+ i``, the multi-teacher labels ``+ len(teachers)``, the fine-tune subset
+``+ len(teachers) + 1``. So switching modes on or off, or raising ``repeats``, never renumbers a dataset.
+
+Order: repeat 0's teachers → teacher labels → transfer students → fine-tune subset → fine-tuned students and
+the fine-tune-only baselines; then repeat 1's, and so on; then the interleaved inference timing and the
+report. Each model's ``Evaluate`` step follows its training step.
 """
 from __future__ import annotations
 
@@ -15,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from kt_nnunet.experiment.config import Budget, DatasetRef, ExperimentConfig, FusionConfig, TestConfig, TransferConfig
+from kt_nnunet.experiment.config import (Budget, DatasetRef, ExperimentConfig, FusionConfig, TestConfig, TransferConfig,
+                                        derived_datasets_per_repeat)
 from kt_nnunet.experiment.schema import Context
 
 
@@ -37,6 +45,13 @@ class ModelStep(Step):
     role: str = ""
     architecture: Optional[str] = None
     teachers: tuple[str, ...] = ()
+    repeat: int = 0
+    seed: Optional[int] = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """The model in one repeat (model names are shared by the repeats)."""
+        return self.model, self.repeat
 
 
 @dataclass(frozen=True)
@@ -58,9 +73,10 @@ class TrainTeacher(ModelStep):
 
 @dataclass(frozen=True)
 class LabelTransferal(Step):
-    """The teachers annotate the transferal set into the new raw dataset ``output_name``."""
+    """The teachers (of ``repeat``) annotate the transferal set into the new raw dataset ``output_name``."""
 
     teachers: tuple[str, ...] = ()
+    repeat: int = 0
     dataset: Optional[DatasetRef] = None
     fusion: FusionConfig = FusionConfig()
     output_id: int = 0
@@ -104,9 +120,14 @@ class Finetune(ModelStep):
 
 @dataclass(frozen=True)
 class TrainBaseline(ModelStep):
-    """The same student architecture trained from scratch on the fine-tune subset only."""
+    """The student's network trained from scratch on the fine-tune subset only.
+
+    With ``network_from`` (a transfer student of the same repeat) it uses that student's plans, so it is the
+    very network the transfer + fine-tune model has; without one it is planned on the subset.
+    """
 
     dataset_name: str = ""
+    network_from: str = ""
     budget: Budget = Budget()
     tiny: bool = False
     arch_kwargs: dict = field(default_factory=dict)
@@ -117,6 +138,15 @@ class Evaluate(Step):
     model: str = ""
     role: str = ""
     test: Optional[TestConfig] = None
+    repeat: int = 0
+    seed: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class TimeInference(Step):
+    """Seconds per case of repeat 0's models, measured in interleaved rounds (see ``timing.py``)."""
+
+    models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,48 +154,73 @@ class Report(Step):
     pass
 
 
-def derived_dataset_name(config: ExperimentConfig, what: str) -> str:
-    return f"{config.name}_{what}"
+def derived_dataset_name(config: ExperimentConfig, what: str, repeat: int = 0) -> str:
+    return f"{config.name}_{what}" + (f"_r{repeat}" if repeat else "")
+
+
+def repeat_suffix(repeat: int) -> str:
+    return f"@r{repeat}" if repeat else ""
 
 
 def plan_steps(config: ExperimentConfig) -> list[Step]:
     """Every step of ``config`` in execution order (dependencies always come first)."""
     steps: list[Step] = []
-    model_steps: list[ModelStep] = []
+    for repeat in range(config.repeats):
+        steps.extend(_repeat_steps(config, repeat))
+    models = tuple(dict.fromkeys(s.model for s in steps if isinstance(s, Evaluate)))
+    steps.append(TimeInference("time_inference", tuple(s.name for s in steps if isinstance(s, Evaluate)), models))
+    steps.append(Report("report", tuple(s.name for s in steps if isinstance(s, (Evaluate, TimeInference)))))
+    seen: set = set()
+    for step in model_steps_of(steps):
+        if step.key in seen:
+            raise Context(config.label).error("students", f"two models would both be named {step.model!r}; rename "
+                                                          "a teacher or student (`name:`)")
+        seen.add(step.key)
+    return steps
+
+
+def _repeat_steps(config: ExperimentConfig, repeat: int) -> list[Step]:
+    steps: list[Step] = []
+    seed = config.seed + repeat
+    suffix = repeat_suffix(repeat)
 
     def add_model(step: ModelStep) -> None:
         steps.append(step)
-        model_steps.append(step)
-        steps.append(Evaluate(f"evaluate:{step.model}", (step.name,), step.model, step.role, config.test))
+        steps.append(Evaluate(f"evaluate:{step.model}{suffix}", (step.name,), step.model, step.role, config.test,
+                              repeat, step.seed))
 
     teacher_step = {}
     for teacher in config.teachers:
         if teacher.trained_here:
-            step = TrainTeacher(f"train_teacher:{teacher.name}", (), teacher.name, "teacher", teacher.architecture,
-                                (), dataset=teacher.source, budget=teacher.budget, tiny=teacher.tiny,
-                                arch_kwargs=teacher.arch_kwargs)
-        else:
-            step = UseTeacher(f"use_teacher:{teacher.name}", (), teacher.name, "teacher", None, (),
+            step = TrainTeacher(f"train_teacher:{teacher.name}{suffix}", (), teacher.name, "teacher",
+                                teacher.architecture, (), repeat, seed, dataset=teacher.source,
+                                budget=teacher.budget, tiny=teacher.tiny, arch_kwargs=teacher.arch_kwargs)
+            add_model(step)
+        else:  # an existing model: the same in every repeat, loaded and evaluated once
+            step = UseTeacher(f"use_teacher:{teacher.name}", (), teacher.name, "teacher", None, (), 0, None,
                               model_folder=teacher.model_folder, folds=teacher.folds, checkpoint=teacher.checkpoint)
+            if repeat == 0:
+                add_model(step)
         teacher_step[teacher.name] = step.name
-        add_model(step)
 
-    start, n = config.derived_dataset_ids, len(config.teachers)
+    n = len(config.teachers)
+    start = config.derived_dataset_ids + repeat * derived_datasets_per_repeat(n)
     label_steps: dict[tuple[str, ...], LabelTransferal] = {}
     if "single_teacher" in config.modes:
         for index, teacher in enumerate(config.teachers):
             label_steps[(teacher.name,)] = LabelTransferal(
-                f"label:{teacher.name}", (teacher_step[teacher.name],), (teacher.name,), config.transferal,
-                FusionConfig("mean", None, config.fusion.min_confidence, config.fusion.tta), start + index,
-                derived_dataset_name(config, f"labels_{teacher.name}"))
+                f"label:{teacher.name}{suffix}", (teacher_step[teacher.name],), (teacher.name,), repeat,
+                config.transferal, FusionConfig("mean", None, config.fusion.min_confidence, config.fusion.tta),
+                start + index, derived_dataset_name(config, f"labels_{teacher.name}", repeat))
     all_teachers = tuple(t.name for t in config.teachers)
     if "multi_teacher" in config.modes:
         label_steps[all_teachers] = LabelTransferal(
-            "label:multi", tuple(teacher_step[t] for t in all_teachers), all_teachers, config.transferal,
-            config.fusion, start + n, derived_dataset_name(config, "labels_multi"))
+            f"label:multi{suffix}", tuple(teacher_step[t] for t in all_teachers), all_teachers, repeat,
+            config.transferal, config.fusion, start + n, derived_dataset_name(config, "labels_multi", repeat))
     steps.extend(label_steps.values())
 
     transfer_students: dict[str, list[TrainStudent]] = {"single_teacher": [], "multi_teacher": []}
+    student_config_of: dict[str, str] = {}   # transfer student model -> its `students` entry
     for mode in ("single_teacher", "multi_teacher"):
         if mode not in config.modes:
             continue
@@ -174,42 +229,39 @@ def plan_steps(config: ExperimentConfig) -> list[Step]:
             for group in groups:
                 label = label_steps[group]
                 model = f"{student.name}_from_{group[0]}" if mode == "single_teacher" else f"{student.name}_multi"
-                step = TrainStudent(f"train_student:{model}", (label.name,), model,
+                step = TrainStudent(f"train_student:{model}{suffix}", (label.name,), model,
                                     "student" if mode == "single_teacher" else "multi_teacher_student",
-                                    student.architecture, group, labelled_dataset=label.output_name,
+                                    student.architecture, group, repeat, seed, labelled_dataset=label.output_name,
                                     transferal=config.transferal, transfer=config.transfer, fusion=label.fusion,
                                     budget=student.budget, tiny=student.tiny, arch_kwargs=student.arch_kwargs)
                 transfer_students[mode].append(step)
+                student_config_of[step.model] = student.name
                 add_model(step)
 
     finetune = config.finetune
     fine_modes = {"kt_finetune", "finetune_only"} & set(config.modes)
     if finetune is not None and fine_modes:
-        subset = MakeFinetuneSubset("finetune_subset", (), finetune.dataset, finetune.split, finetune.cases,
-                                    config.seed, start + n + 1,
-                                    derived_dataset_name(config, f"finetune{finetune.cases}"))
+        subset = MakeFinetuneSubset(f"finetune_subset{suffix}", (), finetune.dataset, finetune.split, finetune.cases,
+                                    seed, start + n + 1,
+                                    derived_dataset_name(config, f"finetune{finetune.cases}", repeat))
         steps.append(subset)
+        bases = transfer_students.get(finetune.start or "", [])
         if "kt_finetune" in config.modes:
-            for base in transfer_students[finetune.start]:
+            for base in bases:
                 model = f"{base.model}_ft{finetune.cases}"
-                add_model(Finetune(f"finetune:{model}", (base.name, subset.name), model, "kt_finetune",
-                                   base.architecture, base.teachers, base_model=base.model,
+                add_model(Finetune(f"finetune:{model}{suffix}", (base.name, subset.name), model, "kt_finetune",
+                                   base.architecture, base.teachers, repeat, seed, base_model=base.model,
                                    dataset_name=subset.output_name, budget=finetune.budget,
                                    learning_rate=finetune.learning_rate))
         if "finetune_only" in config.modes:
             for student in config.students:
                 model = f"{student.name}_ft{finetune.cases}_only"
-                add_model(TrainBaseline(f"train_baseline:{model}", (subset.name,), model, "finetune_only",
-                                        student.architecture, (), dataset_name=subset.output_name,
+                same_network = next((b for b in bases if student_config_of[b.model] == student.name), None)
+                depends = (subset.name,) + ((same_network.name,) if same_network else ())
+                add_model(TrainBaseline(f"train_baseline:{model}{suffix}", depends, model, "finetune_only",
+                                        student.architecture, (), repeat, seed, dataset_name=subset.output_name,
+                                        network_from=same_network.model if same_network else "",
                                         budget=finetune.budget, tiny=student.tiny, arch_kwargs=student.arch_kwargs))
-
-    steps.append(Report("report", tuple(s.name for s in steps if isinstance(s, Evaluate))))
-    seen: set = set()
-    for step in model_steps_of(steps):
-        if step.model in seen:
-            raise Context(config.label).error("students", f"two models would both be named {step.model!r}; rename "
-                                                          "a teacher or student (`name:`)")
-        seen.add(step.model)
     return steps
 
 

@@ -19,6 +19,7 @@ from kt_nnunet.nnunet.paths import preprocessed_folder, raw_folder
 
 NNUNET_PLANS = "nnUNetPlans"
 BUDGET_KEY = "kt_budget"  # read by kt_nnunet.training.budget.nnUNetTrainerKTBudget
+SEED_KEY = "kt_seed"      # read by the same trainer: seeds initialisation, patch sampling and augmentation
 BUDGET_TRAINER = "nnUNetTrainerKTBudget"
 KT_PLANS_PREFIX = "ktPlans_"
 
@@ -109,9 +110,17 @@ def ensure_preprocessed(dataset: str | int, configuration: str = "2d", num_proce
     return name
 
 
+def seeded_plans_name(plans_name: str, seed: Optional[int]) -> str:
+    """Each seed gets its own plans name, hence its own model folder (``TRAINER__PLANS__CONFIG``)."""
+    return plans_name if seed is None else f"{plans_name}_seed{int(seed)}"
+
+
 def architecture_plans(plans: dict, configuration: str, spec, arch_kwargs_overrides: Optional[dict] = None,
-                       tiny: bool = False, budget: Optional[dict] = None) -> dict:
-    """A copy of nnU-Net's ``plans`` holding ``configuration`` built with ``spec``'s architecture."""
+                       tiny: bool = False, budget: Optional[dict] = None, seed: Optional[int] = None) -> dict:
+    """A copy of nnU-Net's ``plans`` holding ``configuration`` built with ``spec``'s architecture.
+
+    ``seed`` is written as ``kt_seed`` and appended to the plans name (``ktPlans_unet_seed3``).
+    """
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from kt_nnunet.architectures.spec import PlanGeometry
@@ -138,8 +147,10 @@ def architecture_plans(plans: dict, configuration: str, spec, arch_kwargs_overri
     }
     if budget:
         new_configuration[BUDGET_KEY] = {k: int(v) for k, v in budget.items() if v is not None}
+    if seed is not None:
+        new_configuration[SEED_KEY] = int(seed)
     new_plans = {k: v for k, v in plans.items() if k != "configurations"}
-    new_plans["plans_name"] = KT_PLANS_PREFIX + spec.name
+    new_plans["plans_name"] = seeded_plans_name(KT_PLANS_PREFIX + spec.name, seed)
     new_plans["configurations"] = {configuration: new_configuration}
     new_plans["kt_nnunet"] = {"architecture": spec.name, "plugin": spec.plugin, "based_on": plans["plans_name"],
                               "tiny": tiny}
@@ -148,19 +159,21 @@ def architecture_plans(plans: dict, configuration: str, spec, arch_kwargs_overri
 
 def write_architecture_plans(dataset: str | int, architecture: str, configuration: str = "2d",
                              arch_kwargs: Optional[dict] = None, tiny: bool = False, force: bool = False,
-                             num_processes: int = 2, budget: Optional[dict] = None) -> PlannedArchitecture:
+                             num_processes: int = 2, budget: Optional[dict] = None,
+                             seed: Optional[int] = None) -> PlannedArchitecture:
     """Plan/preprocess with nnU-Net if needed, then write ``ktPlans_<architecture>.json`` beside nnU-Net's plans.
 
     An existing plans file with different content is only replaced with ``force=True``. ``budget``
     (``num_epochs``, ``num_iterations_per_epoch``, ``num_val_iterations_per_epoch``) is stored for the
-    ``nnUNetTrainerKTBudget`` trainer.
+    ``nnUNetTrainerKTBudget`` trainer, and so is ``seed`` (the file is then ``ktPlans_<arch>_seed<S>.json``).
     """
     from kt_nnunet.registry import get_architecture
 
     spec = get_architecture(architecture)
     name = ensure_preprocessed(dataset, configuration, num_processes=num_processes)
-    existing_path = preprocessed_folder() / name / f"{KT_PLANS_PREFIX}{spec.name}.json"
-    new_plans = architecture_plans(load_plans(name), configuration, spec, arch_kwargs, tiny=tiny, budget=budget)
+    new_plans = architecture_plans(load_plans(name), configuration, spec, arch_kwargs, tiny=tiny, budget=budget,
+                                   seed=seed)
+    existing_path = preprocessed_folder() / name / f"{new_plans['plans_name']}.json"
     if existing_path.is_file():
         existing = json.loads(existing_path.read_text())
         # Other configurations planned earlier for this architecture are kept.
@@ -174,4 +187,4 @@ def write_architecture_plans(dataset: str | int, architecture: str, configuratio
     tmp.write_text(json.dumps(new_plans, indent=2, sort_keys=False))
     os.replace(tmp, existing_path)
     return PlannedArchitecture(name, configuration, new_plans["plans_name"], existing_path, spec.name,
-                               BUDGET_TRAINER if budget else "nnUNetTrainer")
+                               BUDGET_TRAINER if budget or seed is not None else "nnUNetTrainer")

@@ -30,11 +30,15 @@ from kt_nnunet.training.plans import write_plans
 
 FINETUNE_KEY = "kt_finetune"
 FINETUNE_PREFIX = "ktFinetune"
+# The fine-tune-only baseline: the student's network and preprocessing, trained from scratch on the same set.
+SCRATCH_KEY = "kt_network_from"
+SCRATCH_PREFIX = "ktScratch"
 # Plans entries that decide what preprocessing produces (the data identifier hashes them).
 PREPROCESSING_KEYS = ("spacing", "normalization_schemes", "use_mask_for_norm", "resampling_fn_data",
                       "resampling_fn_data_kwargs", "resampling_fn_seg", "resampling_fn_seg_kwargs",
                       "preprocessor_name")
-KT_CONFIGURATION_KEYS = ("kt_budget", "kt_online", "kt_reference", FINETUNE_KEY, "inherits_from")
+KT_CONFIGURATION_KEYS = ("kt_budget", "kt_seed", "kt_online", "kt_reference", FINETUNE_KEY, SCRATCH_KEY,
+                         "inherits_from")
 
 
 class FinetuneError(KtNnunetError):
@@ -51,18 +55,29 @@ class nnUNetTrainerKTFinetune(nnUNetTrainerKTBase):
         return record
 
 
+class nnUNetTrainerKTScratch(nnUNetTrainerKTBase):
+    """The fine-tune-only baseline: a student's network trained from scratch (plans key ``kt_network_from``)."""
+
+    def kt_provenance(self) -> dict:
+        record = super().kt_provenance()
+        record["mode"] = "from_scratch"
+        record["network_from"] = self.configuration_manager.configuration.get(SCRATCH_KEY)
+        return record
+
+
 @dataclass(frozen=True)
 class FinetunePlan:
     dataset_name: str
     configuration: str
     plans_name: str
     plans_file: Path
-    pretrained_weights: Path
+    pretrained_weights: Optional[Path]   # None: the from-scratch baseline
     trainer: str = nnUNetTrainerKTFinetune.__name__
 
     def train_command(self, fold: int = 0) -> str:
+        weights = f" -pretrained_weights {self.pretrained_weights}" if self.pretrained_weights else ""
         return (f"nnUNetv2_train {self.dataset_name} {self.configuration} {fold} -p {self.plans_name} -tr "
-                f"{self.trainer} -device cpu -pretrained_weights {self.pretrained_weights}")
+                f"{self.trainer} -device cpu{weights}")
 
 
 def architecture_name(plans: dict, configuration_manager) -> str:
@@ -75,8 +90,14 @@ def _labels(dataset_json: dict) -> dict:
 
 
 def finetune_plans(student: TrainedModel, dataset_name: str, dataset_json: dict, budget: dict,
-                   reader_writer: Optional[str] = None) -> dict:
-    """The student's plans for ``dataset_name``: same network and preprocessing, new data identifier."""
+                   reader_writer: Optional[str] = None, seed: Optional[int] = None, from_scratch: bool = False) -> dict:
+    """The student's plans for ``dataset_name``: same network and preprocessing, new data identifier.
+
+    ``from_scratch`` names them ``ktScratch_<arch>`` (the baseline that trains this network without the
+    student's weights); the data identifier is the same either way, so both train on one preprocessing.
+    """
+    from kt_nnunet.nnunet.planning import SEED_KEY, seeded_plans_name
+
     configuration = {k: v for k, v in student.configuration_manager.configuration.items()
                      if k not in KT_CONFIGURATION_KEYS}
     plans = copy.deepcopy(student.plans)
@@ -87,16 +108,19 @@ def finetune_plans(student: TrainedModel, dataset_name: str, dataset_json: dict,
     configuration["data_identifier"] = f"{FINETUNE_PREFIX}_{student.configuration}_{digest}"
     if budget:
         configuration["kt_budget"] = budget
-    configuration[FINETUNE_KEY] = {"source_model": str(student.folder), "folds": list(student.folds),
-                                   "checkpoint": student.checkpoint_name,
-                                   "checkpoint_sha256": student.checkpoint_sha256,
-                                   "source_dataset": student.plans.get("dataset_name"),
-                                   "source_plans": student.plans.get("plans_name")}
+    if seed is not None:
+        configuration[SEED_KEY] = int(seed)
+    configuration[SCRATCH_KEY if from_scratch else FINETUNE_KEY] = {
+        "source_model": str(student.folder), "folds": list(student.folds), "checkpoint": student.checkpoint_name,
+        "checkpoint_sha256": student.checkpoint_sha256, "source_dataset": student.plans.get("dataset_name"),
+        "source_plans": student.plans.get("plans_name")}
+    prefix = SCRATCH_PREFIX if from_scratch else FINETUNE_PREFIX
+    plans_name = f"{prefix}_{architecture_name(student.plans, student.configuration_manager)}"
     plans.update(dataset_name=dataset_name, configurations={student.configuration: configuration},
-                 plans_name=f"{FINETUNE_PREFIX}_{architecture_name(student.plans, student.configuration_manager)}")
+                 plans_name=seeded_plans_name(plans_name, seed))
     if reader_writer:
         plans["image_reader_writer"] = reader_writer
-    plans.setdefault("kt_nnunet", {})["finetuned_from"] = str(student.folder)
+    plans.setdefault("kt_nnunet", {})["network_from" if from_scratch else "finetuned_from"] = str(student.folder)
     return plans
 
 
@@ -108,8 +132,12 @@ def _preprocessed(folder: Path, data_identifier: str, num_cases: int) -> bool:
 def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: Optional[int] = None,
                      checkpoint: str = DEFAULT_CHECKPOINT, epochs: Optional[int] = None, lr: Optional[float] = None,
                      iterations: Optional[int] = None, val_iterations: Optional[int] = None, force: bool = False,
-                     num_processes: int = 2) -> FinetunePlan:
-    """Write ``ktFinetune_<arch>.json`` for the labelled ``dataset`` and preprocess it with the student's plans."""
+                     num_processes: int = 2, seed: Optional[int] = None, from_scratch: bool = False) -> FinetunePlan:
+    """Write ``ktFinetune_<arch>.json`` for the labelled ``dataset`` and preprocess it with the student's plans.
+
+    ``from_scratch``: the fine-tune-only baseline, ``ktScratch_<arch>.json``: the same network and
+    preprocessing, trained without the student's weights (so a comparison of the two is between equal networks).
+    """
     from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, preprocess
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
@@ -139,7 +167,7 @@ def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: 
     budget = {k: v for k, v in {"num_epochs": epochs, "num_iterations_per_epoch": iterations,
                                 "num_val_iterations_per_epoch": val_iterations, "initial_lr": lr}.items()
               if v is not None}
-    plans = finetune_plans(student, name, dataset_json, budget, reader)
+    plans = finetune_plans(student, name, dataset_json, budget, reader, seed=seed, from_scratch=from_scratch)
     folder = preprocessed_folder() / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))  # what nnU-Net's preprocessor reads
@@ -150,6 +178,9 @@ def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: 
     if not _preprocessed(folder, data_identifier, len(cases)):
         preprocess([dataset_id(name)], plans["plans_name"], configurations=[student.configuration],
                    num_processes=[num_processes])
+    if from_scratch:
+        return FinetunePlan(name, student.configuration, plans["plans_name"], plans_file, None,
+                            nnUNetTrainerKTScratch.__name__)
     weights = student.folder / f"fold_{student.folds[0]}" / checkpoint
     return FinetunePlan(name, student.configuration, plans["plans_name"], plans_file, weights)
 
@@ -158,18 +189,19 @@ def finetune(model_folder: str | Path, dataset: str | int, fold: int = 0, source
              checkpoint: str = DEFAULT_CHECKPOINT, epochs: Optional[int] = None, lr: Optional[float] = None,
              iterations: Optional[int] = None, val_iterations: Optional[int] = None, force: bool = False,
              continue_training: bool = False, device: str = "cpu", validate: bool = True, num_processes: int = 2,
-             num_workers: Optional[int] = 0) -> Path:
+             num_workers: Optional[int] = 0, seed: Optional[int] = None, from_scratch: bool = False) -> Path:
     """Fine-tune the student in ``model_folder`` on the labelled ``dataset``; returns the new model folder.
 
     ``source_fold`` picks the student's checkpoint (default: its first fold); ``fold`` is the fold of the
     labelled dataset to train. An existing finished fold is kept unless ``force``; ``continue_training``
-    resumes it.
+    resumes it. ``from_scratch`` trains the same network without the student's weights (the baseline).
     """
     from kt_nnunet.nnunet.training_api import train_fold
 
     plan = prepare_finetune(model_folder, dataset, source_fold, checkpoint, epochs, lr, iterations, val_iterations,
-                            force=force, num_processes=num_processes)
-    return train_fold(nnUNetTrainerKTFinetune, plan.dataset_name, plan.configuration, fold, plan.plans_name, device,
-                      continue_training=continue_training,
-                      pretrained_weights=None if continue_training else str(plan.pretrained_weights),
+                            force=force, num_processes=num_processes, seed=seed, from_scratch=from_scratch)
+    trainer = nnUNetTrainerKTScratch if from_scratch else nnUNetTrainerKTFinetune
+    weights = None if continue_training or plan.pretrained_weights is None else str(plan.pretrained_weights)
+    return train_fold(trainer, plan.dataset_name, plan.configuration, fold, plan.plans_name, device,
+                      continue_training=continue_training, pretrained_weights=weights,
                       force=force, validate=validate, num_workers=num_workers, pretrained_skip=())

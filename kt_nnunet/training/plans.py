@@ -8,6 +8,10 @@ arguments, and the plans are copied into every model folder, so a model records 
 | ``ktOffline_<arch>.json`` | ``transfer(online=False)`` | ``kt_budget``, ``kt_reference`` |
 | ``ktOnline_<arch>.json`` | ``transfer(online=True)`` | ``kt_budget``, ``kt_online`` |
 | ``ktFinetune_<arch>.json`` | ``finetune`` | ``kt_budget`` (with ``initial_lr``), ``kt_finetune`` |
+| ``ktScratch_<arch>.json`` | ``finetune(from_scratch=True)`` | ``kt_budget``, ``kt_network_from`` |
+
+With a seed, every file name ends in ``_seed<S>`` and its configuration holds ``kt_seed``, so each seed
+trains into its own model folder.
 
 Transfer plans are nnU-Net's plans with the student's architecture (``planning.architecture_plans``)
 and keep nnU-Net's ``data_identifier``, so they reuse its preprocessed data. ``kt-nnunet plan``'s
@@ -53,15 +57,17 @@ def write_plans(dataset_name: str, plans: dict, configuration: str, force: bool 
 
 def transfer_plans(dataset: str | int, architecture: str, plans_prefix: str, configuration: str = "2d",
                    arch_kwargs: dict | None = None, tiny: bool = False, budget: dict | None = None,
-                   settings: dict | None = None, force: bool = False, num_processes: int = 2) -> tuple[str, str]:
-    """Plan/preprocess with nnU-Net if needed, then write ``<prefix>_<arch>.json``; ``(dataset, plans name)``."""
-    from kt_nnunet.nnunet.planning import architecture_plans, ensure_preprocessed, load_plans
+                   settings: dict | None = None, force: bool = False, num_processes: int = 2,
+                   seed: int | None = None) -> tuple[str, str]:
+    """Plan/preprocess with nnU-Net if needed, then write ``<prefix>_<arch>[_seed<S>].json``; ``(dataset, plans name)``."""
+    from kt_nnunet.nnunet.planning import architecture_plans, ensure_preprocessed, load_plans, seeded_plans_name
     from kt_nnunet.registry import get_architecture
 
     spec = get_architecture(architecture)
     name = str(ensure_preprocessed(dataset, configuration, num_processes=num_processes))
-    plans = architecture_plans(load_plans(name), configuration, spec, arch_kwargs, tiny=tiny, budget=budget)
-    plans["plans_name"] = f"{plans_prefix}_{spec.name}"
+    plans = architecture_plans(load_plans(name), configuration, spec, arch_kwargs, tiny=tiny, budget=budget,
+                               seed=seed)
+    plans["plans_name"] = seeded_plans_name(f"{plans_prefix}_{spec.name}", seed)
     plans["configurations"][configuration].update({k: v for k, v in (settings or {}).items() if v is not None})
     write_plans(name, plans, configuration, force=force)
     return name, plans["plans_name"]

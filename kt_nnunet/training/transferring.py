@@ -97,8 +97,12 @@ def prepare_transfer(teachers: Sequence, dataset: str | int, architecture: str, 
                      epochs: Optional[int] = None, iterations: Optional[int] = None,
                      val_iterations: Optional[int] = None, reference_labels: Optional[str] = None,
                      reference_images: Optional[str] = None, labelled_out: Optional[str] = None,
-                     force: bool = False, device: str = "cpu", num_processes: int = 2) -> TransferPlan:
-    """Check teachers against the dataset, label it first if needed, plan the student; no training."""
+                     force: bool = False, device: str = "cpu", num_processes: int = 2,
+                     seed: Optional[int] = None) -> TransferPlan:
+    """Check teachers against the dataset, label it first if needed, plan the student; no training.
+
+    ``seed`` makes the training repeatable (plans key ``kt_seed``; plans name ``..._seed<S>``).
+    """
     from kt_nnunet.nnunet.planning import dataset_name, load_plans
 
     cls = trainer_class(online, soft)
@@ -134,7 +138,8 @@ def prepare_transfer(teachers: Sequence, dataset: str | int, architecture: str, 
     elif reference_images:
         raise TransferError("--reference-images needs --reference-labels (the Dice is computed against them)")
     name, plans_name = transfer_plans(name, architecture, "ktOnline" if online else "ktOffline", configuration,
-                                      arch_kwargs, tiny, budget, settings, force=force, num_processes=num_processes)
+                                      arch_kwargs, tiny, budget, settings, force=force, num_processes=num_processes,
+                                      seed=seed)
     if online:  # fail before training starts; the trainer checks again (stock nnUNetv2_train path)
         plans = load_plans(name, plans_name)
         student_json = json.loads((preprocessed_folder() / name / "dataset.json").read_text())

@@ -4,6 +4,6 @@ Only re-exports live here: nnU-Net removes modules imported from this folder fro
 its lookup, so classes defined here could not be pickled. Re-exported classes keep their installed module.
 """
 from kt_nnunet.training.budget import nnUNetTrainerKTBudget  # noqa: F401
-from kt_nnunet.training.finetuning import nnUNetTrainerKTFinetune  # noqa: F401
+from kt_nnunet.training.finetuning import nnUNetTrainerKTFinetune, nnUNetTrainerKTScratch  # noqa: F401
 from kt_nnunet.training.offline import nnUNetTrainerKTOffline  # noqa: F401
 from kt_nnunet.training.online import nnUNetTrainerKTOnline, nnUNetTrainerKTOnlineSoft  # noqa: F401
