@@ -159,3 +159,36 @@ def test_fusion_argument_errors():
     two.add(TWO_TEACHERS[0])
     with pytest.raises(ValueError, match="shape"):
         two.add(torch.zeros(3, 5))
+
+
+def test_reliability_weights_by_hand():
+    """Two teachers agree on a 4-voxel foreground, the third marks the other four voxels (two classes)."""
+    from kt_nnunet.labelling.fusion import dice_between, reliability_weights
+
+    one_hot = lambda labels: probs(*[[1 - v, v] for v in labels])  # noqa: E731
+    good = [1, 1, 1, 1, 0, 0, 0, 0]
+    bad = [0, 0, 0, 0, 1, 1, 1, 1]
+    teachers = [one_hot(good), one_hot(good), one_hot(bad)]
+    labels = [t.argmax(0) for t in teachers]
+    weights = reliability_weights(teachers, labels, rounds=1)
+    # round 1, equal weights: good teacher's consensus = mean(good, bad) = .5/.5 everywhere -> argmax 0
+    # (no foreground): Dice(good, empty) = 0 -> floor 1e-3; bad teacher's consensus = good: Dice 0.
+    # All floored -> equal weights. A second round cannot move them either:
+    assert weights == pytest.approx([1 / 3] * 3)
+    # A soft tie-breaker: the good teachers are confident (.9), the bad one less (.6).
+    soft = lambda labels, c: probs(*[[1 - c, c] if v else [c, 1 - c] for v in labels])  # noqa: E731
+    teachers = [soft(good, .9), soft(good, .9), soft(bad, .6)]
+    labels = [t.argmax(0) for t in teachers]
+    first = reliability_weights(teachers, labels, rounds=1)
+    # good i: others = (.9-teacher + .6-teacher)/3 -> class 1 prob (.9 + .4)/3 > (.1 + .6)/3 on good voxels: the
+    # consensus is `good` -> Dice 1; bad: consensus of the two good ones is `good` -> Dice 0 -> 1e-3.
+    assert dice_between(labels[0], labels[1], 2) == 1.0
+    scores = [1.0, 1.0, 1e-3 ** 2]
+    assert first == pytest.approx([s / sum(scores) for s in scores])
+    fused = fuse("reliability", teachers)
+    assert fused.labels.tolist() == good and fused.teacher_weights == pytest.approx(
+        reliability_weights(teachers, labels))
+    expected = sum(p * w for p, w in zip(teachers, fused.teacher_weights))
+    np.testing.assert_allclose(fused.probabilities.numpy(), expected.numpy(), atol=1e-3)  # float16 storage
+    # two teachers: no leave-one-out consensus to speak of, plain mean
+    assert reliability_weights(teachers[:2], labels[:2]) == [0.5, 0.5]

@@ -5,8 +5,8 @@ import re
 
 import click
 
-# kt_nnunet.labelling.fusion.FUSION_METHODS, spelled out so that `--help` does not import torch (tested).
-FUSION_METHODS = ("mean", "weighted", "majority", "staple")
+# From a torch-free module, so that `--help` does not import torch (tested).
+from kt_nnunet.labelling.methods import FUSION_METHODS
 
 
 def _parse_weights(value):

@@ -5,7 +5,7 @@ import json
 
 import click
 
-FUSIONS = ("mean", "weighted", "majority", "staple")  # kt_nnunet.labelling.fusion.FUSION_METHODS (no torch import)
+from kt_nnunet.labelling.methods import FUSION_METHODS as FUSIONS
 
 
 def _floats(value, name):

@@ -27,7 +27,7 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_\-]*"
 NAME_HELP = "use letters, digits, '_' and '-' (it names folders and nnU-Net datasets)"
 CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 TOP_LEVEL_KEYS = ("name", "description", "output", "seed", "repeats", "configuration", "fold", "device",
-                  "derived_dataset_ids",
+                  "derived_dataset_ids", "preprocessing_processes",
                   "budget", "source", "transferal", "test", "teachers", "students", "modes", "fusion", "transfer",
                   "finetune", "evaluation")
 
@@ -179,6 +179,7 @@ class ExperimentConfig:
     fold: int = 0
     device: str = "cpu"
     derived_dataset_ids: int = 800
+    preprocessing_processes: int = 1   # nnU-Net's checks/fingerprint/preprocessing; 1: in process, no pools
     description: str = ""
     source_file: Optional[Path] = None
     source_label: str = "experiment config"  # how messages name this config (the file name)
@@ -340,4 +341,5 @@ def parse_config(data: Any, *, source: str = "experiment config", base_dir: str 
         repeats=repeats,
         configuration=configuration, fold=top.integer("fold", 0, minimum=0, maximum=4),
         device=top.choice("device", DEVICES, "cpu"), derived_dataset_ids=start,
+        preprocessing_processes=top.integer("preprocessing_processes", 1, minimum=1),
         description=top.string("description", ""), source_file=source_file, source_label=source)

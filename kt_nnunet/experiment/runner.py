@@ -130,7 +130,8 @@ class ExperimentRunner:
 
         cfg = self.config
         planned = write_architecture_plans(dataset, step.architecture, cfg.configuration, dict(arch_kwargs) or None,
-                                           tiny=tiny, budget=_budget(budget), force=self.force, seed=step.seed)
+                                           tiny=tiny, budget=_budget(budget), force=self.force, seed=step.seed,
+                                           num_processes=cfg.preprocessing_processes)
         folder = model_folder_of(planned.dataset_name, nnUNetTrainerKTBudget.__name__, planned.plans_name,
                                  cfg.configuration)
         return self._train_or_reuse(step, folder, train_fold, trainer_class=nnUNetTrainerKTBudget,
@@ -174,7 +175,8 @@ class ExperimentRunner:
                        min_confidence=step.fusion.min_confidence, configuration=cfg.configuration, tiny=step.tiny,
                        arch_kwargs=dict(step.arch_kwargs) or None, epochs=step.budget.epochs,
                        iterations=step.budget.iterations_per_epoch,
-                       val_iterations=step.budget.val_iterations_per_epoch, device=cfg.device, seed=step.seed)
+                       val_iterations=step.budget.val_iterations_per_epoch, device=cfg.device, seed=step.seed,
+                       num_processes=cfg.preprocessing_processes)
         teachers = self._teacher_folders(step.teachers, step.repeat)
         dataset = self.datasets[step.labelled_dataset]
         plan = prepare_transfer(teachers, dataset, step.architecture, force=self.force, **options)
@@ -207,7 +209,8 @@ class ExperimentRunner:
         base = self.model_folder(student, step.repeat)
         dataset = self.datasets[step.dataset_name]
         settings = dict(epochs=budget.epochs, lr=learning_rate, iterations=budget.iterations_per_epoch,
-                        val_iterations=budget.val_iterations_per_epoch, seed=step.seed, from_scratch=from_scratch)
+                        val_iterations=budget.val_iterations_per_epoch, seed=step.seed, from_scratch=from_scratch,
+                        num_processes=self.config.preprocessing_processes)
         plan = prepare_finetune(base, dataset, None, "checkpoint_final.pth", **settings)
         folder = model_folder_of(plan.dataset_name, plan.trainer, plan.plans_name, plan.configuration)
         return self._train_or_reuse(step, folder, finetune, model_folder=base, dataset=dataset,

@@ -253,11 +253,13 @@ class Labeller:
                                                                      properties))
             if save_probabilities:
                 writer.write_probabilities(case, soft.numpy())
-            writer.finish_case(case, {
-                "teacher_agreement": round(float(fused.teacher_agreement), 6),
-                "mean_confidence": round(float(fused.confidence.mean()), 6),
-                "ignored_fraction": round(float(fused.ignored_fraction), 6),
-                "source_files": [str(f) for f in files]})
+            record = {"teacher_agreement": round(float(fused.teacher_agreement), 6),
+                      "mean_confidence": round(float(fused.confidence.mean()), 6),
+                      "ignored_fraction": round(float(fused.ignored_fraction), 6),
+                      "source_files": [str(f) for f in files]}
+            if fused.teacher_weights is not None:
+                record["teacher_weights"] = [round(float(w), 6) for w in fused.teacher_weights]
+            writer.finish_case(case, record)
 
     def _write_metadata(self, folder: Path, records: dict, transferal: TransferalImages,
                         writer: LabelledDatasetWriter, save_probabilities: bool) -> None:
@@ -298,7 +300,10 @@ class Labeller:
             "versions": _versions(),
             "summary": {"num_cases": len(records), "mean_teacher_agreement": mean(values("teacher_agreement")),
                         "mean_confidence": mean(values("mean_confidence")),
-                        "mean_ignored_fraction": mean(values("ignored_fraction"))},
+                        "mean_ignored_fraction": mean(values("ignored_fraction")),
+                        **({"mean_teacher_weights": [round(float(w), 6) for w in np.mean(
+                            [r["teacher_weights"] for r in records.values()], axis=0)]}
+                           if records and all("teacher_weights" in r for r in records.values()) else {})},
             "cases": records,
             "settings": writer.settings,
         }

@@ -10,6 +10,12 @@ teachers (only a uint8 label map per teacher is kept, for agreement and for STAP
 * ``staple``: multi-class STAPLE (Warfield, Zou, Wells, IEEE TMI 2004): EM estimation of each teacher's
   confusion matrix and the true-label posterior, initialised from the mean probabilities (as the prior
   and the first posterior), iterated to convergence.
+* ``reliability``: a weighted mean whose weights are estimated on each image from the teachers alone
+  (no labels): a teacher's reliability is the Dice of its label map against the leave-one-out consensus
+  (the weighted mean of the *other* teachers' probabilities); weights are reliability², normalised, and
+  the estimate is refined ``RELIABILITY_ROUNDS`` times from equal weights. A teacher that disagrees with
+  the others on an image counts less on that image. It keeps every teacher's probabilities of the current
+  image (float16), so its memory grows with the number of teachers, unlike the other methods.
 
 ``confidence`` is the fused probability (or vote share, or STAPLE posterior) of the chosen label; with
 ``min_confidence`` the voxels below it become nnU-Net's ``ignore`` label.
@@ -22,7 +28,10 @@ from typing import Optional, Sequence
 
 import torch
 
-FUSION_METHODS = ("mean", "weighted", "majority", "staple")
+from kt_nnunet.labelling.methods import FUSION_METHODS  # noqa: F401  (re-exported)
+
+RELIABILITY_ROUNDS = 3
+RELIABILITY_POWER = 2.0
 
 
 @dataclass
@@ -32,6 +41,7 @@ class FusedLabels:
     probabilities: Optional[torch.Tensor]  # (C, *spatial) float32 fused soft labels (None for majority)
     teacher_agreement: float        # mean pairwise Dice (foreground classes) between teacher argmax maps
     ignored_fraction: float
+    teacher_weights: Optional[list] = None   # the weights used per teacher (reliability fusion)
 
 
 def dice_between(a: torch.Tensor, b: torch.Tensor, num_classes: int) -> float:
@@ -117,7 +127,8 @@ class Fusion:
             labels[low] = self.ignore_label
             ignored = float(low.float().mean())
         agreement = mean_pairwise_dice(self.teacher_labels, self.mean_probabilities.shape[0])
-        return FusedLabels(labels, confidence.float(), probabilities, agreement, ignored)
+        return FusedLabels(labels, confidence.float(), probabilities, agreement, ignored,
+                           getattr(self, "used_weights", None))
 
 
 class MeanFusion(Fusion):
@@ -174,6 +185,42 @@ class StapleFusion(Fusion):
         return labels, confidence, posterior
 
 
+def reliability_weights(probabilities: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
+                        rounds: int = RELIABILITY_ROUNDS, power: float = RELIABILITY_POWER) -> list[float]:
+    """Per-teacher weights from agreement with the leave-one-out consensus (see the module docstring)."""
+    count = len(probabilities)
+    if count < 3:  # with two teachers each one's consensus is the other: agreement is symmetric
+        return [1.0 / count] * count
+    num_classes = probabilities[0].shape[0]
+    weights = [1.0 / count] * count
+    for _ in range(rounds):
+        total = sum(p.float() * w for p, w in zip(probabilities, weights))
+        reliabilities = []
+        for index, (own, own_labels) in enumerate(zip(probabilities, labels)):
+            others = total - own.float() * weights[index]
+            reliabilities.append(max(dice_between(own_labels.long(), others.argmax(0), num_classes), 1e-3))
+        scores = [r ** power for r in reliabilities]
+        weights = [s / sum(scores) for s in scores]
+    return weights
+
+
+class ReliabilityFusion(Fusion):
+    """Weighted mean with weights from each teacher's agreement with the others on this image."""
+
+    def _fold(self, probabilities, labels, index):
+        if index == 0:
+            self.teacher_probabilities = []
+        self.teacher_probabilities.append(probabilities.half())
+
+    def _decide(self):
+        self.used_weights = reliability_weights(self.teacher_probabilities, self.teacher_labels)
+        probabilities = sum(p.float() * w for p, w in zip(self.teacher_probabilities, self.used_weights))
+        self.teacher_probabilities = []
+        labels = probabilities.argmax(0)
+        confidence = probabilities.gather(0, labels.unsqueeze(0)).squeeze(0)
+        return labels, confidence, probabilities
+
+
 @contextlib.contextmanager
 def _single_thread():
     """STAPLE's EM is hundreds of small elementwise ops: on a busy CPU every multi-threaded op waits for a
@@ -195,5 +242,6 @@ def make_fusion(method: str, num_teachers: int, weights: Optional[Sequence[float
         raise ValueError("fusion 'weighted' needs --weights, one per teacher")
     if method != "weighted" and weights is not None:
         raise ValueError(f"--weights only applies to fusion 'weighted', not {method!r}")
-    cls = {"mean": MeanFusion, "weighted": MeanFusion, "majority": MajorityVoteFusion, "staple": StapleFusion}[method]
+    cls = {"mean": MeanFusion, "weighted": MeanFusion, "majority": MajorityVoteFusion, "staple": StapleFusion,
+           "reliability": ReliabilityFusion}[method]
     return cls(num_teachers, weights=weights, min_confidence=min_confidence, ignore_label=ignore_label)

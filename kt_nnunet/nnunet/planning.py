@@ -89,7 +89,10 @@ def _is_preprocessed(name: str, plans: dict, configuration: str) -> bool:
 
 def ensure_preprocessed(dataset: str | int, configuration: str = "2d", num_processes: int = 2,
                         verify_dataset_integrity: bool = True) -> str:
-    """Run nnU-Net's fingerprint, planner and preprocessing for ``configuration`` unless already done."""
+    """Run nnU-Net's fingerprint, planner and preprocessing for ``configuration`` unless already done.
+
+    ``num_processes=1`` runs them in this process, without nnU-Net's worker pools (``serial_pools``).
+    """
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
                                                                       preprocess)
 
@@ -97,7 +100,9 @@ def ensure_preprocessed(dataset: str | int, configuration: str = "2d", num_proce
     plans_file = preprocessed_folder() / name / f"{NNUNET_PLANS}.json"
     if plans_file.is_file() and _is_preprocessed(name, json.loads(plans_file.read_text()), configuration):
         return name
-    with _planning_environment():
+    from kt_nnunet.nnunet.serial_pools import serial_pools
+
+    with _planning_environment(), serial_pools(num_processes <= 1):
         did = dataset_id(name)
         if not plans_file.is_file():
             extract_fingerprints([did], num_processes=num_processes, check_dataset_integrity=verify_dataset_integrity)

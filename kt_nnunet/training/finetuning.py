@@ -143,6 +143,7 @@ def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: 
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
     from kt_nnunet.nnunet.planning import dataset_id, dataset_name
+    from kt_nnunet.nnunet.serial_pools import serial_pools
 
     folds = [source_fold] if source_fold is not None else available_folds(Path(model_folder), checkpoint)[:1]
     student = load_trained_model(model_folder, folds, checkpoint)  # weights_only=True, allow-list
@@ -171,13 +172,14 @@ def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: 
     folder = preprocessed_folder() / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))  # what nnU-Net's preprocessor reads
-    if not (folder / "dataset_fingerprint.json").is_file():  # copied into the model folder by the trainer
-        extract_fingerprints([dataset_id(name)], num_processes=num_processes, check_dataset_integrity=True)
-    plans_file = write_plans(name, plans, student.configuration, force=force)
-    data_identifier = plans["configurations"][student.configuration]["data_identifier"]
-    if not _preprocessed(folder, data_identifier, len(cases)):
-        preprocess([dataset_id(name)], plans["plans_name"], configurations=[student.configuration],
-                   num_processes=[num_processes])
+    with serial_pools(num_processes <= 1):
+        if not (folder / "dataset_fingerprint.json").is_file():  # copied into the model folder by the trainer
+            extract_fingerprints([dataset_id(name)], num_processes=num_processes, check_dataset_integrity=True)
+        plans_file = write_plans(name, plans, student.configuration, force=force)
+        data_identifier = plans["configurations"][student.configuration]["data_identifier"]
+        if not _preprocessed(folder, data_identifier, len(cases)):
+            preprocess([dataset_id(name)], plans["plans_name"], configurations=[student.configuration],
+                       num_processes=[num_processes])
     if from_scratch:
         return FinetunePlan(name, student.configuration, plans["plans_name"], plans_file, None,
                             nnUNetTrainerKTScratch.__name__)
