@@ -85,7 +85,7 @@ BAD = [
     ((["fusion"], {"method": "mean", "weights": [1, 1]}), "fusion.weights", "only applies to `method: weighted`"),
     ((["fusion"], {"method": "weighted"}), "fusion.weights", "is required with `method: weighted`"),
     ((["fusion"], {"method": "mean", "min_confidence": 1.5}), "fusion.min_confidence", "in [0.0, 1.0]"),
-    ((["transfer"], {"soft": True}), "transfer.soft", "mode: online"),
+    ((["transfer"], {"soft": "yes"}), "transfer.soft", "expected true or false"),
     ((["transfer"], {"mode": "onlin"}), "transfer.mode", "did you mean 'online'?"),
     ((["name"], "my experiment"), "name", "letters, digits"),
     ((["configuration"], "4d"), "configuration", "nnU-Net configuration"),

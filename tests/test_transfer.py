@@ -63,9 +63,11 @@ def world(tmp_path_factory):
         patch.delenv("nnUNet_n_proc_DA", raising=False)
         raw = tiny_dataset(DATASET, "KTTransfer", num_train=6, num_test=2)
         _add_ignored_voxels(raw)
+        # seeded: an unseeded 6-iteration teacher sometimes labelled everything background, and nnU-Net's
+        # fingerprint of such a labelled set fails (no foreground intensities)
         planned = write_architecture_plans(DATASET, "unet", tiny=True, num_processes=1,
                                            budget={"num_epochs": 2, "num_iterations_per_epoch": 3,
-                                                   "num_val_iterations_per_epoch": 1})
+                                                   "num_val_iterations_per_epoch": 1}, seed=0)
         teacher = train_fold(nnUNetTrainerKTBudget, DATASET, "2d", 0, planned.plans_name, validate=False)
         torch.set_num_threads(2)
         yield World(root, raw, teacher)
@@ -299,8 +301,54 @@ def test_cli_plan_only_prints_the_stock_command_and_errors_are_one_line(world):
     assert result.exit_code == 0, result.output
     assert f"nnUNetv2_train Dataset{DATASET}_KTTransfer 2d 0 -p ktOnline_light_unet -tr nnUNetTrainerKTOnlineSoft" \
         in result.output
-    result = runner.invoke(main, args + ["--soft"])
-    assert result.exit_code == 1 and "Error: soft targets (--soft) need online mode (--online)" in result.output
+    result = runner.invoke(main, args + ["--soft"])  # offline soft needs the teachers' saved probabilities
+    assert result.exit_code == 1 and "holds no teacher probabilities" in result.output \
+        and "--save-probabilities" in result.output
     result = runner.invoke(main, args + ["--online", "--soft", "-T", "4", "--plan-only"])
     assert result.exit_code == 1 and "ktOnline_light_unet.json already holds a different '2d' configuration " \
                                      "(changed: kt_online); pass --force" in result.output
+
+
+def test_offline_soft_student_learns_the_saved_probabilities_aligned_with_image_and_labels(world, offline_student):
+    """The paper's offline path with soft targets: label with --save-probabilities, train on the probabilities.
+
+    The probabilities reach nnU-Net's preprocessed grid exactly where the fused labels are (their argmax is the
+    preprocessed segmentation), and stay aligned through augmentation (they move with the image).
+    """
+    import blosc2
+
+    from kt_nnunet.nnunet.paths import preprocessed_folder
+    from kt_nnunet.nnunet.soft_targets import soft_folder_of
+    from kt_nnunet.nnunet.training_api import build_trainer
+    from kt_nnunet.training import transfer
+    from kt_nnunet.training.offline_soft import nnUNetTrainerKTOfflineSoft, temper
+    from kt_nnunet.training.transferring import prepare_transfer
+
+    options = dict(labelled_out="Dataset953_KTSoftLabelled", soft=True, temperature=2.0, alpha=0.5, **BUDGET)
+    plan = prepare_transfer([f"{world.teacher}:0"], TRANSFERAL, "light_unet", **options)
+    assert plan.trainer == "nnUNetTrainerKTOfflineSoft" and plan.plans_name == "ktOfflineSoft_light_unet"
+    data_folder = preprocessed_folder() / plan.dataset_name / "nnUNetPlans_2d"
+    for seg_file in sorted(data_folder.glob("*_seg.b2nd")):
+        case = seg_file.name[:-len("_seg.b2nd")]
+        soft = np.load(soft_folder_of(data_folder) / f"{case}.npy").astype(np.float32)
+        seg = np.asarray(blosc2.open(urlpath=str(seg_file), mode="r")[:])
+        assert soft.shape[1:] == seg.shape[1:] and np.allclose(soft.sum(0), 1.0, atol=1e-2)
+        assert (soft.argmax(0) == seg[0]).mean() > 0.99, case
+
+    trainer = build_trainer(nnUNetTrainerKTOfflineSoft, plan.dataset_name, "2d", 0, plan.plans_name)
+    trainer.on_train_start()
+    captured = []
+    trainer.loss = lambda output, target: captured.append(target) or output[0].sum() * 0.0
+    batch = next(trainer.dataloader_train)
+    assert batch["data"].shape[1] == 1 + 3   # image + teacher probabilities
+    trainer.train_step(batch)
+    target = captured[0][0]
+    labels, probabilities = target[:, :1], target[:, 1:]
+    torch.testing.assert_close(probabilities, temper(batch["data"][:, 1:].float(), 2.0))
+    agree = (probabilities.argmax(1, keepdim=True) == labels).float().mean()
+    assert agree > 0.95, f"augmented probabilities and labels agree on only {agree:.3f} of the voxels"
+
+    student = transfer([f"{world.teacher}:0"], TRANSFERAL, "light_unet", validate=True, force=True, **options)
+    assert _checkpoint(student)["trainer_name"] == "nnUNetTrainer"  # stock nnU-Net predicts it
+    assert (student / "fold_0" / "validation" / "summary.json").is_file()  # full cases: image channels only
+    assert json.loads((student / "kt_provenance.json").read_text())["mode"] == "offline-soft"

@@ -18,8 +18,10 @@ import click
 @click.option("--epochs", type=int, default=None, help="Training length for nnUNetTrainerKTBudget (plans key).")
 @click.option("--iterations", type=int, default=None, help="Training iterations per epoch (nnUNetTrainerKTBudget).")
 @click.option("--val-iterations", type=int, default=None, help="Validation iterations per epoch.")
+@click.option("--seed", type=int, default=None,
+              help="Seed for nnUNetTrainerKTBudget (plans key kt_seed; the plans are ktPlans_<ARCH>_seed<S>).")
 def plan(dataset, architecture, configuration, arch_kwargs, tiny, num_processes, force, epochs, iterations,
-         val_iterations):
+         val_iterations, seed):
     """Plan DATASET with nnU-Net and write ktPlans_<ARCH>.json for stock nnUNetv2_train/predict."""
     from kt_nnunet.nnunet.planning import write_architecture_plans
 
@@ -31,10 +33,10 @@ def plan(dataset, architecture, configuration, arch_kwargs, tiny, num_processes,
               "num_val_iterations_per_epoch": val_iterations}
     budget = {k: v for k, v in budget.items() if v is not None}
     planned = write_architecture_plans(dataset, architecture, configuration, overrides, tiny=tiny, force=force,
-                                       num_processes=num_processes, budget=budget or None)
+                                       num_processes=num_processes, budget=budget or None, seed=seed)
     click.echo(f"wrote {planned.plans_file}")
     click.echo(f"train:   {planned.train_command()}")
-    if budget:
+    if budget or seed is not None:
         click.echo("         (nnUNetTrainerKTBudget needs nnUNet_extTrainer: eval \"$(kt-nnunet env)\")")
     click.echo(f"predict: nnUNetv2_predict -i IMAGES -o OUT -d {planned.dataset_name} -c {planned.configuration} "
                f"-p {planned.plans_name} -f 0 -device cpu")

@@ -52,10 +52,13 @@ def _predict_hint(model_folder, fold) -> str:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or mps.")
 @click.option("--no-validate", is_flag=True, help="Skip nnU-Net's final validation.")
 @click.option("--plan-only", is_flag=True, help="Write the plans and print the stock nnUNetv2_train command.")
+@click.option("--seed", type=int, default=None,
+              help="Seed initialisation, patch sampling and augmentation (plans key kt_seed; plans name _seed<S>): "
+                   "the same seed repeats the run on this machine (single-threaded augmentation, the default).")
 @click.option("-np", "--num-processes", default=2, show_default=True, help="Processes for nnU-Net preprocessing.")
 def transfer(teachers, dataset, architecture, online, soft, temperature, alpha, fusion, weights, min_confidence,
              configuration, fold, tiny, arch_kwargs, epochs, iterations, val_iterations, reference_labels,
-             reference_images, labelled_out, force, continue_training, device, no_validate, plan_only,
+             reference_images, labelled_out, force, continue_training, device, no_validate, plan_only, seed,
              num_processes):
     """Train a STUDENT architecture from teachers: offline (teacher-labelled dataset) or --online."""
     from kt_nnunet.training.transferring import prepare_transfer, transfer as run_transfer
@@ -68,7 +71,7 @@ def transfer(teachers, dataset, architecture, online, soft, temperature, alpha, 
                    min_confidence=min_confidence, configuration=configuration, tiny=tiny, arch_kwargs=overrides,
                    epochs=epochs, iterations=iterations, val_iterations=val_iterations,
                    reference_labels=reference_labels, reference_images=reference_images, labelled_out=labelled_out,
-                   num_processes=num_processes)
+                   num_processes=num_processes, seed=seed)
     if plan_only:
         plan = prepare_transfer(teachers, dataset, architecture, online=online, soft=soft, force=force,
                                 device=device, **options)
@@ -97,15 +100,20 @@ def transfer(teachers, dataset, architecture, online, soft, temperature, alpha, 
 @click.option("--continue", "continue_training", is_flag=True, help="Resume the fold from its checkpoint.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or mps.")
 @click.option("--no-validate", is_flag=True, help="Skip nnU-Net's final validation.")
+@click.option("--seed", type=int, default=None,
+              help="Seed initialisation, patch sampling and augmentation (plans key kt_seed; plans name _seed<S>): "
+                   "the same seed repeats the run on this machine (single-threaded augmentation, the default).")
+@click.option("--from-scratch", is_flag=True,
+              help="Train the student's network and preprocessing from scratch (the fine-tune-only baseline).")
 @click.option("-np", "--num-processes", default=2, show_default=True, help="Processes for nnU-Net preprocessing.")
 def finetune(model_folder, dataset, fold, source_fold, checkpoint, epochs, lr, iterations, val_iterations, force,
-             continue_training, device, no_validate, num_processes):
+             continue_training, device, no_validate, seed, from_scratch, num_processes):
     """Continue a student on a labelled dataset (same architecture, nnU-Net's pretrained-weights path)."""
     from kt_nnunet.training.finetuning import finetune as run_finetune
 
     folder = run_finetune(model_folder, dataset, fold=fold, source_fold=source_fold, checkpoint=checkpoint,
                           epochs=epochs, lr=lr, iterations=iterations, val_iterations=val_iterations, force=force,
                           continue_training=continue_training, device=device, validate=not no_validate,
-                          num_processes=num_processes)
-    click.echo(f"fine-tuned: {folder}/fold_{fold}")
+                          num_processes=num_processes, seed=seed, from_scratch=from_scratch)
+    click.echo(f"{'trained from scratch' if from_scratch else 'fine-tuned'}: {folder}/fold_{fold}")
     click.echo(_predict_hint(folder, fold))

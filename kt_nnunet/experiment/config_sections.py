@@ -192,9 +192,7 @@ def parse_transfer(top: Section, ctx: Context, teachers: tuple) -> TransferConfi
         return TransferConfig()
     sub = Section(top.raw("transfer"), "transfer", ctx, ("mode", "soft", "temperature", "alpha"))
     mode = sub.choice("mode", TRANSFER_MODES, "offline")
-    soft = sub.boolean("soft", False)
-    if soft and mode != "online":
-        raise sub.error("soft", "soft targets need `mode: online` (offline students learn from the labelled dataset)")
+    soft = sub.boolean("soft", False)  # offline: the labelling keeps the fused probabilities for the students
     return TransferConfig(mode, soft, sub.number("temperature", 2.0, minimum=1e-6),
                           sub.number("alpha", 0.5, minimum=0.0, maximum=1.0))
 

@@ -161,7 +161,8 @@ class ExperimentRunner:
         fusion = step.fusion
         label_dataset(self._teacher_folders(step.teachers, step.repeat), step.dataset.resolve(self.config.label), out,
                       fusion=fusion.method, weights=fusion.weights, min_confidence=fusion.min_confidence,
-                      tta=fusion.tta, device=self.config.device, force=self.force, progress=False)
+                      tta=fusion.tta, device=self.config.device, force=self.force, progress=False,
+                      save_probabilities=self.config.transfer.soft and self.config.transfer.mode == "offline")
         self.datasets[step.output_name] = out
         self.state["steps"].setdefault(step.name, {})["dataset"] = out
         return existed

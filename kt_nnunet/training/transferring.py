@@ -7,6 +7,8 @@
 * **Offline** (default, the paper's method): the student trains with ``nnUNetTrainerKTOffline`` on a
   teacher-labelled dataset. If ``dataset`` is an unlabelled transferal set, it is labelled first with
   ``kt_nnunet.labelling.label_dataset`` into ``labelled_out``.
+* **Offline soft** (``soft=True``): ``nnUNetTrainerKTOfflineSoft`` also learns the fused probabilities that
+  ``label --save-probabilities`` kept (an unlabelled transferal set is labelled that way here).
 * **Online**: ``nnUNetTrainerKTOnline`` (hard labels) or ``nnUNetTrainerKTOnlineSoft`` (``soft=True``)
   labels every augmented batch with the teachers. nnU-Net still needs ``labelsTr`` to preprocess the
   dataset (they serve patch sampling and the final validation only), so an unlabelled transferal set is
@@ -27,6 +29,7 @@ from typing import Optional, Sequence
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.nnunet.paths import preprocessed_folder, raw_folder
 from kt_nnunet.training.offline import REFERENCE_KEY, nnUNetTrainerKTOffline
+from kt_nnunet.training.offline_soft import SOFT_KEY, nnUNetTrainerKTOfflineSoft
 from kt_nnunet.training.online import nnUNetTrainerKTOnline, nnUNetTrainerKTOnlineSoft
 from kt_nnunet.training.plans import transfer_plans
 from kt_nnunet.training.teachers import (ONLINE_KEY, OnlineSettings, TeacherMismatchError, TeacherSettingsError,
@@ -56,9 +59,20 @@ class TransferPlan:
 
 
 def trainer_class(online: bool, soft: bool):
-    if soft and not online:
-        raise TransferError("soft targets (--soft) need online mode (--online): offline labels are hard label maps")
-    return (nnUNetTrainerKTOnlineSoft if soft else nnUNetTrainerKTOnline) if online else nnUNetTrainerKTOffline
+    if online:
+        return nnUNetTrainerKTOnlineSoft if soft else nnUNetTrainerKTOnline
+    return nnUNetTrainerKTOfflineSoft if soft else nnUNetTrainerKTOffline
+
+
+def _saved_probabilities(name: str) -> Path:
+    """The fused probabilities ``kt-nnunet label --save-probabilities`` kept for the labelled dataset ``name``."""
+    meta = _raw_dataset_json(name).get("kt_nnunet") or {}
+    folder = raw_folder() / name / (meta.get("soft_labels") or "probabilitiesTr")
+    if not meta.get("soft_labels") or not folder.is_dir():
+        raise TransferError(f"{name} holds no teacher probabilities, which offline soft targets (--soft) learn "
+                            "from; label the transferal set with `kt-nnunet label --save-probabilities` (or pass "
+                            "--labelled-out to label it here), or train with hard labels (no --soft)")
+    return folder
 
 
 def _raw_dataset_json(name: str) -> dict:
@@ -71,7 +85,8 @@ def _has_labels(name: str) -> bool:
     return meta.get("labelled") is not False and labels.is_dir() and any(labels.iterdir())
 
 
-def _label_first(teachers, dataset: str, labelled_out, fusion, weights, min_confidence, device, force) -> Path:
+def _label_first(teachers, dataset: str, labelled_out, fusion, weights, min_confidence, device, force,
+                 save_probabilities: bool = False) -> Path:
     if not teachers:
         raise TransferError(f"{dataset} has no labels yet (an unlabelled transferal set) and no --teacher was given "
                             "to label it")
@@ -86,7 +101,8 @@ def _label_first(teachers, dataset: str, labelled_out, fusion, weights, min_conf
                             f"{dataset} first and pass the labelled dataset") from exc
     result = label_dataset([t.model_folder if not t.folds else f"{t.model_folder}:{','.join(map(str, t.folds))}"
                             for t in teachers], dataset, labelled_out, fusion=fusion, weights=weights,
-                           min_confidence=min_confidence, device=device, force=force, progress=False)
+                           min_confidence=min_confidence, device=device, force=force, progress=False,
+                           save_probabilities=save_probabilities)
     return result.dataset
 
 
@@ -112,7 +128,8 @@ def prepare_transfer(teachers: Sequence, dataset: str | int, architecture: str, 
     name = str(dataset_name(dataset))
     labelled = None
     if not _has_labels(name):
-        labelled = _label_first(specs, name, labelled_out, fusion, weights, min_confidence, device, force)
+        labelled = _label_first(specs, name, labelled_out, fusion, weights, min_confidence, device, force,
+                                save_probabilities=soft and not online)
         name = labelled.name
     models = [load_teacher(spec) for spec in specs]  # weights_only=True, allow-list
     dataset_json = _raw_dataset_json(name)
@@ -132,14 +149,22 @@ def prepare_transfer(teachers: Sequence, dataset: str | int, architecture: str, 
         except TeacherSettingsError as exc:
             raise TransferError(str(exc)) from exc
         settings[ONLINE_KEY] = online_settings.to_json()
+    if soft and not online:
+        settings[SOFT_KEY] = {"probabilities": str(_saved_probabilities(name)), "temperature": float(temperature),
+                              "alpha": float(alpha)}
     if reference_labels:
         settings[REFERENCE_KEY] = {"labels": str(Path(reference_labels).absolute()),
                                    "images": str(Path(reference_images).absolute()) if reference_images else None}
     elif reference_images:
         raise TransferError("--reference-images needs --reference-labels (the Dice is computed against them)")
-    name, plans_name = transfer_plans(name, architecture, "ktOnline" if online else "ktOffline", configuration,
+    prefix = "ktOnline" if online else ("ktOfflineSoft" if soft else "ktOffline")
+    name, plans_name = transfer_plans(name, architecture, prefix, configuration,
                                       arch_kwargs, tiny, budget, settings, force=force, num_processes=num_processes,
                                       seed=seed)
+    if soft and not online:  # the probabilities on the student's preprocessed grid
+        from kt_nnunet.nnunet.soft_targets import preprocess_soft_targets
+
+        preprocess_soft_targets(name, load_plans(name, plans_name), configuration, settings[SOFT_KEY]["probabilities"])
     if online:  # fail before training starts; the trainer checks again (stock nnUNetv2_train path)
         plans = load_plans(name, plans_name)
         student_json = json.loads((preprocessed_folder() / name / "dataset.json").read_text())

@@ -6,4 +6,5 @@ its lookup, so classes defined here could not be pickled. Re-exported classes ke
 from kt_nnunet.training.budget import nnUNetTrainerKTBudget  # noqa: F401
 from kt_nnunet.training.finetuning import nnUNetTrainerKTFinetune, nnUNetTrainerKTScratch  # noqa: F401
 from kt_nnunet.training.offline import nnUNetTrainerKTOffline  # noqa: F401
+from kt_nnunet.training.offline_soft import nnUNetTrainerKTOfflineSoft  # noqa: F401
 from kt_nnunet.training.online import nnUNetTrainerKTOnline, nnUNetTrainerKTOnlineSoft  # noqa: F401
