@@ -9,9 +9,9 @@ task, one of them deliberately weak: trained for a tenth of the others' iteratio
 is an experiment (``kt_nnunet.experiment``) with ``repeats`` seeds; all variants share the nnU-Net
 folders, so the teachers (and the single-teacher students) are trained once per seed and reused.
 
-Variants: fusion ``mean``, ``staple``, ``reliability``, each without and with ``min_confidence``. Offline
-soft targets are not in it: kt-nnunet cannot train offline on soft targets yet (online soft transfer
-refuses teachers with other preprocessing, which these teachers have).
+Variants: fusion ``mean``, ``staple`` and ``reliability``; ``mean`` and ``reliability`` also with
+``min_confidence`` (uncertain voxels ignored) and with offline soft targets (``transfer: {soft: true}``:
+the student also learns the fused probabilities, T = 2, alpha = 0.5).
 
 Nothing is tuned on the test sets: the variants, budgets and thresholds are fixed in this file, and every
 seed that ran is reported. The Markdown table is printed and written to ``<out>/fusion-study.md``.
@@ -27,15 +27,18 @@ from pathlib import Path
 BUDGET = {"epochs": 8, "iterations_per_epoch": 25, "val_iterations_per_epoch": 2}
 WEAK_BUDGET = {"epochs": 1, "iterations_per_epoch": 20, "val_iterations_per_epoch": 2}   # 1/10 of the iterations
 MIN_CONFIDENCE = 0.6
-VARIANTS = [(method, confidence) for method in ("mean", "staple", "reliability") for confidence in (None, MIN_CONFIDENCE)]
+# (fusion, min_confidence, soft targets); the first variant also trains the single-teacher students
+VARIANTS = [("mean", None, False), ("staple", None, False), ("reliability", None, False),
+            ("mean", MIN_CONFIDENCE, False), ("reliability", MIN_CONFIDENCE, False),
+            ("mean", None, True), ("reliability", None, True)]
 TASKS = {
-    "demo": {"source": 900, "transferal": 901, "test": {"dataset": 902, "split": "train"},
+    "demo": {"source": 900, "transferal": 901, "test": {"dataset": 902, "split": "train"},   # as kt-nnunet demo
              "teachers": [{"architecture": "nnunet_plain", "arch_kwargs": {"base_features": 16, "max_features": 128}},
                           {"architecture": "segresnet", "arch_kwargs": {"base_features": 8}},
                           {"architecture": "nnunet_resenc", "arch_kwargs": {"base_features": 8, "max_features": 64},
                            "budget": WEAK_BUDGET, "name": "weak_nnunet_resenc"}],
              "derived": 100},
-    "domain_shift": {"source": 910, "transferal": 911, "test": {"dataset": 912, "split": "test"},
+    "domain_shift": {"source": 910, "transferal": 911, "test": {"dataset": 912, "split": "test"},   # generated
                      "teachers": [{"architecture": "nnunet_plain",
                                    "arch_kwargs": {"base_features": 16, "max_features": 128}},
                                   {"architecture": "segresnet", "arch_kwargs": {"base_features": 8}},
@@ -65,23 +68,24 @@ def build_data(task: str) -> None:
                       seed=2, role="test")
 
 
-def variant_name(method: str, confidence) -> str:
-    return method + ("" if confidence is None else f"_conf{confidence:g}")
+def variant_name(method: str, confidence, soft: bool) -> str:
+    return method + ("" if confidence is None else f"_conf{confidence:g}") + ("_soft" if soft else "")
 
 
-def run_variant(task: str, index: int, method: str, confidence, repeats: int, out: Path) -> dict:
+def run_variant(task: str, index: int, method: str, confidence, soft: bool, repeats: int, out: Path) -> dict:
     from kt_nnunet.experiment.config import parse_config
     from kt_nnunet.experiment.runner import run_experiment
 
     spec = TASKS[task]
-    name = variant_name(method, confidence)
+    name = variant_name(method, confidence, soft)
     config = {"name": f"{task}_{name}", "output": str(out / task / name), "seed": 0, "repeats": repeats,
               "budget": BUDGET, "source": spec["source"], "transferal": spec["transferal"], "test": spec["test"],
               "teachers": spec["teachers"], "students": ["light_unet"],
               # the single-teacher students do not depend on the fusion: trained with the first variant only
               "modes": ["single_teacher", "multi_teacher"] if index == 0 else ["multi_teacher"],
               "fusion": {"method": method, **({} if confidence is None else {"min_confidence": confidence})},
-              "derived_dataset_ids": spec["derived"] + 16 * index,
+              "transfer": {"mode": "offline", "soft": soft},
+              "derived_dataset_ids": spec["derived"] + 15 * index,
               "evaluation": {"mirroring": True, "overlay_cases": 0, "timing_rounds": 1, "timing_cases": 1}}
     started = time.perf_counter()
     results = json.loads(run_experiment(parse_config(config, source=f"fusion study {task}/{name}"),
@@ -112,13 +116,13 @@ def table(task: str, runs: dict) -> str:
               "− best single-teacher student [95 % CI] | verdict |", "| --- | ---: | ---: | --- | ---: | --- |"]
     from kt_nnunet.experiment.claims import claim_row
 
-    for method, confidence in VARIANTS:
-        results = runs[variant_name(method, confidence)]
+    for variant in VARIANTS:
+        results = runs[variant_name(*variant)]
         multi = next(m for m in results["models"] if m["role"] == "multi_teacher_student")
         text, _ = dice(multi)
         against_teacher = claim_row("multi_teacher_beats_best_teacher", multi, models[best_teacher["name"]])
         against_single = claim_row("multi_teacher_beats_best_teacher", multi, models[best_single["name"]])
-        cells = [variant_name(method, confidence), text]
+        cells = [variant_name(*variant), text]
         for row in (against_teacher, against_single):
             cells += [f"{row['effect']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]", row["verdict"]]
         lines.append("| " + " | ".join(cells) + " |")
@@ -139,7 +143,7 @@ def main() -> None:
     started = time.perf_counter()
     for task in args.tasks:
         build_data(task)
-        runs = {variant_name(m, c): run_variant(task, i, m, c, args.repeats, out) for i, (m, c) in enumerate(VARIANTS)}
+        runs = {variant_name(*v): run_variant(task, i, *v, args.repeats, out) for i, v in enumerate(VARIANTS)}
         sections.append(table(task, runs))
     text = "\n\n".join(sections) + f"\n\n({args.repeats} seeds; {time.perf_counter() - started:.0f} s in all)\n"
     (out / "fusion-study.md").write_text(text)

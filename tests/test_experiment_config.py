@@ -216,3 +216,30 @@ def test_fine_tune_from_single_teacher_students_when_there_is_no_multi_teacher_m
     data["finetune"]["from"] = "multi_teacher"
     with pytest.raises(ExperimentConfigError, match=r"finetune\.from: kt_finetune fine-tunes the multi_teacher"):
         parse_config(data, base_dir=tmp_path)
+
+
+def test_repeats_plan_every_trained_model_once_per_seed_with_its_own_datasets(tmp_path):
+    data = dict(copy.deepcopy(BASE), seed=5, repeats=3)
+    data["teachers"] = data["teachers"] + [{"model_folder": "models/given", "name": "given"}]
+    data["fusion"] = {"method": "reliability"}
+    steps = parse_config(data, base_dir=tmp_path).steps()
+    names = [s.name for s in steps]
+    assert len(names) == len(set(names))
+    for index, step in enumerate(steps):
+        assert all(dep in names[:index] for dep in step.depends_on), step
+    trained = [s for s in model_steps_of(steps) if s.model == "light_unet_multi"]
+    assert [(s.name, s.repeat, s.seed) for s in trained] == [
+        ("train_student:light_unet_multi", 0, 5), ("train_student:light_unet_multi@r1", 1, 6),
+        ("train_student:light_unet_multi@r2", 2, 7)]
+    assert trained[1].labelled_dataset == "tiny_labels_multi_r1"   # repeat 1's student learns repeat 1's labels
+    labels = [s for s in steps if isinstance(s, LabelTransferal) and s.name.startswith("label:multi")]
+    assert [(s.output_id, s.repeat) for s in labels] == [(803, 0), (808, 1), (813, 2)]  # 3 teachers + 2 per repeat
+    assert [s.name for s in steps if isinstance(s, UseTeacher)] == ["use_teacher:given"]  # not retrained
+    assert [s.seed for s in steps if isinstance(s, MakeFinetuneSubset)] == [5, 6, 7]
+    baselines = [s for s in steps if isinstance(s, TrainBaseline) and s.model == "unet_student_ft2_only"]
+    assert [b.network_from for b in baselines] == ["unet_student_multi"] * 3   # the compared student's network
+    assert all(f"train_student:unet_student_multi{suffix}" in b.depends_on
+               for b, suffix in zip(baselines, ("", "@r1", "@r2")))
+    assert names[-2:] == ["time_inference", "report"]
+    with pytest.raises(ExperimentConfigError, match=r"no room for 15 derived datasets \(3 repeat"):
+        parse_config(dict(data, derived_dataset_ids=990), base_dir=tmp_path)

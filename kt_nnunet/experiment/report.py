@@ -152,6 +152,22 @@ def claims_table(results: dict) -> Optional[str]:
     return "\n".join(lines)
 
 
+def labelling_table(results: dict) -> Optional[str]:
+    rows = [r for r in results.get("labelling") or [] if len(r.get("teachers") or []) > 1]
+    if not rows:
+        return None
+    lines = [_row(["labelled dataset", "repeat", "fusion", "teachers (weight)", "agreement", "confidence",
+                   "ignored"]), _row(["---", "---:", "---", "---", "---:", "---:", "---:"])]
+    for r in rows:
+        weights = r.get("mean_teacher_weights")
+        teachers = ", ".join(t if weights is None else f"{t} ({w:.2f})" for t, w in
+                             zip(r["teachers"], weights or [None] * len(r["teachers"])))
+        lines.append(_row([r.get("dataset"), r.get("repeat", 0), r.get("fusion"), teachers,
+                           _ratio(r.get("mean_teacher_agreement")), _ratio(r.get("mean_confidence")),
+                           _ratio(r.get("mean_ignored_fraction"))]))
+    return "\n".join(lines)
+
+
 def draw_plots(results: dict, folder: Path, overlay_cases: int = 3) -> tuple[dict, dict]:
     """Every plot the results allow, into ``folder``; returns ``(drawn, skipped-with-reason)``."""
     models = results["models"]
@@ -220,6 +236,12 @@ def render_report(results: dict, plots: dict, skipped: dict, plots_relative: str
         out += ["## Comparisons", "", comparisons, "",
                 "Dice ratio = model / reference; speed-up = reference seconds per case / model seconds per case.",
                 ""]
+    labelling = labelling_table(results)
+    if labelling:
+        out += ["## Teacher labels", "", labelling, "",
+                "Agreement: mean pairwise Dice between the teachers' label maps on the transferal images; "
+                "confidence: the fused probability of the chosen label; weights (reliability fusion): each "
+                "teacher's weight, estimated from the teachers alone (no labels), averaged over the images.", ""]
     out += ["## IoU and HD95 per class", "", per_class_table(results), "",
             "Mean ± sd over repeats." if _repeated(results) else "Mean ± sd over test cases.",
             "HD95 penalised / both empty: counts of the first repeat's cases.", ""]

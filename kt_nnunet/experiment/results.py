@@ -134,12 +134,15 @@ def combine_repeats(records: Sequence[dict]) -> list[dict]:
 
 def build_results(models: Sequence[ModelEvaluation | dict], *, config: Any = None, test_set: Optional[dict] = None,
                   timings: Optional[dict] = None, name: Optional[str] = None,
-                  output_folder: Optional[str | Path] = None, inference_timing: Optional[dict] = None) -> dict:
+                  output_folder: Optional[str | Path] = None, inference_timing: Optional[dict] = None,
+                  labelling: Optional[Sequence[dict]] = None) -> dict:
     """The results.json document; ``config`` is an ``ExperimentConfig`` or a plain dict (echoed as is).
 
     ``models`` are per-repeat evaluations (``extra.repeat`` tells the repeat; absent means 0), combined per
     model name. ``inference_timing`` (``kt_nnunet.experiment.timing``) replaces each timed model's
-    ``seconds_per_case`` with the interleaved measurement.
+    ``seconds_per_case`` with the interleaved measurement. ``labelling`` lists each teacher-labelled
+    dataset's summary (fusion, mean teacher agreement, confidence and, for reliability fusion, the mean
+    teacher weights).
     """
     from kt_nnunet.experiment.claims import evaluate_claims
 
@@ -164,7 +167,8 @@ def build_results(models: Sequence[ModelEvaluation | dict], *, config: Any = Non
     results = {"schema_version": SCHEMA_VERSION, "experiment": experiment,
                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "versions": collect_versions(), "config": config_echo, "test_set": test_set, "labels": labels,
-               "timings": timings, "inference_timing": inference_timing, "models": records}
+               "timings": timings, "inference_timing": inference_timing, "labelling": list(labelling or []),
+               "models": records}
     results["comparisons"] = compare_models(records)
     results["claims"] = evaluate_claims(records, results["comparisons"])
     return clean_json(results)

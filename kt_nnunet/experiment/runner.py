@@ -64,6 +64,7 @@ class ExperimentRunner:
         self.datasets: dict[str, str] = {}       # derived dataset output_name -> DatasetNNN_Name
         self.evaluations: dict[tuple[str, int], object] = {}
         self.inference_timing: dict = {}
+        self.labelling: dict[str, dict] = {}      # label step name -> what the labelling summary says
         self.steps = plan_steps(config)
         self.model_steps = {s.key: s for s in self.steps if isinstance(s, ModelStep)}
 
@@ -159,12 +160,16 @@ class ExperimentRunner:
         target = Path(os.environ["nnUNet_raw"]) / out
         existed = (target / "dataset.json").is_file()
         fusion = step.fusion
-        label_dataset(self._teacher_folders(step.teachers, step.repeat), step.dataset.resolve(self.config.label), out,
+        result = label_dataset(self._teacher_folders(step.teachers, step.repeat),
+                               step.dataset.resolve(self.config.label), out,
                       fusion=fusion.method, weights=fusion.weights, min_confidence=fusion.min_confidence,
                       tta=fusion.tta, device=self.config.device, force=self.force, progress=False,
                       save_probabilities=self.config.transfer.soft and self.config.transfer.mode == "offline")
         self.datasets[step.output_name] = out
         self.state["steps"].setdefault(step.name, {})["dataset"] = out
+        self.labelling[step.name] = {"dataset": out, "repeat": step.repeat, "teachers": list(step.teachers),
+                                     "fusion": fusion.method, "min_confidence": fusion.min_confidence,
+                                     "provenance": str(result.provenance), **result.summary}
         return existed
 
     def _train_student(self, step: TrainStudent) -> bool:
@@ -261,7 +266,9 @@ class ExperimentRunner:
                     "num_cases": len(evaluations[0].cases) if evaluations else None}
         results = build_results(evaluations, config=cfg, test_set=test_set,
                                 timings=timings, name=cfg.name, output_folder=self.output,
-                                inference_timing=self.inference_timing)
+                                inference_timing=self.inference_timing,
+                                labelling=[self.labelling[s.name] for s in self.steps
+                                           if isinstance(s, LabelTransferal) and s.name in self.labelling])
         write_results(results, self.output / RESULTS_FILE)
         write_report(results, self.output, overlay_cases=cfg.evaluation.overlay_cases)
         return False
