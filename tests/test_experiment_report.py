@@ -198,3 +198,18 @@ def test_overlays_of_3d_data_show_the_slice_with_most_foreground():
                "cases": [{"case": c, "dice_mean": d} for c, d in zip("abcde", [0.5, 0.1, 0.9, 0.3, 0.7])]}]
     assert choose_overlay_cases(models, 3) == ["b", "a", "c"]  # worst, median, best
     assert choose_overlay_cases(models, 0) == []
+
+
+def test_plots_keep_matplotlibs_style_after_nnunet_changed_it(fabricated):
+    """nnU-Net's logger calls seaborn's set(font_scale=2.5) while a model trains (pitfall 24): same PNG anyway."""
+    import matplotlib
+    import seaborn
+
+    results, folder = fabricated
+    before = write_report(results, folder / "before").plots["dice_per_model"].read_bytes()
+    try:
+        seaborn.set(font_scale=2.5)
+        after = write_report(results, folder / "after").plots["dice_per_model"].read_bytes()
+    finally:
+        matplotlib.rcdefaults()
+    assert after == before

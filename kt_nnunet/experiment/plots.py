@@ -36,6 +36,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _pooled_dice(model: dict) -> list:
+    """Every (repeat, case) Dice of a model; the first repeat's cases when it has no repeats."""
+    repeats = model.get("repeats") or []
+    if not repeats:
+        return list(_case_dice(model).values())
+    return [d for r in repeats for d in (r.get("case_dice") or {}).values() if d is not None]
+
+
 def _case_dice(model: dict) -> dict:
     return {c["case"]: c["dice_mean"] for c in model.get("cases") or [] if c.get("dice_mean") is not None}
 
@@ -45,7 +53,7 @@ def plot_dice_per_model(models: Sequence[dict], path: Path) -> Optional[Path]:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(models) + 2), 4))
     positions = range(1, len(models) + 1)
-    values = [list(_case_dice(m).values()) for m in models]
+    values = [_pooled_dice(m) for m in models]
     for x, model, vals in zip(positions, models, values):
         colour = ROLE_COLOURS.get(model["role"], "black")
         if vals:
@@ -59,7 +67,7 @@ def plot_dice_per_model(models: Sequence[dict], path: Path) -> Optional[Path]:
     ax.set_xticklabels([m["name"] for m in models], rotation=30, ha="right")
     ax.set_ylabel("Dice (mean over foreground classes)")
     ax.set_ylim(0, 1.02)
-    ax.set_title("Test Dice per model (box: cases; ◆: nnU-Net foreground mean)")
+    ax.set_title("Test Dice per model (box: cases of every repeat; ◆: nnU-Net foreground mean)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=ROLE_COLOURS[r], alpha=0.5) for r in ROLE_COLOURS
                if any(m["role"] == r for m in models)]
     ax.legend(handles, [ROLE_LABELS[r] for r in ROLE_COLOURS if any(m["role"] == r for m in models)],
@@ -69,7 +77,12 @@ def plot_dice_per_model(models: Sequence[dict], path: Path) -> Optional[Path]:
 
 
 def plot_student_vs_teacher(models: Sequence[dict], comparisons: Sequence[dict], path: Path) -> Optional[Path]:
-    """Per-case Dice of each student (y) against its teacher, or its best teacher (x); identity line."""
+    """Per-case Dice of each student (y) against its teacher, or its best teacher (x), paired by repeat and case
+    as the claims pair them; identity line."""
+    import numpy as np
+
+    from kt_nnunet.experiment.claims import paired_scores
+
     by_name = {m["name"]: m for m in models}
     pairs = [c for c in comparisons if c["kind"] in ("student_vs_teacher", "multi_teacher_vs_best_teacher")
              and c["model"] in by_name and c["reference"] in by_name]
@@ -79,12 +92,12 @@ def plot_student_vs_teacher(models: Sequence[dict], comparisons: Sequence[dict],
     fig, ax = plt.subplots(figsize=(5, 5))
     plotted = False
     for index, pair in enumerate(pairs):
-        student, teacher = _case_dice(by_name[pair["model"]]), _case_dice(by_name[pair["reference"]])
-        common = sorted(set(student) & set(teacher))
-        if not common:
+        student, teacher = paired_scores(by_name[pair["model"]], by_name[pair["reference"]])
+        both = np.isfinite(student) & np.isfinite(teacher)
+        if not both.any():
             continue
         marker = "o" if pair["kind"] == "student_vs_teacher" else "^"
-        ax.scatter([teacher[c] for c in common], [student[c] for c in common], s=18, marker=marker,
+        ax.scatter(teacher[both], student[both], s=18, marker=marker,
                    color=plt.cm.tab10(index % 10), label=f"{pair['model']} vs {pair['reference']}")
         plotted = True
     if not plotted:
@@ -95,7 +108,7 @@ def plot_student_vs_teacher(models: Sequence[dict], comparisons: Sequence[dict],
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("teacher Dice per case")
     ax.set_ylabel("student Dice per case")
-    ax.set_title("Students against their teachers (per test case)")
+    ax.set_title("Students against their teachers (per test case and repeat)")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -162,12 +175,19 @@ def _slice_2d(image, reference, predictions):
 
 
 def plot_overlays(models: Sequence[dict], path: Path, cases: Sequence[str], max_models: int = 6) -> Optional[Path]:
-    """Rows = cases; columns = image, reference, then each model's prediction (first ``max_models`` models)."""
+    """Rows = cases; columns = image, reference, then up to ``max_models`` models' predictions: the best teacher,
+    the multi-teacher students, the fine-tuned models and baselines first, then the other teachers and students."""
+    import textwrap
+
     import numpy as np
 
     from kt_nnunet.nnunet.raw_dataset import read_images, read_seg
 
-    shown = list(models)[:max_models]
+    teachers = sorted((m for m in models if m["role"] == "teacher"), key=lambda m: -(m.get("dice_mean") or 0.0))
+    first = teachers[:1] + [m for m in models if m["role"] in ("multi_teacher_student", "kt_finetune",
+                                                               "finetune_only")]
+    shown = [m for m in models if m in first] + [m for m in models if m not in first]
+    shown = [m for m in models if m in shown[:max_models]]  # in results order
     records = {m["name"]: {c["case"]: c for c in m.get("cases") or []} for m in shown}
     rows = []
     for case in cases:
@@ -204,7 +224,7 @@ def plot_overlays(models: Sequence[dict], path: Path, cases: Sequence[str], max_
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(title, fontsize=8)
+                ax.set_title("\n".join(textwrap.wrap(title.replace("_", " "), 18)).replace(" ", "_"), fontsize=8)
             if column == 0:
                 ax.set_ylabel(case, fontsize=8)
     fig.tight_layout()

@@ -170,8 +170,13 @@ def labelling_table(results: dict) -> Optional[str]:
 
 def draw_plots(results: dict, folder: Path, overlay_cases: int = 3) -> tuple[dict, dict]:
     """Every plot the results allow, into ``folder``; returns ``(drawn, skipped-with-reason)``."""
+    import matplotlib
+
     models = results["models"]
     drawn, skipped = {}, {}
+    # nnU-Net's logger calls seaborn's set(font_scale=2.5) whenever a model trains in this process: draw with
+    # matplotlib's own defaults, whatever the process did before.
+    defaults = {k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"}
     jobs = {
         "dice_per_model": (lambda p: plot_dice_per_model(models, p), "no model has per-case Dice"),
         "student_vs_teacher": (lambda p: plot_student_vs_teacher(models, results.get("comparisons") or [], p),
@@ -182,7 +187,8 @@ def draw_plots(results: dict, folder: Path, overlay_cases: int = 3) -> tuple[dic
         "training_curves": (lambda p: plot_training_curves(models, p), "no model has training curves"),
     }
     for name, (draw, reason) in jobs.items():
-        path = draw(folder / f"{name}.png")
+        with matplotlib.rc_context(defaults):
+            path = draw(folder / f"{name}.png")
         if path is None:
             skipped[name] = reason
         else:
