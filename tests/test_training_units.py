@@ -29,6 +29,23 @@ def test_soft_loss_on_a_hand_computed_example():
     assert soft_target_kl(student, same, 2.0).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_offline_soft_targets_tempered_and_their_loss_by_hand():
+    """Saved probability (0.8, 0.2), T = 2: p^(1/2) normalised = (0.894427, 0.447214) / 1.341641 = (2/3, 1/3).
+
+    With student logits (0, 0): p_s^T = (1/2, 1/2); KL = 2/3 ln(4/3) + 1/3 ln(2/3) = 0.056633; x T^2 = 0.226532.
+    With alpha = 1 the loss is that soft term alone.
+    """
+    from kt_nnunet.training.offline_soft import temper
+
+    saved = torch.tensor([0.8, 0.2]).view(1, 2, 1, 1)
+    tempered = temper(saved, 2.0)
+    torch.testing.assert_close(tempered.flatten(), torch.tensor([2 / 3, 1 / 3]))
+    torch.testing.assert_close(temper(saved, 1.0), saved)   # T = 1 keeps the probabilities
+    student = torch.zeros(1, 2, 1, 1)
+    loss = SoftTargetLoss(lambda output, target: torch.tensor(99.0), temperature=2.0, alpha=1.0)
+    assert loss(student, pack_targets(torch.zeros(1, 1, 1, 1), tempered)).item() == pytest.approx(0.226532, abs=1e-5)
+
+
 def test_soft_loss_mixes_hard_and_soft_terms_and_skips_ignored_voxels():
     class ConstantHard(torch.nn.Module):
         def forward(self, output, target):
