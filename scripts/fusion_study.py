@@ -69,7 +69,7 @@ def build_data(task: str) -> None:
 
 
 def variant_name(method: str, confidence, soft: bool) -> str:
-    return method + ("" if confidence is None else f"_conf{confidence:g}") + ("_soft" if soft else "")
+    return method + ("" if confidence is None else f"_conf{round(confidence * 100)}") + ("_soft" if soft else "")
 
 
 def run_variant(task: str, index: int, method: str, confidence, soft: bool, repeats: int, out: Path) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +117,18 @@ def test_evaluation_refuses_a_test_set_with_other_labels(tiny_model, tmp_path):
         load_test_set(other, "train")
     with pytest.raises(EvaluationError, match="labelsTs does not exist"):
         load_test_set(other, "test")
+
+
+def test_a_student_trained_with_the_ignore_label_is_evaluated_on_plain_labels():
+    """min_confidence gives the labelled dataset (so the student) an `ignore` label; the test set has none."""
+    from types import SimpleNamespace
+
+    from kt_nnunet.nnunet.evaluation import EvaluationError, TestSet, check_compatible
+
+    test_set = TestSet(Path("test"), "test", ".nii.gz", {"background": 0, "a": 1}, {"0": "MR"}, ())
+    student = SimpleNamespace(folder="student", labels={"background": 0, "a": 1, "ignore": 2},
+                              dataset_json={"channel_names": {"0": "MR"}})
+    check_compatible(student, test_set)
+    other = SimpleNamespace(folder="other", labels={"background": 0, "b": 1}, dataset_json=student.dataset_json)
+    with pytest.raises(EvaluationError, match="predicts labels"):
+        check_compatible(other, test_set)

@@ -114,8 +114,10 @@ def load_test_set(folder: str | Path, split: str = "auto") -> TestSet:
 
 
 def check_compatible(model, test_set: TestSet) -> None:
-    """The model must predict the test set's labels from its channels."""
-    if dict(model.labels) != dict(test_set.labels):
+    """The model must predict the test set's labels from its channels (nnU-Net's ``ignore`` label aside)."""
+    from kt_nnunet.nnunet.raw_dataset import labels_without_ignore
+
+    if labels_without_ignore(model.labels) != labels_without_ignore(test_set.labels):
         raise EvaluationError(f"model {model.folder} predicts labels {model.labels} but test set {test_set.folder} "
                               f"is labelled {test_set.labels}; evaluate on a dataset with the same labels")
     model_channels = len(model.dataset_json["channel_names"])

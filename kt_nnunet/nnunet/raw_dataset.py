@@ -256,6 +256,15 @@ def load_dataset_json(folder: str | Path, required: Iterable[str] = REQUIRED_DAT
     return content
 
 
+def labels_without_ignore(labels: dict) -> dict:
+    """A dataset.json ``labels`` mapping without nnU-Net's ``ignore`` label (regions as tuples).
+
+    Teacher-labelled datasets may mark uncertain voxels with ``ignore``; models trained on them still predict
+    the same classes, so label sets are compared without it.
+    """
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in labels.items() if k != "ignore"}
+
+
 def label_values(labels: dict) -> list[int]:
     """All integer label values declared in dataset.json ``labels`` (region tuples flattened), sorted."""
     values = set()

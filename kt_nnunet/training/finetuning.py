@@ -86,7 +86,9 @@ def architecture_name(plans: dict, configuration_manager) -> str:
 
 
 def _labels(dataset_json: dict) -> dict:
-    return {k: v for k, v in dataset_json["labels"].items() if k != "ignore"}
+    from kt_nnunet.nnunet.raw_dataset import labels_without_ignore
+
+    return labels_without_ignore(dataset_json["labels"])
 
 
 def finetune_plans(student: TrainedModel, dataset_name: str, dataset_json: dict, budget: dict,

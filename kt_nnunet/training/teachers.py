@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.labelling.fusion import FUSION_METHODS, make_fusion
+from kt_nnunet.nnunet.raw_dataset import labels_without_ignore
 from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT, TrainedModel, load_trained_model
 
 ONLINE_KEY = "kt_online"
@@ -149,13 +150,10 @@ def load_teacher(spec: TeacherSpec) -> TrainedModel:
 
 # --- compatibility ---------------------------------------------------------------------------------
 
-def _labels_without_ignore(labels: dict) -> dict:
-    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in labels.items() if k != "ignore"}
-
 
 def label_differences(student_dataset_json: dict, teacher: TrainedModel) -> list:
     problems = []
-    ours, theirs = _labels_without_ignore(student_dataset_json["labels"]), _labels_without_ignore(teacher.labels)
+    ours, theirs = labels_without_ignore(student_dataset_json["labels"]), labels_without_ignore(teacher.labels)
     if ours != theirs:
         problems.append(f"labels differ: student dataset {ours}, teacher {theirs}")
     if teacher.label_manager.has_regions:
