@@ -60,7 +60,7 @@ def build_data(task: str) -> None:
     if task == "domain_shift" and not any(raw.glob("Dataset910_*")):
         from kt_nnunet.data import DOMAIN_PRESETS, ShapeConfig, synth_dataset
 
-        shapes = ShapeConfig(shape=(96, 96), num_classes=3)
+        shapes = ShapeConfig(shape=(64, 64), num_classes=3)
         synth_dataset(910, "ShiftSource", num_train=16, num_test=0, shapes=shapes, seed=0)
         synth_dataset(911, "ShiftTransferal", num_train=16, num_test=0, shapes=shapes,
                       domain=DOMAIN_PRESETS["shifted"], labelled=False, seed=1, role="transferal")
