@@ -41,6 +41,7 @@ def test_offline_soft_targets_tempered_and_their_loss_by_hand():
     tempered = temper(saved, 2.0)
     torch.testing.assert_close(tempered.flatten(), torch.tensor([2 / 3, 1 / 3]))
     torch.testing.assert_close(temper(saved, 1.0), saved)   # T = 1 keeps the probabilities
+    assert temper(torch.zeros(1, 2, 1, 1), 2.0).abs().sum() == 0  # padding outside the image: no soft target
     student = torch.zeros(1, 2, 1, 1)
     loss = SoftTargetLoss(lambda output, target: torch.tensor(99.0), temperature=2.0, alpha=1.0)
     assert loss(student, pack_targets(torch.zeros(1, 1, 1, 1), tempered)).item() == pytest.approx(0.226532, abs=1e-5)

@@ -56,8 +56,13 @@ class ImageChannelsOnly(BasicTransform):
 
 
 def temper(probabilities: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``p^(1/T)`` normalised over classes: ``softmax(log p / T)``."""
-    return torch.softmax(torch.log(probabilities.clamp_min(1e-8)) / temperature, 1)
+    """``p^(1/T)`` normalised over classes: ``softmax(log p / T)``.
+
+    Voxels padded outside the image carry all-zero probabilities; they stay zero (no soft target there)
+    instead of becoming uniform.
+    """
+    tempered = torch.softmax(torch.log(probabilities.clamp_min(1e-8)) / temperature, 1)
+    return tempered * (probabilities.sum(1, keepdim=True) > 0.5)
 
 
 class nnUNetTrainerKTOfflineSoft(nnUNetTrainerKTOffline):
