@@ -7,11 +7,16 @@ import click
 
 
 def _print_results(results_path: Path) -> None:
-    from kt_nnunet.experiment.report import results_table
+    from kt_nnunet.experiment.report import claims_table, results_table
     from kt_nnunet.experiment.results import load_results
 
+    results = load_results(results_path)
     click.echo("")
-    click.echo(results_table(load_results(results_path)))
+    click.echo(results_table(results))
+    claims = claims_table(results)
+    if claims:
+        click.echo("\nThe paper's claims (95 % CI over repeats and test cases; see the report):\n")
+        click.echo(claims)
     click.echo(f"\nresults: {results_path}\nreport:  {results_path.parent / 'report.md'} (plots in "
                f"{results_path.parent / 'plots'})")
 
