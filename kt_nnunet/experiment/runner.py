@@ -161,10 +161,10 @@ class ExperimentRunner:
         existed = (target / "dataset.json").is_file()
         fusion = step.fusion
         result = label_dataset(self._teacher_folders(step.teachers, step.repeat),
-                               step.dataset.resolve(self.config.label), out,
-                      fusion=fusion.method, weights=fusion.weights, min_confidence=fusion.min_confidence,
-                      tta=fusion.tta, device=self.config.device, force=self.force, progress=False,
-                      save_probabilities=self.config.transfer.soft and self.config.transfer.mode == "offline")
+                               step.dataset.resolve(self.config.label), out, fusion=fusion.method,
+                               weights=fusion.weights, min_confidence=fusion.min_confidence, tta=fusion.tta,
+                               device=self.config.device, force=self.force, progress=False,
+                               save_probabilities=self.config.transfer.soft and self.config.transfer.mode == "offline")
         self.datasets[step.output_name] = out
         self.state["steps"].setdefault(step.name, {})["dataset"] = out
         self.labelling[step.name] = {"dataset": out, "repeat": step.repeat, "teachers": list(step.teachers),

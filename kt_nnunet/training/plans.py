@@ -59,7 +59,7 @@ def transfer_plans(dataset: str | int, architecture: str, plans_prefix: str, con
                    arch_kwargs: dict | None = None, tiny: bool = False, budget: dict | None = None,
                    settings: dict | None = None, force: bool = False, num_processes: int = 2,
                    seed: int | None = None) -> tuple[str, str]:
-    """Plan/preprocess with nnU-Net if needed, then write ``<prefix>_<arch>[_seed<S>].json``; ``(dataset, plans name)``."""
+    """Plan/preprocess with nnU-Net if needed, write ``<prefix>_<arch>[_seed<S>].json``; ``(dataset, plans name)``."""
     from kt_nnunet.nnunet.planning import architecture_plans, ensure_preprocessed, load_plans, seeded_plans_name
     from kt_nnunet.registry import get_architecture
 
