@@ -40,7 +40,8 @@ class _Worker:
 
 
 class SerialPool:
-    """The part of ``multiprocessing.Pool`` nnU-Net uses, computed eagerly in this process."""
+    """The part of ``multiprocessing.Pool`` those modules use (``starmap``, ``starmap_async``, ``_pool``), computed
+    eagerly in this process."""
 
     def __init__(self, processes=None, *args, **kwargs):
         self._pool = [_Worker()]
@@ -57,18 +58,6 @@ class SerialPool:
     def starmap_async(self, function, iterable, chunksize=None, *args, **kwargs):
         return _Done(self.starmap(function, iterable))
 
-    def map(self, function, iterable, chunksize=None):
-        return [function(argument) for argument in iterable]
-
-    def close(self):
-        pass
-
-    def join(self):
-        pass
-
-    def terminate(self):
-        pass
-
 
 class _SerialContext:
     Pool = SerialPool
@@ -83,8 +72,6 @@ class _SerialMultiprocessing:
     @staticmethod
     def get_context(method=None):
         return _SerialContext()
-
-    Pool = SerialPool
 
 
 @contextlib.contextmanager
