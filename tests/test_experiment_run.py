@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kt_nnunet import progress
 from kt_nnunet.data import DOMAIN_PRESETS, ShapeConfig, synth_dataset, tiny_dataset
 from kt_nnunet.experiment.runner import run_experiment
 
@@ -56,13 +57,14 @@ def test_interrupted_experiment_resumes_without_redoing_work(experiment_config):
     config, output = experiment_config
     seen = []
 
-    def stop_at_the_student(message):
-        seen.append(message)
-        if message.endswith("train_student:segresnet_multi ..."):
+    def stop_at_the_student(event, fields):
+        if event == progress.STEP and fields["name"] == "train_student:segresnet_multi":
             raise Interrupt
 
-    with pytest.raises(Interrupt):
-        run_experiment(config, progress=stop_at_the_student)
+    with pytest.raises(Interrupt), progress.listening(stop_at_the_student):
+        run_experiment(config, progress=seen.append)
+    assert seen[-3].startswith("[") and "train_student:segresnet_multi: FAILED after" in seen[-3]
+    assert seen[-2] == f"log: {output / 'logs' / 'train_student_segresnet_multi.log'}"
     state = json.loads((output / "state.json").read_text())
     teacher = state["steps"]["train_teacher:teacher_unet"]["model_folder"]
     checkpoint = f"{teacher}/fold_0/checkpoint_final.pth"
@@ -70,6 +72,9 @@ def test_interrupted_experiment_resumes_without_redoing_work(experiment_config):
 
     messages = []
     results_path = run_experiment(config, progress=messages.append)
+    assert messages and all(m.startswith("[") for m in messages), messages  # nnU-Net's output went to the logs
+    teacher_log = (output / "logs" / "train_teacher_teacher_unet.log").read_text()
+    assert "Epoch 0" in teacher_log and "train_loss" in teacher_log
     assert any("train_teacher:teacher_unet: already done" in m for m in messages)
     assert os.stat(checkpoint).st_mtime == mtime, "a finished teacher was retrained"
     assert any("train_student:segresnet_multi: done" in m for m in messages)
@@ -87,7 +92,9 @@ def test_interrupted_experiment_resumes_without_redoing_work(experiment_config):
 
     again = []
     run_experiment(config, progress=again.append)
-    assert all("already done" in m for m in again if ": " in m and m.startswith("[") and "report" not in m)
+    step_lines = [m for m in again if m.startswith("[")]
+    assert len(step_lines) == len(again) == 16, again  # one line per step, nothing from nnU-Net
+    assert all("already done" in m for m in step_lines if "report" not in m)
 
 
 def test_more_repeats_train_only_the_new_repeats_and_give_claims(experiment_config):
@@ -100,8 +107,7 @@ def test_more_repeats_train_only_the_new_repeats_and_give_claims(experiment_conf
     config.write_text(config.read_text() + "repeats: 2\n")
     messages = []
     results = json.loads(run_experiment(config, progress=messages.append).read_text())
-    done = {m.split("] ", 1)[1].rsplit(":", 1)[0]: m.endswith(")") and ": done (" in m
-            for m in messages if m.startswith("[") and not m.endswith("...")}
+    done = {m.split("] ", 1)[1].split(": ", 1)[0]: ": done in " in m for m in messages if m.startswith("[")}
     assert not done["train_teacher:teacher_unet"] and not done["train_student:segresnet_multi"]
     assert done["train_teacher:teacher_unet@r1"] and done["train_student:segresnet_multi@r1"]
     assert os.stat(f"{teacher}/fold_0/checkpoint_final.pth").st_mtime == mtime, "repeat 0 was retrained"
@@ -126,3 +132,54 @@ def test_more_repeats_train_only_the_new_repeats_and_give_claims(experiment_conf
         assert claim["ci_low"] <= claim["effect"] <= claim["ci_high"]
     report = (output / "report.md").read_text()
     assert "## Claims" in report and "a multi-teacher student beats the best teacher" in report
+
+
+SMALL_CONFIG = """
+name: small
+output: {output}
+budget: {{epochs: 2, iterations_per_epoch: 2, val_iterations_per_epoch: 1}}
+fold: all
+source: 700
+transferal: 701
+test: {{dataset: 702, split: test}}
+teachers: [light_unet]
+students: [light_unet]
+modes: [single_teacher]
+evaluation: {{mirroring: false, warmup: false, overlay_cases: 1, timing_rounds: 1, timing_cases: 1}}
+"""
+
+
+def test_command_line_experiment_console_dry_run_and_fold_all(experiment_config, tmp_path):
+    """`kt-nnunet experiment` in a pipe prints only its own lines; `--dry-run` tells what is done; `fold: all`
+    trains on every case; a teacher may be given by its bare architecture name."""
+    import subprocess
+    import sys
+
+    config, _ = experiment_config
+    small = config.with_name("small.yaml")
+    output = tmp_path / "small"
+    small.write_text(SMALL_CONFIG.format(output=output))
+    command = [str(Path(sys.executable).with_name("kt-nnunet")), "experiment", str(small)]
+    dry = subprocess.run(command + ["--dry-run"], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert dry[0].startswith("small: 7 steps, 0 already done, 7 to run"), dry
+    assert [line.split()[1] for line in dry[1:]] == ["to"] * 7 and dry[1].endswith("train_teacher:teacher_light_unet")
+
+    run = subprocess.run(command, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = [line for line in run.stdout.splitlines() if line.strip()]
+    assert run.stderr == "", run.stderr
+    steps = [line for line in lines if line.startswith("[")]
+    tables = [line for line in lines if line.startswith("|")]
+    assert len(steps) == 7 and all(": done in " in line for line in steps), steps
+    others = [line for line in lines if line not in steps and line not in tables]
+    assert all(line.startswith(("results:", "report:", "The paper's claims")) for line in others), others
+    assert "Epoch 1" in (output / "logs" / "train_teacher_teacher_light_unet.log").read_text()
+
+    state = json.loads((output / "state.json").read_text())
+    teacher = Path(state["steps"]["train_teacher:teacher_light_unet"]["model_folder"])
+    assert (teacher / "fold_all" / "checkpoint_final.pth").is_file() and not (teacher / "fold_0").exists()
+    results = json.loads((output / "results.json").read_text())
+    assert [m["folds"] for m in results["models"]] == [["all"], ["all"]]
+
+    dry = subprocess.run(command + ["--dry-run"], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert dry[0].startswith("small: 7 steps, 6 already done, 1 to run"), dry  # the report is always redrawn

@@ -23,6 +23,7 @@ COMMANDS = {
     "label": "kt_nnunet.cli.label:label",
     "experiment": "kt_nnunet.cli.experiment:experiment",
     "demo": "kt_nnunet.cli.experiment:demo",
+    "report": "kt_nnunet.cli.experiment:report",
 }
 
 

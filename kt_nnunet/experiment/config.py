@@ -176,7 +176,7 @@ class ExperimentConfig:
     seed: int = 0
     repeats: int = 1              # every model trained here is trained with seeds seed, seed + 1, ...
     configuration: str = "2d"
-    fold: int = 0
+    fold: int | str = 0   # 0-4, or "all": nnU-Net's final model on every case (docs/experiment.md)
     device: str = "cpu"
     derived_dataset_ids: int = 800
     preprocessing_processes: int = 1   # nnU-Net's checks/fingerprint/preprocessing; 1: in process, no pools
@@ -284,6 +284,7 @@ def parse_config(data: Any, *, source: str = "experiment config", base_dir: str 
         parse_dataset,
         parse_evaluation,
         parse_finetune,
+        parse_fold,
         parse_fusion,
         parse_modes,
         parse_students,
@@ -339,7 +340,7 @@ def parse_config(data: Any, *, source: str = "experiment config", base_dir: str 
         modes=modes, budget=budget, transferal=transferal, sources=sources, fusion=fusion, transfer=transfer,
         finetune=finetune, evaluation=parse_evaluation(top, ctx), seed=top.integer("seed", 0, minimum=0),
         repeats=repeats,
-        configuration=configuration, fold=top.integer("fold", 0, minimum=0, maximum=4),
+        configuration=configuration, fold=parse_fold(top),
         device=top.choice("device", DEVICES, "cpu"), derived_dataset_ids=start,
         preprocessing_processes=top.integer("preprocessing_processes", 1, minimum=1),
         description=top.string("description", ""), source_file=source_file, source_label=source)

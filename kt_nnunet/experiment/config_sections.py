@@ -93,6 +93,15 @@ def parse_architecture(section: Section, name: str, dim: int) -> str:
     return spec.name
 
 
+def parse_fold(top: Section) -> int | str:
+    """``fold``: one of nnU-Net's five folds (0-4), or ``all`` (train on every case, as nnU-Net's final models)."""
+    if top.has("fold") and top.raw("fold") == "all":
+        return "all"
+    if top.has("fold") and isinstance(top.raw("fold"), str):
+        raise top.error("fold", f"expected 0-4 or `all`, got {top.raw('fold')!r}")
+    return top.integer("fold", 0, minimum=0, maximum=4)
+
+
 def parse_arch_kwargs(section: Section) -> dict:
     return dict(section.mapping("arch_kwargs", {}))
 
@@ -105,6 +114,8 @@ def parse_teachers(top: Section, ctx: Context, base_dir: Path, budget: Budget, s
     teachers = []
     for index, item in enumerate(items):
         key = join_key("teachers", index)
+        if isinstance(item, str):  # shorthand, as for students: `teachers: [nnunet_plain, unet]`
+            item = {"architecture": item}
         sub = Section(item, key, ctx, allowed)
         if sub.has("architecture") == sub.has("model_folder"):
             raise ctx.error(key, "give either `architecture` (a teacher trained here on `source`) or `model_folder` "

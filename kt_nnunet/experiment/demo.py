@@ -1,9 +1,10 @@
 """`kt-nnunet demo`: the demo experiment on the embedded brain MRI data, in its own folder."""
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import yaml
 
@@ -14,19 +15,28 @@ def demo_config_text() -> str:
     return resources.files("kt_nnunet.experiment").joinpath("demo.yaml").read_text()
 
 
-def run_demo(out: Path, *, force: bool = False, progress: Callable[[str], None] = print) -> Path:
-    """Build the demo datasets (once) and run or resume the demo experiment in ``out``; returns results.json."""
+def demo_runner(out: Path, *, force: bool = False, verbose: bool = False,
+                progress: Optional[Callable[[str], None]] = None):
+    """The demo experiment's runner for ``out``, with the demo datasets built (once) in its own nnU-Net folders."""
     from kt_nnunet.data.demo import build_demo
     from kt_nnunet.experiment.config import parse_config
-    from kt_nnunet.experiment.runner import run_experiment, use_experiment_folders
+    from kt_nnunet.experiment.runner import experiment_runner
 
     out = Path(out).absolute()
-    folders = use_experiment_folders(out, override=True)  # the demo never touches a user's own nnU-Net folders
-    raw = Path(folders["nnUNet_raw"])
-    if not any(raw.glob(f"Dataset{DEMO_BASE_ID}_*")):
-        progress("building the demo datasets from the MNI152 template in nilearn ...")
-        build_demo(raw, base_id=DEMO_BASE_ID, with_downstream=True)
     data = yaml.safe_load(demo_config_text())
     data["output"] = str(out)
     config = parse_config(data, source="kt-nnunet demo (kt_nnunet/experiment/demo.yaml)", base_dir=out)
-    return run_experiment(config, force=force, progress=progress, own_nnunet_folders=True)
+    # the demo never touches a user's own nnU-Net folders
+    runner = experiment_runner(config, force=force, verbose=verbose, progress=progress, own_nnunet_folders=True)
+    raw = Path(os.environ["nnUNet_raw"])
+    if not any(raw.glob(f"Dataset{DEMO_BASE_ID}_*")):
+        runner.console.say("building the demo datasets from the MNI152 template in nilearn ...")
+        with runner.console.capture("build_demo_data"):
+            build_demo(raw, base_id=DEMO_BASE_ID, with_downstream=True)
+    return runner
+
+
+def run_demo(out: Path, *, force: bool = False, verbose: bool = False,
+             progress: Optional[Callable[[str], None]] = None) -> Path:
+    """Build the demo datasets (once) and run or resume the demo experiment in ``out``; returns results.json."""
+    return demo_runner(out, force=force, verbose=verbose, progress=progress).run()

@@ -26,11 +26,25 @@ def _pyplot():
     return plt
 
 
+def _figure(width: float, height: float, rows: int = 1, columns: int = 1):
+    """A figure whose constrained layout keeps every title, label and legend inside it, however long."""
+    return _pyplot().subplots(rows, columns, figsize=(width, height), squeeze=False, layout="constrained")
+
+
+def wrap(text: str, width: int) -> str:
+    """``text`` broken into lines of at most ``width`` characters, preferably after a space or ``_`` (model
+    names have no spaces)."""
+    import textwrap
+
+    lines = textwrap.wrap(text.replace("_", "_ "), width + 1, break_long_words=True)
+    return "\n".join(line.replace("_ ", "_").strip() for line in lines)
+
+
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    fig.savefig(tmp, dpi=110)
     _pyplot().close(fig)
     tmp.replace(path)
     return path
@@ -51,7 +65,10 @@ def _case_dice(model: dict) -> dict:
 def plot_dice_per_model(models: Sequence[dict], path: Path) -> Optional[Path]:
     """Box plot of the per-case mean foreground Dice of each model (points and the mean on top)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(models) + 2), 4))
+    names = [wrap(m["name"], 22) for m in models]
+    label_lines = max(n.count("\n") + 1 for n in names)
+    fig, axes = _figure(max(6.0, 0.75 * len(models) + 2.5), 4.2 + 0.3 * label_lines)
+    ax = axes[0][0]
     positions = range(1, len(models) + 1)
     values = [_pooled_dice(m) for m in models]
     for x, model, vals in zip(positions, models, values):
@@ -64,14 +81,14 @@ def plot_dice_per_model(models: Sequence[dict], path: Path) -> Optional[Path]:
         if model.get("dice_mean") is not None:
             ax.scatter([x], [model["dice_mean"]], marker="D", s=36, color="black", zorder=4)
     ax.set_xticks(list(positions))
-    ax.set_xticklabels([m["name"] for m in models], rotation=30, ha="right")
+    ax.set_xticklabels(names, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_xlim(0.4, len(models) + 0.6)
     ax.set_ylabel("Dice (mean over foreground classes)")
     ax.set_ylim(0, 1.02)
-    ax.set_title("Test Dice per model (box: cases of every repeat; ◆: nnU-Net foreground mean)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=ROLE_COLOURS[r], alpha=0.5) for r in ROLE_COLOURS
-               if any(m["role"] == r for m in models)]
-    ax.legend(handles, [ROLE_LABELS[r] for r in ROLE_COLOURS if any(m["role"] == r for m in models)],
-              fontsize=7, loc="lower left")
+    ax.set_title("Test Dice per model\n(box: cases of every repeat; ◆: nnU-Net foreground mean)", fontsize=10)
+    roles = [r for r in ROLE_COLOURS if any(m["role"] == r for m in models)]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=ROLE_COLOURS[r], alpha=0.5) for r in roles]
+    fig.legend(handles, [ROLE_LABELS[r] for r in roles], fontsize=8, loc="outside right upper")
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
@@ -89,7 +106,8 @@ def plot_student_vs_teacher(models: Sequence[dict], comparisons: Sequence[dict],
     if not pairs:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, axes = _figure(5.2, 5.2 + 0.22 * len(pairs))
+    ax = axes[0][0]
     plotted = False
     for index, pair in enumerate(pairs):
         student, teacher = paired_scores(by_name[pair["model"]], by_name[pair["reference"]])
@@ -98,7 +116,7 @@ def plot_student_vs_teacher(models: Sequence[dict], comparisons: Sequence[dict],
             continue
         marker = "o" if pair["kind"] == "student_vs_teacher" else "^"
         ax.scatter(teacher[both], student[both], s=18, marker=marker,
-                   color=plt.cm.tab10(index % 10), label=f"{pair['model']} vs {pair['reference']}")
+                   color=plt.cm.tab10(index % 10), label=wrap(f"{pair['model']} vs {pair['reference']}", 60))
         plotted = True
     if not plotted:
         plt.close(fig)
@@ -108,8 +126,8 @@ def plot_student_vs_teacher(models: Sequence[dict], comparisons: Sequence[dict],
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("teacher Dice per case")
     ax.set_ylabel("student Dice per case")
-    ax.set_title("Students against their teachers (per test case and repeat)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Students against their teachers\n(per test case and repeat)", fontsize=10)
+    fig.legend(fontsize=7, loc="outside lower center", ncols=1)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -122,7 +140,7 @@ def plot_training_curves(models: Sequence[dict], path: Path) -> Optional[Path]:
     plt = _pyplot()
     columns = min(3, len(trained))
     rows = math.ceil(len(trained) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
+    fig, axes = _figure(4.4 * columns, 3.3 * rows, rows, columns)
     for ax, model in zip(axes.flat, trained):
         curves = model["training"]
         for key, style, label in (("train_losses", "-", "train loss"), ("val_losses", "--", "val loss")):
@@ -138,13 +156,11 @@ def plot_training_curves(models: Sequence[dict], path: Path) -> Optional[Path]:
                       label=label, alpha=0.8, marker="." if len(values) < 20 else None)
         twin.set_ylim(0, 1)
         twin.set_ylabel("Dice")
-        ax.set_title(f"{model['name']} ({model['role']})", fontsize=9)
-        lines = ax.get_legend_handles_labels()
-        lines2 = twin.get_legend_handles_labels()
-        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=6, loc="center right")
+        ax.set_title(wrap(f"{model['name']} ({ROLE_LABELS.get(model['role'], model['role'])})", 40), fontsize=9)
+        legend = [a + b for a, b in zip(ax.get_legend_handles_labels(), twin.get_legend_handles_labels())]
     for ax in list(axes.flat)[len(trained):]:
         ax.axis("off")
-    fig.tight_layout()
+    fig.legend(*legend, fontsize=8, loc="outside lower center", ncols=4)
     return _save(fig, path)
 
 
@@ -174,20 +190,27 @@ def _slice_2d(image, reference, predictions):
     return image[index], reference[index], [p[index] for p in predictions]
 
 
-def plot_overlays(models: Sequence[dict], path: Path, cases: Sequence[str], max_models: int = 6) -> Optional[Path]:
-    """Rows = cases; columns = image, reference, then up to ``max_models`` models' predictions: the best teacher,
-    the multi-teacher students, the fine-tuned models and baselines first, then the other teachers and students."""
-    import textwrap
+def overlay_models(models: Sequence[dict], max_models: int = 6) -> list:
+    """The models an overlay figure shows, in results order: one of every role first (the best teacher, the
+    best single-teacher student, every multi-teacher student, fine-tuned model and fine-tune-only baseline),
+    then the other models while there is room."""
+    def best(role):
+        return sorted((m for m in models if m["role"] == role), key=lambda m: -(m.get("dice_mean") or 0.0))[:1]
 
+    first = best("teacher") + best("student") + [m for m in models if m["role"] in (
+        "multi_teacher_student", "kt_finetune", "finetune_only")]
+    chosen = (first + [m for m in models if m not in first])[:max_models]
+    return [m for m in models if m in chosen]
+
+
+def plot_overlays(models: Sequence[dict], path: Path, cases: Sequence[str], max_models: int = 6) -> Optional[Path]:
+    """Rows = cases; columns = image, reference, then up to ``max_models`` models' predictions (see
+    :func:`overlay_models`); a legend names the label colours. 3D cases show the slice with most foreground."""
     import numpy as np
 
     from kt_nnunet.nnunet.raw_dataset import read_images, read_seg
 
-    teachers = sorted((m for m in models if m["role"] == "teacher"), key=lambda m: -(m.get("dice_mean") or 0.0))
-    first = teachers[:1] + [m for m in models if m["role"] in ("multi_teacher_student", "kt_finetune",
-                                                               "finetune_only")]
-    shown = [m for m in models if m in first] + [m for m in models if m not in first]
-    shown = [m for m in models if m in shown[:max_models]]  # in results order
+    shown = overlay_models(models, max_models)
     records = {m["name"]: {c["case"]: c for c in m.get("cases") or []} for m in shown}
     rows = []
     for case in cases:
@@ -207,25 +230,28 @@ def plot_overlays(models: Sequence[dict], path: Path, cases: Sequence[str], max_
     plt = _pyplot()
     from matplotlib.colors import ListedColormap
 
-    num_labels = max(1, max(int(array.max()) for r in rows for array in (r[2], *r[3])))
-    colours = ListedColormap([plt.cm.tab10(i % 10) for i in range(num_labels)])
+    labels = {int(k): v for k, v in (shown[0].get("labels") or {}).items() if str(k).isdigit() and int(k) > 0}
+    num_labels = max([1, *labels, *(int(array.max()) for r in rows for array in (r[2], *r[3]))])
+    colours = [plt.cm.tab10(i % 10) for i in range(num_labels)]
     columns = 2 + len(shown)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(2.1 * columns, 2.2 * len(rows)), squeeze=False)
+    fig, axes = _figure(2.1 * columns, 2.2 * len(rows) + 1.0, len(rows), columns)
     for row, (case, image, reference, predictions) in enumerate(rows):
         low, high = np.percentile(image, [0.5, 99.5])
         panels = [("image", None), ("reference", reference)] + [(m["name"], p) for m, p in zip(shown, predictions)]
-        for column, (title, labels) in enumerate(panels):
+        for column, (title, label_map) in enumerate(panels):
             ax = axes[row][column]
             ax.imshow(image, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
-            if labels is not None:
-                masked = np.ma.masked_where(labels == 0, labels - 1)
-                ax.imshow(masked, cmap=colours, vmin=-0.5, vmax=num_labels - 0.5, alpha=0.5,
+            if label_map is not None:
+                masked = np.ma.masked_where(label_map == 0, label_map - 1)
+                ax.imshow(masked, cmap=ListedColormap(colours), vmin=-0.5, vmax=num_labels - 0.5, alpha=0.5,
                           interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title("\n".join(textwrap.wrap(title.replace("_", " "), 18)).replace(" ", "_"), fontsize=8)
+                ax.set_title(wrap(title, 16), fontsize=8)
             if column == 0:
-                ax.set_ylabel(case, fontsize=8)
-    fig.tight_layout()
+                ax.set_ylabel(wrap(case, 16), fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[i - 1], alpha=0.6) for i in range(1, num_labels + 1)]
+    fig.legend(handles, [labels.get(i, f"label {i}") for i in range(1, num_labels + 1)], fontsize=8,
+               loc="outside lower center", ncols=min(num_labels, 6))
     return _save(fig, path)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Optional
 
 from kt_nnunet.experiment.plots import (
-    ROLE_LABELS,
     choose_overlay_cases,
     plot_dice_per_model,
     plot_overlays,
@@ -20,152 +19,39 @@ from kt_nnunet.experiment.plots import (
     plot_training_curves,
 )
 from kt_nnunet.experiment.results import RESULTS_FILE, load_results, validate_results
+from kt_nnunet.experiment.tables import (
+    claim_rows,
+    comparison_rows,
+    labelling_rows,
+    per_class_rows,
+    repeated,
+    results_rows,
+    timing_rows,
+)
 
 REPORT_FILE = "report.md"
+HTML_FILE = "report.html"
 PLOTS_FOLDER = "plots"
-DASH = "–"
-COMPARISON_TITLES = {"student_vs_teacher": "single-teacher student vs its teacher",
-                     "multi_teacher_vs_best_teacher": "multi-teacher student vs the best teacher",
-                     "kt_finetune_vs_finetune_only": "transfer + fine-tune vs fine-tune only"}
+PLOT_TITLES = {"dice_per_model": "Dice per model", "student_vs_teacher": "Students against teachers, per case",
+               "overlays": "Image / reference / predictions", "training_curves": "Training curves"}
 
 
 @dataclass
 class ReportFiles:
     report: Path
+    html: Optional[Path] = None
     plots: dict = field(default_factory=dict)   # plot name -> Path (only the plots that were drawn)
     skipped: dict = field(default_factory=dict)  # plot name -> why it was not drawn
 
 
-def mean_sd(mean: Optional[float], sd: Optional[float], digits: int = 3) -> str:
-    if mean is None:
-        return DASH
-    return f"{mean:.{digits}f}" if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
-
-
-def human_params(count: Optional[int]) -> str:
-    if count is None:
-        return DASH
-    if count >= 1e6:
-        return f"{count / 1e6:.2f} M"
-    if count >= 1e3:
-        return f"{count / 1e3:.1f} k"
-    return str(count)
-
-
-def seconds(value: Optional[float]) -> str:
-    return DASH if value is None else (f"{value:.3f}" if value < 1 else f"{value:.2f}")
-
-
-def _ratio(value: Optional[float], digits: int = 3) -> str:
-    return DASH if value is None else f"{value:.{digits}f}"
-
-
-def _labels(results: dict) -> dict:
-    labels = dict(results.get("labels") or {})
-    for model in results["models"]:
-        for key, values in (model.get("per_class") or {}).items():
-            labels.setdefault(key, values.get("name", key))
-    return labels
-
-
-def _row(cells) -> str:
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-
-def _repeated(results: dict) -> bool:
-    return any((m.get("n_repeats") or 1) > 1 for m in results["models"])
-
-
 def results_table(results: dict) -> str:
     """The paper-style Markdown table: one row per model (mean ± sd over repeats when there are several)."""
-    labels = _labels(results)
-    repeated = _repeated(results)
-    sd_key = "dice_sd_over_repeats" if repeated else "dice_sd"
-    header = ["model", "role", "architecture", *(f"Dice {name}" for name in labels.values()), "Dice overall",
-              *(["Dice per repeat"] if repeated else []), "HD95 (mm)", "params", "s / case"]
-    lines = [_row(header), _row(["---"] * 3 + ["---:"] * (len(header) - 3))]
-    for model in results["models"]:
-        per_class = model.get("per_class") or {}
-        cells = [model["name"], ROLE_LABELS.get(model["role"], model["role"]), model.get("architecture") or DASH]
-        cells += [mean_sd((per_class.get(k) or {}).get("dice_mean"), (per_class.get(k) or {}).get(sd_key))
-                  for k in labels]
-        cells.append(mean_sd(model.get("dice_mean"), model.get(sd_key)))
-        if repeated:
-            cells.append(" / ".join(DASH if r.get("dice_mean") is None else f"{r['dice_mean']:.3f}"
-                                    for r in model.get("repeats") or []))
-        cells += [
-                  mean_sd(model.get("hd95_mean"), model.get("hd95_sd"), 2),
-                  human_params(model.get("params")), seconds(model.get("seconds_per_case"))]
-        lines.append(_row(cells))
-    return "\n".join(lines)
-
-
-def per_class_table(results: dict) -> str:
-    labels = _labels(results)
-    over_repeats = _repeated(results)
-    iou_sd, hd_sd = ("iou_sd_over_repeats", "hd95_sd_over_repeats") if over_repeats else ("iou_sd", "hd95_sd")
-    header = ["model", *(f"IoU {n}" for n in labels.values()), *(f"HD95 {n} (mm)" for n in labels.values()),
-              "HD95 penalised / both empty"]
-    lines = [_row(header), _row(["---"] + ["---:"] * (len(header) - 1))]
-    for model in results["models"]:
-        per_class = model.get("per_class") or {}
-        pc = [per_class.get(k) or {} for k in labels]
-        penalised = sum(p.get("hd95_n_penalised") or 0 for p in pc)
-        both = sum(p.get("hd95_n_both_empty") or 0 for p in pc)
-        lines.append(_row([model["name"], *(mean_sd(p.get("iou_mean"), p.get(iou_sd)) for p in pc),
-                           *(mean_sd(p.get("hd95_mean"), p.get(hd_sd), 2) for p in pc), f"{penalised} / {both}"]))
-    return "\n".join(lines)
-
-
-def comparisons_table(results: dict) -> Optional[str]:
-    comparisons = results.get("comparisons") or []
-    if not comparisons:
-        return None
-    lines = [_row(["comparison", "model", "against", "Dice", "its Dice", "Dice ratio", "Dice difference",
-                   "params ratio", "speed-up"]), _row(["---"] * 3 + ["---:"] * 6)]
-    for c in comparisons:
-        difference = c.get("dice_difference")
-        lines.append(_row([COMPARISON_TITLES.get(c["kind"], c["kind"]), c["model"], c["reference"],
-                           _ratio(c.get("dice")), _ratio(c.get("reference_dice")), _ratio(c.get("dice_ratio")),
-                           DASH if difference is None else f"{difference:+.3f}", _ratio(c.get("params_ratio")),
-                           DASH if c.get("speedup") is None else f"{c['speedup']:.2f}×"]))
-    return "\n".join(lines)
+    return results_rows(results).markdown()
 
 
 def claims_table(results: dict) -> Optional[str]:
-    claims = results.get("claims") or []
-    if not claims:
-        return None
-    lines = [_row(["claim", "model", "against", "effect", "95 % CI", "p (Wilcoxon)", "repeats × cases",
-                   "verdict"]), _row(["---"] * 3 + ["---:"] * 4 + ["---"])]
-    for c in claims:
-        ratio = c.get("statistic") == "ratio"
-        form = (lambda v: f"{v:.3f}") if ratio else (lambda v: f"{v:+.3f}")
-        effect = DASH if c.get("effect") is None else form(c["effect"])
-        interval = DASH if c.get("ci_low") is None else f"[{form(c['ci_low'])}, {form(c['ci_high'])}]"
-        p_value = DASH if c.get("p_value") is None else f"{c['p_value']:.3g}"
-        pairs = c.get("n_pairs") or 0
-        cases = pairs // max(c.get("n_repeats") or 1, 1)
-        verdict = {"holds": "**holds**", "does not hold": "**does not hold**"}.get(c["verdict"], c["verdict"])
-        lines.append(_row([c["claim"], c["model"], c["against"], effect, interval, p_value,
-                           f"{c.get('n_repeats')} × {cases}", verdict]))
-    return "\n".join(lines)
-
-
-def labelling_table(results: dict) -> Optional[str]:
-    rows = [r for r in results.get("labelling") or [] if len(r.get("teachers") or []) > 1]
-    if not rows:
-        return None
-    lines = [_row(["labelled dataset", "repeat", "fusion", "teachers (weight)", "agreement", "confidence",
-                   "ignored"]), _row(["---", "---:", "---", "---", "---:", "---:", "---:"])]
-    for r in rows:
-        weights = r.get("mean_teacher_weights")
-        teachers = ", ".join(t if weights is None else f"{t} ({w:.2f})" for t, w in
-                             zip(r["teachers"], weights or [None] * len(r["teachers"])))
-        lines.append(_row([r.get("dataset"), r.get("repeat", 0), r.get("fusion"), teachers,
-                           _ratio(r.get("mean_teacher_agreement")), _ratio(r.get("mean_confidence")),
-                           _ratio(r.get("mean_ignored_fraction"))]))
-    return "\n".join(lines)
+    table = claim_rows(results)
+    return None if table is None else table.markdown()
 
 
 def draw_plots(results: dict, folder: Path, overlay_cases: int = 3) -> tuple[dict, dict]:
@@ -196,17 +82,31 @@ def draw_plots(results: dict, folder: Path, overlay_cases: int = 3) -> tuple[dic
     return drawn, skipped
 
 
-def render_report(results: dict, plots: dict, skipped: dict, plots_relative: str = PLOTS_FOLDER) -> str:
+@dataclass
+class Section:
+    """One part of the report: a title, an optional table and notes (Markdown prose: `code`, **bold**)."""
+
+    title: str
+    table: Optional[object] = None   # a tables.Table
+    notes: list = field(default_factory=list)
+    key: str = ""                     # a stable id (the HTML anchor, the browser test)
+
+
+def header_lines(results: dict) -> list:
+    """The lines under the title: the description and the test set."""
     experiment = results.get("experiment") or {}
     test_set = results.get("test_set") or {}
-    first = results["models"][0].get("inference") or {}
-    out = [f"# Knowledge-transfer experiment: {experiment.get('name') or 'unnamed'}", ""]
-    if experiment.get("description"):
-        out += [experiment["description"], ""]
+    lines = [experiment["description"]] if experiment.get("description") else []
     if test_set:
         where = test_set.get("dataset") or test_set.get("folder")
-        out += [f"Test set: `{where}` ({test_set.get('split')} split, {test_set.get('num_cases')} cases), never used "
-                "for training.", ""]
+        lines.append(f"Test set: `{where}` ({test_set.get('split')} split, {test_set.get('num_cases')} cases), never "
+                     "used for training.")
+    return lines
+
+
+def report_sections(results: dict) -> list:
+    """The report's sections in order (plots, provenance and versions are added by each renderer)."""
+    first = results["models"][0].get("inference") or {}
     repeats = max((m.get("n_repeats") or 1) for m in results["models"])
     seed = (results.get("config") or {}).get("seed")
     if repeats > 1:
@@ -218,56 +118,68 @@ def render_report(results: dict, plots: dict, skipped: dict, plots_relative: str
         dice_text = ("Dice: per class, mean ± sd over test cases of nnU-Net's per-case Dice; overall, nnU-Net's "
                      "`foreground_mean` (the mean over classes of the per-class means) ± the sd over cases of each "
                      "case's mean foreground Dice (one training per model: `repeats: 1`).")
-    out += ["## Results", "", results_table(results), "",
-            dice_text + " HD95: 95th percentile of the symmetric surface distances in mm, mean over "
-            "classes of the per-class means ± sd of those class means; a class missing from the prediction or "
-            "the reference scores the image diagonal (see docs/experiment.md). params: parameters of the network "
-            "nnU-Net builds for inference. s / case: CPU seconds per test case (preprocessing, sliding window, "
-            f"resampling back) with {first.get('threads', '?')} thread(s), mirroring "
-            f"{'on' if first.get('mirroring', True) else 'off'}, one case at a time"
-            + _timing_note(results.get("inference_timing")) + ".", ""]
-    claims = claims_table(results)
+    sections = [Section("Results", results_rows(results), [
+        dice_text + " HD95: 95th percentile of the symmetric surface distances in mm, mean over "
+        "classes of the per-class means ± sd of those class means; a class missing from the prediction or "
+        "the reference scores the image diagonal (see docs/experiment.md). params: parameters of the network "
+        "nnU-Net builds for inference. s / case: CPU seconds per test case (preprocessing, sliding window, "
+        f"resampling back) with {first.get('threads', '?')} thread(s), mirroring "
+        f"{'on' if first.get('mirroring', True) else 'off'}, one case at a time"
+        + _timing_note(results.get("inference_timing")) + "."], key="results")]
+    claims = claim_rows(results)
     if claims:
-        out += ["## Claims", "", claims, "",
-                "Each claim compares per-case Dice (mean over foreground classes) of two models, paired by repeat "
-                "and test case. Effect: difference of the means (or their ratio); 95 % CI: two-level bootstrap "
-                "(repeats, then test cases, resampled with replacement; 2000 resamples); p: one-sided Wilcoxon "
-                "signed-rank test that the paired effect exceeds the claim's threshold (−0.02 Dice for "
-                "\"matches\", 0 for \"beats\", 0.97 for the ratio). Verdict: **holds** when the whole interval "
-                "lies beyond the threshold and p < 0.05; **does not hold** when the whole interval lies on the "
-                "wrong side; inconclusive otherwise. The best teacher is the one with the highest mean test Dice, "
-                "which makes the multi-teacher claim harder, not easier. See docs/experiment.md.", ""]
-    comparisons = comparisons_table(results)
+        sections.append(Section("Claims", claims, [
+            "Each claim compares per-case Dice (mean over foreground classes) of two models, paired by repeat "
+            "and test case. Effect: difference of the means (or their ratio); 95 % CI: two-level bootstrap "
+            "(repeats, then test cases, resampled with replacement; 2000 resamples); p: one-sided Wilcoxon "
+            "signed-rank test that the paired effect exceeds the claim's threshold (−0.02 Dice for "
+            "\"matches\", 0 for \"beats\", 0.97 for the ratio). Verdict: **holds** when the whole interval "
+            "lies beyond the threshold and p < 0.05; **does not hold** when the whole interval lies on the "
+            "wrong side; inconclusive otherwise. The best teacher is the one with the highest mean test Dice, "
+            "which makes the multi-teacher claim harder, not easier. See docs/experiment.md."], key="claims"))
+    comparisons = comparison_rows(results)
     if comparisons:
-        out += ["## Comparisons", "", comparisons, "",
-                "Dice ratio = model / reference; speed-up = reference seconds per case / model seconds per case.",
-                ""]
-    labelling = labelling_table(results)
+        sections.append(Section("Comparisons", comparisons, [
+            "Dice ratio = model / reference; speed-up = reference seconds per case / model seconds per case."],
+            key="comparisons"))
+    labelling = labelling_rows(results)
     if labelling:
-        out += ["## Teacher labels", "", labelling, "",
-                "Agreement: mean pairwise Dice between the teachers' label maps on the transferal images; "
-                "confidence: the fused probability of the chosen label; weights (reliability fusion): each "
-                "teacher's weight, estimated from the teachers alone (no labels), averaged over the images.", ""]
-    out += ["## IoU and HD95 per class", "", per_class_table(results), "",
-            "Mean ± sd over repeats." if _repeated(results) else "Mean ± sd over test cases.",
-            "HD95 penalised / both empty: counts of the first repeat's cases.", ""]
+        sections.append(Section("Teacher labels", labelling, [
+            "Agreement: mean pairwise Dice between the teachers' label maps on the transferal images; "
+            "confidence: the fused probability of the chosen label; weights (reliability fusion): each "
+            "teacher's weight, estimated from the teachers alone (no labels), averaged over the images."],
+            key="labelling"))
+    sections.append(Section("IoU and HD95 per class", per_class_rows(results), [
+        "Mean ± sd over repeats." if repeated(results) else "Mean ± sd over test cases.",
+        "HD95 penalised / both empty: counts of the first repeat's cases."], key="per_class"))
+    return sections
+
+
+def render_report(results: dict, plots: dict, skipped: dict, plots_relative: str = PLOTS_FOLDER) -> str:
+    experiment = results.get("experiment") or {}
+    out = [f"# Knowledge-transfer experiment: {experiment.get('name') or 'unnamed'}", ""]
+    for line in header_lines(results):
+        out += [line, ""]
+    for section in report_sections(results):
+        out += [f"## {section.title}", ""]
+        if section.table is not None:
+            out += [section.table.markdown(), ""]
+        out += ["\n".join(section.notes), ""] if section.notes else []
     if plots or skipped:
         out += ["## Plots", ""]
-        titles = {"dice_per_model": "Dice per model", "student_vs_teacher": "Students against teachers, per case",
-                  "overlays": "Image / reference / predictions", "training_curves": "Training curves"}
-        for name, title in titles.items():
+        for name, title in PLOT_TITLES.items():
             if name in plots:
                 out += [f"### {title}", "", f"![{title}]({plots_relative}/{Path(plots[name]).name})", ""]
             elif name in skipped:
                 out += [f"### {title}", "", f"Not drawn: {skipped[name]}.", ""]
-    timings = results.get("timings") or {}
+    timings = timing_rows(results)
     if timings:
-        out += ["## Timings", "", _row(["step", "seconds"]), _row(["---", "---:"])]
-        out += [_row([step, f"{value:.1f}"]) for step, value in timings.items() if isinstance(value, (int, float))]
-        out.append("")
+        out += ["## Timings", "", timings.markdown(), ""]
     versions = results.get("versions") or {}
     if versions:
         out += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items() if v), ""]
+    out += [f"The same report with sortable tables, the per-case Dice and each model's provenance: [{HTML_FILE}]"
+            f"({HTML_FILE}).", ""]
     return "\n".join(out)
 
 
@@ -282,7 +194,8 @@ def _timing_note(timing: Optional[dict]) -> str:
 
 def write_report(results: dict | str | Path, folder: Optional[str | Path] = None, *,
                  overlay_cases: int = 3) -> ReportFiles:
-    """Write ``report.md`` and ``plots/*.png`` into ``folder`` (default: the folder holding results.json)."""
+    """Write ``report.md``, ``report.html`` (self-contained) and ``plots/*.png`` into ``folder`` (default: the
+    folder holding results.json)."""
     from kt_nnunet.data.atomic import atomic_write_text
 
     if isinstance(results, (str, Path)):
@@ -295,6 +208,9 @@ def write_report(results: dict | str | Path, folder: Optional[str | Path] = None
         if folder is None:
             raise ValueError("write_report needs `folder` when given a results dict")
         folder = Path(folder)
+    from kt_nnunet.experiment.html_report import render_html
+
     plots, skipped = draw_plots(results, folder / PLOTS_FOLDER, overlay_cases)
     report = atomic_write_text(folder / REPORT_FILE, render_report(results, plots, skipped))
-    return ReportFiles(report, plots, skipped)
+    html = atomic_write_text(folder / HTML_FILE, render_html(results, plots, skipped))
+    return ReportFiles(report, html, plots, skipped)

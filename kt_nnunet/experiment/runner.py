@@ -14,8 +14,9 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
+from kt_nnunet.experiment.console import ExperimentConsole, LineStream
 from kt_nnunet.experiment.config import ExperimentConfig, load_config
 from kt_nnunet.experiment.steps import (Evaluate, Finetune, LabelTransferal, MakeFinetuneSubset, ModelStep, Report,
                                         Step, TimeInference, TrainBaseline, TrainStudent, TrainTeacher, UseTeacher,
@@ -23,6 +24,7 @@ from kt_nnunet.experiment.steps import (Evaluate, Finetune, LabelTransferal, Mak
 
 STATE_FILE = "state.json"
 RESULTS_FILE = "results.json"
+TIMING_FILE = "inference_timing.json"
 NNUNET_FOLDERS = {"nnUNet_raw": "nnUNet_raw", "nnUNet_preprocessed": "nnUNet_preprocessed",
                   "nnUNet_results": "nnUNet_results"}
 
@@ -53,10 +55,10 @@ def model_folder_of(dataset_name: str, trainer: str, plans_name: str, configurat
 
 
 class ExperimentRunner:
-    def __init__(self, config: ExperimentConfig, progress: Callable[[str], None] = print, force: bool = False):
+    def __init__(self, config: ExperimentConfig, *, force: bool = False, console: Optional[ExperimentConsole] = None):
         self.config = config
         self.output = Path(config.output)
-        self.progress = progress
+        self.console = console if console is not None else ExperimentConsole(self.output)
         self.force = force
         self.state_path = self.output / STATE_FILE
         self.state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {"steps": {}}
@@ -79,21 +81,50 @@ class ExperimentRunner:
         steps = self.steps
         self.config.check_inputs()
         started = time.perf_counter()
-        for index, step in enumerate(steps, start=1):
-            self.progress(f"[{index}/{len(steps)}] {step.name} ...")
-            t0 = time.perf_counter()
-            reused = self.execute(step)
-            seconds = time.perf_counter() - t0
-            record = self.state["steps"].setdefault(step.name, {})
-            if not reused or "seconds" not in record:
-                record["seconds"] = round(seconds, 2)
-            record["finished"] = True
-            self._save_state()
-            self.progress(f"[{index}/{len(steps)}] {step.name}: {'already done' if reused else 'done'} "
-                          f"({seconds:.1f} s)")
+        recorded = {name: r["seconds"] for name, r in self.state["steps"].items() if "seconds" in r}
+        expected = recorded if self.force else {name: 0.0 for name in recorded if self.is_done(name)}
+        self.console.start([(step.name, step.kind) for step in steps], expected)
+        try:
+            for index, step in enumerate(steps, start=1):
+                with self.console.step(index, step.name) as outcome:
+                    outcome.reused = self.execute(step)
+                record = self.state["steps"].setdefault(step.name, {})
+                if not outcome.reused or "seconds" not in record:
+                    record["seconds"] = round(outcome.seconds, 2)
+                record["finished"] = True
+                self._save_state()
+        finally:
+            self.console.close()
         self.state["total_seconds_last_run"] = round(time.perf_counter() - started, 2)
         self._save_state()
         return self.output / RESULTS_FILE
+
+    def is_done(self, name: str) -> bool:
+        """Whether step ``name``'s result is on disk (a dry run's view: inputs are not re-checked)."""
+        step = next((s for s in self.steps if s.name == name), None)
+        record = self.state["steps"].get(name, {})
+        if step is None or isinstance(step, Report):
+            return False
+        if isinstance(step, UseTeacher):
+            return True
+        if isinstance(step, ModelStep):
+            return bool(record.get("model_folder")) and _finished(Path(record["model_folder"]), self.config.fold)
+        if isinstance(step, (LabelTransferal, MakeFinetuneSubset)):
+            from kt_nnunet.labelling.output import PROVENANCE_FILE
+
+            dataset = Path(os.environ["nnUNet_raw"]) / f"Dataset{step.output_id:03d}_{step.output_name}"
+            return (dataset / "dataset.json").is_file() and (
+                isinstance(step, MakeFinetuneSubset) or (dataset / PROVENANCE_FILE).is_file())
+        if isinstance(step, Evaluate):
+            return (self.output / "evaluations" / f"{step.model}{repeat_suffix(step.repeat)}" /
+                    "evaluation.json").is_file()
+        if isinstance(step, TimeInference):
+            return (self.output / "evaluations" / TIMING_FILE).is_file()
+        return False
+
+    def dry_run(self) -> list[tuple[str, bool]]:
+        """Every step in order, with whether its result is already on disk; runs nothing."""
+        return [(step.name, self.is_done(step.name)) for step in self.steps]
 
     def execute(self, step: Step) -> bool:
         """Run one step; True when its result already existed."""
@@ -247,7 +278,7 @@ class ExperimentRunner:
         from kt_nnunet.experiment.timing import time_inference
 
         cfg = self.config
-        out = self.output / "evaluations" / "inference_timing.json"
+        out = self.output / "evaluations" / TIMING_FILE
         self.inference_timing, reused = time_inference(
             {name: self.model_folder(name, 0) for name in step.models}, cfg.test.dataset.resolve(cfg.label), out,
             folds=[cfg.fold], mirroring=cfg.evaluation.mirroring, threads=cfg.evaluation.threads,
@@ -274,14 +305,26 @@ class ExperimentRunner:
         return False
 
 
-def run_experiment(config: ExperimentConfig | str | Path, *, force: bool = False,
-                   progress: Callable[[str], None] = print, own_nnunet_folders: bool = False) -> Path:
-    """Run (or resume) the experiment; returns the path of ``results.json``.
-
-    nnU-Net's folder variables keep their values when set; unset ones (or all, with ``own_nnunet_folders``)
-    point into the experiment's output folder.
-    """
+def experiment_runner(config: ExperimentConfig | str | Path, *, force: bool = False, verbose: bool = False,
+                      progress: Optional[Callable[[str], None]] = None,
+                      own_nnunet_folders: bool = False) -> ExperimentRunner:
+    """A runner for ``config`` with nnU-Net's folder variables set (see :func:`run_experiment`)."""
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
     use_experiment_folders(Path(config.output), override=own_nnunet_folders)
-    return ExperimentRunner(config, progress=progress, force=force).run()
+    console = ExperimentConsole(Path(config.output), verbose=verbose,
+                                stream=None if progress is None else LineStream(progress))
+    return ExperimentRunner(config, force=force, console=console)
+
+
+def run_experiment(config: ExperimentConfig | str | Path, *, force: bool = False, verbose: bool = False,
+                   progress: Optional[Callable[[str], None]] = None, own_nnunet_folders: bool = False) -> Path:
+    """Run (or resume) the experiment; returns the path of ``results.json``.
+
+    nnU-Net's folder variables keep their values when set; unset ones (or all, with ``own_nnunet_folders``)
+    point into the experiment's output folder. nnU-Net's output goes to ``logs/<step>.log`` there (also to
+    the console with ``verbose``); kt-nnunet's own progress lines go to standard output, or to ``progress``
+    one line at a time (see ``kt_nnunet.experiment.console``).
+    """
+    return experiment_runner(config, force=force, verbose=verbose, progress=progress,
+                             own_nnunet_folders=own_nnunet_folders).run()

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from kt_nnunet.labelling.errors import LabellingError
+from kt_nnunet.progress import CASE, announce
 from kt_nnunet.labelling.fusion import FUSION_METHODS, make_fusion
 from kt_nnunet.labelling.images import (TransferalImages, check_channel_files, check_channels_read,
                                         resolve_images)
@@ -240,7 +241,8 @@ class Labeller:
         dtype = np.uint8 if len(self.labels) <= 256 else np.uint16
         bar = tqdm(cases, desc=f"labelling{part_text}", unit="case", disable=not progress or not cases,
                    dynamic_ncols=True)
-        for case in bar:
+        for done, case in enumerate(bar):
+            announce(CASE, done=done, total=len(cases))
             files = transferal.files_of(case)
             image, properties = read_images(files, reader=self.reader_writer)
             check_channels_read(files, image.shape[0], self.num_channels, self.teacher_description())
@@ -260,6 +262,8 @@ class Labeller:
             if fused.teacher_weights is not None:
                 record["teacher_weights"] = [round(float(w), 6) for w in fused.teacher_weights]
             writer.finish_case(case, record)
+        if cases:
+            announce(CASE, done=len(cases), total=len(cases))
 
     def _write_metadata(self, folder: Path, records: dict, transferal: TransferalImages,
                         writer: LabelledDatasetWriter, save_probabilities: bool) -> None:

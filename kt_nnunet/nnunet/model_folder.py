@@ -133,8 +133,13 @@ def _read_json(path: Path) -> dict:
 
 
 def available_folds(folder: Path, checkpoint_name: str = DEFAULT_CHECKPOINT) -> tuple:
+    """The numbered folds holding ``checkpoint_name``; else ``("all",)`` when ``fold_all`` holds it (a model trained
+    on every case, ``nnUNetv2_train ... all``), else none. nnU-Net's predictor also leaves ``fold_all`` out of
+    its automatic fold choice when numbered folds exist."""
     folds = sorted(int(p.parent.name[len("fold_"):]) for p in Path(folder).glob(f"fold_*/{checkpoint_name}")
                    if p.parent.name[len("fold_"):].isdigit())
+    if not folds and (Path(folder) / "fold_all" / checkpoint_name).is_file():
+        return ("all",)
     return tuple(folds)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from kt_nnunet import progress
 from kt_nnunet.nnunet.planning import BUDGET_KEY, SEED_KEY
 from kt_nnunet.training.seeding import augmentation_is_reproducible, seed_everything
 
@@ -50,15 +51,21 @@ class nnUNetTrainerKTBudget(nnUNetTrainer):
         super().initialize()
 
     def on_epoch_end(self):
-        """nnU-Net's epoch end; progress.png is drawn every ``PROGRESS_PLOT_EVERY`` epochs and after the last."""
+        """nnU-Net's epoch end, announced as a progress event; progress.png is drawn every
+        ``PROGRESS_PLOT_EVERY`` epochs and after the last."""
         epoch = self.current_epoch
         if epoch == self.num_epochs - 1 or (epoch + 1) % PROGRESS_PLOT_EVERY == 0:
-            return super().on_epoch_end()
-        self.logger.plot_progress_png = lambda *args, **kwargs: None  # an instance attribute shadows the method
-        try:
-            return super().on_epoch_end()
-        finally:
-            del self.logger.plot_progress_png
+            super().on_epoch_end()
+        else:
+            self.logger.plot_progress_png = lambda *args, **kwargs: None  # an instance attribute shadows the method
+            try:
+                super().on_epoch_end()
+            finally:
+                del self.logger.plot_progress_png
+        if self.local_rank == 0:
+            progress.announce(progress.EPOCH, epoch=epoch + 1, epochs=self.num_epochs,
+                              train_loss=float(self.logger.get_value("train_losses", step=-1)),
+                              pseudo_dice=float(self.logger.get_value("mean_fg_dice", step=-1)))
 
     def get_dataloaders(self):
         if self.kt_seed is not None:
