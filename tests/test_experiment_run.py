@@ -63,8 +63,10 @@ def test_interrupted_experiment_resumes_without_redoing_work(experiment_config):
 
     with pytest.raises(Interrupt), progress.listening(stop_at_the_student):
         run_experiment(config, progress=seen.append)
-    assert seen[-3].startswith("[") and "train_student:segresnet_multi: FAILED after" in seen[-3]
-    assert seen[-2] == f"log: {output / 'logs' / 'train_student_segresnet_multi.log'}"
+    failed = next(i for i, line in enumerate(seen) if "FAILED" in line)
+    assert seen[failed].startswith("[") and "train_student:segresnet_multi: FAILED after" in seen[failed]
+    assert seen[failed + 1] == f"log: {output / 'logs' / 'train_student_segresnet_multi.log'}"
+    assert seen[-1].endswith("Interrupt") and seen[failed + 2].startswith("last ")  # the log's tail
     state = json.loads((output / "state.json").read_text())
     teacher = state["steps"]["train_teacher:teacher_unet"]["model_folder"]
     checkpoint = f"{teacher}/fold_0/checkpoint_final.pth"
@@ -93,7 +95,7 @@ def test_interrupted_experiment_resumes_without_redoing_work(experiment_config):
     again = []
     run_experiment(config, progress=again.append)
     step_lines = [m for m in again if m.startswith("[")]
-    assert len(step_lines) == len(again) == 16, again  # one line per step, nothing from nnU-Net
+    assert len(step_lines) == len(again) == 14, again  # one line per step, nothing from nnU-Net
     assert all("already done" in m for m in step_lines if "report" not in m)
 
 
@@ -160,11 +162,13 @@ def test_command_line_experiment_console_dry_run_and_fold_all(experiment_config,
     output = tmp_path / "small"
     small.write_text(SMALL_CONFIG.format(output=output))
     command = [str(Path(sys.executable).with_name("kt-nnunet")), "experiment", str(small)]
-    dry = subprocess.run(command + ["--dry-run"], capture_output=True, text=True, check=True).stdout.splitlines()
+    # its own plans and models (the bare `light_unet` is planned differently from the tiny one above)
+    env = {**os.environ, "nnUNet_preprocessed": str(tmp_path / "preprocessed"), "nnUNet_results": str(tmp_path / "results")}
+    dry = subprocess.run(command + ["--dry-run"], capture_output=True, text=True, check=True, env=env).stdout.splitlines()
     assert dry[0].startswith("small: 7 steps, 0 already done, 7 to run"), dry
     assert [line.split()[1] for line in dry[1:]] == ["to"] * 7 and dry[1].endswith("train_teacher:teacher_light_unet")
 
-    run = subprocess.run(command, capture_output=True, text=True)
+    run = subprocess.run(command, capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
     lines = [line for line in run.stdout.splitlines() if line.strip()]
     assert run.stderr == "", run.stderr
@@ -181,5 +185,103 @@ def test_command_line_experiment_console_dry_run_and_fold_all(experiment_config,
     results = json.loads((output / "results.json").read_text())
     assert [m["folds"] for m in results["models"]] == [["all"], ["all"]]
 
-    dry = subprocess.run(command + ["--dry-run"], capture_output=True, text=True, check=True).stdout.splitlines()
+    dry = subprocess.run(command + ["--dry-run"], capture_output=True, text=True, check=True, env=env).stdout.splitlines()
     assert dry[0].startswith("small: 7 steps, 6 already done, 1 to run"), dry  # the report is always redrawn
+
+
+def _renamed(results: dict, suffix_of) -> dict:
+    """``results`` with every model renamed (teachers and comparisons follow), and each model listed twice."""
+    import copy
+
+    results = copy.deepcopy(results)
+    names = {m["name"]: suffix_of(m["name"]) for m in results["models"]}
+    models = []
+    for copy_index in range(2):
+        for model in results["models"]:
+            model = copy.deepcopy(model)
+            model["name"] = f"{names[model['name']]}_{copy_index}"
+            model["teachers"] = [f"{names[t]}_{copy_index}" for t in model.get("teachers") or []]
+            models.append(model)
+    results["models"] = models
+    for comparison in results["comparisons"]:
+        comparison["model"], comparison["reference"] = (f"{names[comparison[k]]}_0" for k in ("model", "reference"))
+    return results
+
+
+def test_plots_are_readable_after_nnunet_trained_in_this_process(experiment_config, tmp_path, monkeypatch):
+    """nnU-Net's logger sets seaborn's font_scale=2.5 for the process when it draws progress.png (pitfall 24); the
+    report's plots, with 10 models of long names, keep every text inside the figure and tick labels apart."""
+    import matplotlib
+
+    from kt_nnunet.experiment import plots
+    from kt_nnunet.experiment.report import draw_plots
+    from kt_nnunet.nnunet.planning import write_architecture_plans
+    from kt_nnunet.nnunet.training_api import train_fold
+    from kt_nnunet.training.budget import nnUNetTrainerKTBudget
+    from report_checks import layout_problems
+
+    config, output = experiment_config
+    planned = write_architecture_plans(700, "light_unet", "2d", tiny=True, num_processes=1, force=True,
+                                       budget={"num_epochs": 1, "num_iterations_per_epoch": 2,
+                                               "num_val_iterations_per_epoch": 1})
+    train_fold(nnUNetTrainerKTBudget, planned.dataset_name, "2d", 0, planned.plans_name, force=True, validate=False)
+    try:
+        assert matplotlib.rcParams["font.size"] != matplotlib.rcParamsDefault["font.size"], \
+            "nnU-Net's logger did not change the style; the test would prove nothing"
+        results = _renamed(json.loads(run_experiment(config, progress=lambda m: None).read_text()),
+                           lambda name: f"{name}_trained_with_a_deliberately_long_descriptive_name")
+        assert len(results["models"]) >= 10
+        figures = {}
+        save = plots._save
+
+        def keep(fig, path):
+            figures[Path(path).stem] = layout_problems(fig)
+            return save(fig, path)
+
+        monkeypatch.setattr(plots, "_save", keep)
+        drawn, skipped = draw_plots(results, tmp_path / "plots", overlay_cases=2)
+    finally:
+        matplotlib.rcdefaults()
+    assert set(drawn) == {"dice_per_model", "student_vs_teacher", "overlays", "training_curves"}, skipped
+    assert figures == {name: [] for name in drawn}
+
+
+def test_report_html_opens_in_a_real_browser_and_report_rebuilds(experiment_config, tmp_path):
+    """report.md's header and report.html's tables from a real results.json; report.html in headless Chromium:
+    not blank, every image decoded, one row per model, sortable; `kt-nnunet report` rebuilds both."""
+    from click.testing import CliRunner
+
+    from kt_nnunet.cli import main
+    from report_checks import CHROMIUM, CHROMIUM_MISSING, inspect_in_browser, screenshot
+
+    config, output = experiment_config
+    results_path = run_experiment(config, progress=lambda m: None)
+    results = json.loads(results_path.read_text())
+    test_folder = Path(os.environ["nnUNet_raw"]) / "Dataset702_Tst"
+    assert f"Test set: `{test_folder}` (test split, 3 cases), never used for training." in \
+        (output / "report.md").read_text()
+
+    for product in [output / "report.md", output / "report.html", *(output / "plots").glob("*.png")]:
+        product.unlink()
+    result = CliRunner().invoke(main, ["report", str(output)])
+    assert result.exit_code == 0, result.output
+    assert (output / "report.md").is_file() and (output / "report.html").is_file()
+    assert json.loads(results_path.read_text()) == results
+    plots = sorted((output / "plots").glob("*.png"))
+    assert len(plots) == 4, result.output
+
+    if CHROMIUM is None:
+        pytest.skip(CHROMIUM_MISSING)
+    found = inspect_in_browser(output / "report.html")
+    assert found["images"] == len(plots) and found["broken"] == 0, found
+    assert found["tables"]["results"] == len(results["models"]) == found["tables"]["per_class"]
+    assert found["tables"]["per_case"] == results["test_set"]["num_cases"] == 3
+    assert found["tables"]["claims"] == len(results["claims"])
+    ascending = [float(value.split()[0]) for value in found["ascending"]]
+    assert ascending == sorted(ascending) and found["descending"] == found["ascending"][::-1]
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(screenshot(output / "report.html", tmp_path / "report.png")).convert("L"))
+    assert pixels.std() > 20 and (pixels < 128).mean() > 0.01, "the page rendered blank"

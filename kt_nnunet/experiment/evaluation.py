@@ -24,6 +24,7 @@ from typing import Callable, Optional, Sequence
 
 from kt_nnunet.experiment.curves import training_curves
 from kt_nnunet.experiment.metrics import hd95, mean_sd
+from kt_nnunet.progress import CASE, announce
 
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_FORMAT = 1
@@ -180,12 +181,14 @@ def evaluate_model(model_folder: str | Path, test_set, output_folder: str | Path
     with nnunet_eval.torch_threads(threads) as used_threads:
         if warmup:
             nnunet_eval.predict_case(predictor, test_set.cases[0].images)
+        announce(CASE, done=0, total=len(test_set.cases))
         for index, case in enumerate(test_set.cases):
             segmentation, properties, took = nnunet_eval.predict_case(predictor, case.images)
             seconds[case.case] = took
             nnunet_eval.write_segmentation(predictor, segmentation, properties,
                                            predictions / f"{case.case}{test_set.file_ending}")
             say(f"{name}: predicted {index + 1}/{len(test_set.cases)} ({took:.2f} s)")
+            announce(CASE, done=index + 1, total=len(test_set.cases))
 
     labels = nnunet_eval.evaluated_labels(model)
     label_names = _label_names(model.dataset_json, labels)

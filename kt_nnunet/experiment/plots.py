@@ -65,9 +65,9 @@ def _case_dice(model: dict) -> dict:
 def plot_dice_per_model(models: Sequence[dict], path: Path) -> Optional[Path]:
     """Box plot of the per-case mean foreground Dice of each model (points and the mean on top)."""
     plt = _pyplot()
-    names = [wrap(m["name"], 22) for m in models]
+    names = [wrap(m["name"], 12) for m in models]  # horizontal, so that neighbours never overlap
     label_lines = max(n.count("\n") + 1 for n in names)
-    fig, axes = _figure(max(6.0, 0.75 * len(models) + 2.5), 4.2 + 0.3 * label_lines)
+    fig, axes = _figure(max(6.0, 0.95 * len(models) + 2.8), 4.0 + 0.16 * label_lines)
     ax = axes[0][0]
     positions = range(1, len(models) + 1)
     values = [_pooled_dice(m) for m in models]
@@ -81,7 +81,7 @@ def plot_dice_per_model(models: Sequence[dict], path: Path) -> Optional[Path]:
         if model.get("dice_mean") is not None:
             ax.scatter([x], [model["dice_mean"]], marker="D", s=36, color="black", zorder=4)
     ax.set_xticks(list(positions))
-    ax.set_xticklabels(names, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_xticklabels(names, fontsize=8)
     ax.set_xlim(0.4, len(models) + 0.6)
     ax.set_ylabel("Dice (mean over foreground classes)")
     ax.set_ylim(0, 1.02)
