@@ -209,7 +209,7 @@ class ExperimentConsole:
     # -- plain output ------------------------------------------------------------------------------
     def say(self, line: str = "") -> None:
         if self._live is not None:
-            self._live.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            self._live.console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
         else:
             self.stream.write(line + "\n")
             self.stream.flush()
@@ -227,7 +227,7 @@ class ExperimentConsole:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        console = Console(file=self.stream, force_terminal=True)
+        console = Console(file=self.stream, force_terminal=True, emoji=False, highlight=False)
         self._live = Progress(TextColumn("{task.description}", markup=False), BarColumn(bar_width=24),
                               MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[note]}", markup=False), console=console,
                               transient=False, refresh_per_second=4)

@@ -1,0 +1,110 @@
+"""The experiment console: nnU-Net's output goes to per-step logs, kt-nnunet's own lines to the console."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kt_nnunet import progress
+from kt_nnunet.experiment.console import ExperimentConsole, _Estimates, clock, log_name, output_to_log
+
+
+def noisy_step(text: str) -> None:
+    """Output the way nnU-Net and its libraries produce it: Python prints, raw descriptors, a child process."""
+    print(f"print {text}")
+    print(f"stderr {text}", file=sys.stderr)
+    os.write(1, f"fd1 {text}\n".encode())
+    os.write(2, f"fd2 {text}\n".encode())
+    subprocess.run(["sh", "-c", f"echo child {text}"], check=True)
+
+
+def test_every_kind_of_output_goes_to_the_log(tmp_path, capfd):
+    log = tmp_path / "logs" / "step.log"
+    with output_to_log(log):
+        noisy_step("one")
+    written = log.read_text()
+    for line in ("print one", "stderr one", "fd1 one", "fd2 one", "child one"):
+        assert line in written
+    out, err = capfd.readouterr()
+    assert "one" not in out + err
+    print("after")  # descriptors and sys.stdout are restored
+    assert "after" in capfd.readouterr().out
+
+
+def test_plain_console_prints_one_line_per_step_with_the_last_event(tmp_path):
+    stream = io.StringIO()
+    console = ExperimentConsole(tmp_path, stream=stream, interactive=False)
+    console.start([("train:a", "Train"), ("evaluate:a", "Evaluate"), ("train:b", "Train")], {})
+    with console.step(1, "train:a"):
+        noisy_step("a")
+        for epoch in (1, 2):
+            progress.announce(progress.EPOCH, epoch=epoch, epochs=2, train_loss=-0.5 * epoch, pseudo_dice=0.4)
+    with console.step(2, "evaluate:a") as outcome:
+        progress.announce(progress.CASE, done=0, total=3)
+        progress.announce(progress.CASE, done=3, total=3)
+        outcome.reused = False
+    with console.step(3, "train:b") as outcome:
+        outcome.reused = True
+    console.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("[1/3] train:a: done in ") and "(epoch 2/2, loss -1.000, pseudo Dice 0.400)" in lines[0]
+    assert "about" in lines[0] and "left" in lines[0]  # the train step's time estimates train:b
+    assert "(3/3 cases" in lines[1] and "cases/s" in lines[1]
+    assert lines[2].startswith("[3/3] train:b: already done in ") and "left" not in lines[2]
+    assert "fd1 a" in (tmp_path / "logs" / "train_a.log").read_text()
+
+
+def test_a_failing_step_shows_its_error_log_path_and_only_this_runs_tail(tmp_path):
+    stream = io.StringIO()
+    log = tmp_path / "logs" / log_name("train:x@r1")
+    log.parent.mkdir()
+    log.write_text("an earlier run's output\n")
+    console = ExperimentConsole(tmp_path, stream=stream, interactive=False)
+    console.start([("train:x@r1", "Train")], {})
+    with pytest.raises(RuntimeError), console.step(1, "train:x@r1"):
+        for index in range(30):
+            print(f"nnU-Net line {index}")
+        raise RuntimeError("out of patience")
+    text = stream.getvalue()
+    lines = text.splitlines()
+    assert lines[0].startswith("[1/1] train:x@r1: FAILED after") and "RuntimeError: out of patience" in lines[0]
+    assert lines[1] == f"log: {log}" and lines[2] == "last 20 lines of the log:"
+    assert len(lines) == 23 and lines[-1] == "  | RuntimeError: out of patience"
+    assert "an earlier run" not in text and "nnU-Net line 29" in text
+    assert "Traceback" in log.read_text() and log.read_text().startswith("an earlier run's output")
+
+
+def test_verbose_streams_the_output_and_still_logs_it(tmp_path):
+    stream = io.StringIO()
+    console = ExperimentConsole(tmp_path, stream=stream, verbose=True)
+    console.start([("s", "S")], {})
+    with console.step(1, "s"):
+        noisy_step("v")
+    console.close()
+    for line in ("print v", "fd1 v", "child v"):
+        assert line in stream.getvalue() and line in (tmp_path / "logs" / "s.log").read_text()
+
+
+def test_interactive_console_draws_and_keeps_the_step_lines(tmp_path):
+    stream = io.StringIO()
+    console = ExperimentConsole(tmp_path, stream=stream, interactive=True)
+    console.start([("train:a", "Train"), ("label:a", "Label")], {})
+    with console.step(1, "train:a"):
+        progress.announce(progress.EPOCH, epoch=1, epochs=1, train_loss=0.1, pseudo_dice=0.2)
+    with console.step(2, "label:a"):
+        progress.announce(progress.CASE, done=1, total=2)
+    console.close()
+    text = stream.getvalue()
+    assert "[1/2] train:a: done in" in text and "[2/2] label:a: done in" in text
+
+
+def test_time_left_from_earlier_runs_then_steps_of_the_same_kind():
+    estimates = _Estimates(previous={"c": 30.0}, kinds={"a": "T", "b": "T", "c": "T", "d": "E"})
+    assert estimates.left(["b", "d"]) is None  # nothing known yet
+    estimates.done["a"] = 10.0
+    assert estimates.left(["b", "c", "d"]) == 10.0 + 30.0 + 10.0  # same kind; earlier run; mean of all
+    assert clock(3725) == "1:02:05" and clock(65) == "1:05"
