@@ -7,7 +7,9 @@ Public API (imported lazily, so ``import kt_nnunet.experiment`` stays cheap):
 - ``evaluate_model(model_folder, test_set, out, name=, role=)`` -> ``ModelEvaluation``;
 - ``hd95(prediction, reference, spacing)``;
 - ``build_results(...)``, ``write_results(results, path)``, ``load_results(path)``;
-- ``write_report(results_or_path, folder)``, ``results_table(results)``.
+- ``write_report(results_or_path, folder)``, ``results_table(results)``;
+- ``run_experiment(config, force=, verbose=, progress=)`` -> the path of results.json; ``experiment_runner(...)``
+  (``.run()``, ``.dry_run()``).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ _EXPORTS = {
     "hd95": "metrics", "training_curves": "curves",
     "build_results": "results", "write_results": "results", "load_results": "results", "ResultsError": "results",
     "compare_models": "results", "write_report": "report", "results_table": "report",
+    "run_experiment": "runner", "experiment_runner": "runner",
 }
 __all__ = sorted(_EXPORTS)
 
