@@ -98,6 +98,9 @@ BAD = [
     ((["derived_dataset_ids"], 998), "derived_dataset_ids", "no room"),
     ((["device"], "gpu"), "device", "choose one of cpu, cuda"),
     ((["evaluation"], {"mirorring": False}), "evaluation.mirorring", "did you mean 'mirroring'?"),
+    ((["teachers", 0], "unett"), "teachers[0].architecture", "did you mean 'unet'?"),
+    ((["fold"], "al"), "fold", "expected 0-4 or `all`"),
+    ((["fold"], 5), "fold", "expected an integer"),
 ]
 
 
@@ -243,3 +246,13 @@ def test_repeats_plan_every_trained_model_once_per_seed_with_its_own_datasets(tm
     assert names[-2:] == ["time_inference", "report"]
     with pytest.raises(ExperimentConfigError, match=r"no room for 15 derived datasets \(3 repeat"):
         parse_config(dict(data, derived_dataset_ids=990), base_dir=tmp_path)
+
+
+def test_teachers_take_a_bare_architecture_name_as_students_do_and_fold_all(tmp_path):
+    data = changed(["teachers"], ["unet", {"architecture": "attention_unet", "name": "att"}])
+    data["fold"] = "all"
+    config = parse_config(data, base_dir=tmp_path)
+    assert [(t.name, t.architecture, t.trained_here) for t in config.teachers] == [
+        ("teacher_unet", "unet", True), ("att", "attention_unet", True)]
+    assert config.fold == "all"
+    assert parse_config(BASE, base_dir=tmp_path).fold == 0

@@ -37,7 +37,8 @@ def test_every_kind_of_output_goes_to_the_log(tmp_path, capfd):
 def test_plain_console_prints_one_line_per_step_with_the_last_event(tmp_path):
     stream = io.StringIO()
     console = ExperimentConsole(tmp_path, stream=stream, interactive=False)
-    console.start([("train:a", "Train"), ("evaluate:a", "Evaluate"), ("train:b", "Train")], {})
+    console.start([("train:a", "Train", "training"), ("evaluate:a", "Evaluate", "Evaluate"),
+                   ("train:b", "Train", "training")], {})
     with console.step(1, "train:a"):
         noisy_step("a")
         for epoch in (1, 2):
@@ -64,7 +65,7 @@ def test_a_failing_step_shows_its_error_log_path_and_only_this_runs_tail(tmp_pat
     log.parent.mkdir()
     log.write_text("an earlier run's output\n")
     console = ExperimentConsole(tmp_path, stream=stream, interactive=False)
-    console.start([("train:x@r1", "Train")], {})
+    console.start([("train:x@r1", "Train", "training")], {})
     with pytest.raises(RuntimeError), console.step(1, "train:x@r1"):
         for index in range(30):
             print(f"nnU-Net line {index}")
@@ -81,7 +82,7 @@ def test_a_failing_step_shows_its_error_log_path_and_only_this_runs_tail(tmp_pat
 def test_verbose_streams_the_output_and_still_logs_it(tmp_path):
     stream = io.StringIO()
     console = ExperimentConsole(tmp_path, stream=stream, verbose=True)
-    console.start([("s", "S")], {})
+    console.start([("s", "S", "S")], {})
     with console.step(1, "s"):
         noisy_step("v")
     console.close()
@@ -92,7 +93,7 @@ def test_verbose_streams_the_output_and_still_logs_it(tmp_path):
 def test_interactive_console_draws_and_keeps_the_step_lines(tmp_path):
     stream = io.StringIO()
     console = ExperimentConsole(tmp_path, stream=stream, interactive=True)
-    console.start([("train:a", "Train"), ("label:a", "Label")], {})
+    console.start([("train:a", "Train", "training"), ("label:a", "Label", "Label")], {})
     with console.step(1, "train:a"):
         progress.announce(progress.EPOCH, epoch=1, epochs=1, train_loss=0.1, pseudo_dice=0.2)
     with console.step(2, "label:a"):
@@ -102,9 +103,14 @@ def test_interactive_console_draws_and_keeps_the_step_lines(tmp_path):
     assert "[1/2] train:a: done in" in text and "[2/2] label:a: done in" in text
 
 
-def test_time_left_from_earlier_runs_then_steps_of_the_same_kind():
-    estimates = _Estimates(previous={"c": 30.0}, kinds={"a": "T", "b": "T", "c": "T", "d": "E"})
-    assert estimates.left(["b", "d"]) is None  # nothing known yet
+def test_time_left_from_earlier_runs_then_steps_of_the_same_kind_then_family():
+    kinds = {"a": ("TrainTeacher", "training"), "b": ("TrainTeacher", "training"), "c": ("TrainTeacher", "training"),
+             "d": ("TrainStudent", "training"), "e": ("Evaluate", "Evaluate")}
+    estimates = _Estimates(previous={"c": 30.0}, kinds=kinds)
+    assert estimates.left(["b", "d", "e"]) == (0.0, 3)  # nothing known yet
     estimates.done["a"] = 10.0
-    assert estimates.left(["b", "c", "d"]) == 10.0 + 30.0 + 10.0  # same kind; earlier run; mean of all
+    estimates.done["x"] = 100.0  # a step of another kind and family
+    kinds["x"] = ("Label", "Label")
+    # same kind; an earlier run's seconds; the family's mean; nothing known about evaluations
+    assert estimates.left(["b", "c", "d", "e"]) == (10.0 + 30.0 + 10.0, 1)
     assert clock(3725) == "1:02:05" and clock(65) == "1:05"

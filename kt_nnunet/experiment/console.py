@@ -13,7 +13,8 @@ folder instead, and the console shows:
 * on a failure, the failing step, its error, its log's path and the last lines of that log.
 
 The estimate of what is left uses, per step, the seconds it took when an earlier run did it, else the
-mean of this run's finished steps of its kind, else the mean of all of this run's finished steps.
+mean of this run's finished steps of its kind, else of its family (all trainings are one family); steps
+of a kind and family not timed yet are counted and named as such, not guessed.
 """
 from __future__ import annotations
 
@@ -162,28 +163,25 @@ class _Estimates:
     """Seconds expected for the steps not yet run (see the module docstring)."""
 
     previous: dict            # step name -> seconds of an earlier run
-    kinds: dict               # step name -> kind
+    kinds: dict               # step name -> (kind, family), e.g. ("TrainStudent", "training")
     done: dict = field(default_factory=dict)  # step name -> seconds in this run (steps that did work)
 
-    def left(self, remaining: Sequence[str]) -> Optional[float]:
-        if not remaining:
-            return 0.0
-        by_kind: dict[str, list[float]] = {}
+    def left(self, remaining: Sequence[str]) -> tuple[float, int]:
+        """(seconds expected for ``remaining``, how many of them nothing is known about yet)."""
+        timed: dict[str, list[float]] = {}
         for name, seconds in self.done.items():
-            by_kind.setdefault(self.kinds.get(name), []).append(seconds)
-        overall = [s for values in by_kind.values() for s in values]
-        total = 0.0
+            for group in self.kinds.get(name, ()):
+                timed.setdefault(group, []).append(seconds)
+        total, untimed = 0.0, 0
         for name in remaining:
+            known = [timed[g] for g in self.kinds.get(name, ()) if timed.get(g)]
             if name in self.previous:
                 total += self.previous[name]
-            elif by_kind.get(self.kinds.get(name)):
-                values = by_kind[self.kinds[name]]
-                total += sum(values) / len(values)
-            elif overall:
-                total += sum(overall) / len(overall)
+            elif known:
+                total += sum(known[0]) / len(known[0])
             else:
-                return None
-        return total
+                untimed += 1
+        return total, untimed
 
 
 class ExperimentConsole:
@@ -215,10 +213,11 @@ class ExperimentConsole:
             self.stream.flush()
 
     # -- the run -----------------------------------------------------------------------------------
-    def start(self, steps: Sequence[tuple[str, str]], previous_seconds: Optional[dict] = None) -> None:
-        """``steps``: (name, kind) in order; ``previous_seconds``: step name -> seconds of an earlier run."""
-        self.names = [name for name, _ in steps]
-        self.estimates = _Estimates(dict(previous_seconds or {}), dict(steps))
+    def start(self, steps: Sequence[tuple[str, str, str]], previous_seconds: Optional[dict] = None) -> None:
+        """``steps``: (name, kind, family) in order, where steps of one family (e.g. all trainings) take
+        comparable time; ``previous_seconds``: step name -> seconds of an earlier run."""
+        self.names = [name for name, *_ in steps]
+        self.estimates = _Estimates(dict(previous_seconds or {}), {name: tuple(groups) for name, *groups in steps})
         self.started = time.perf_counter()
         if self.interactive:
             self._start_live()
@@ -241,8 +240,10 @@ class ExperimentConsole:
             self._live = None
 
     def _left_text(self, index: int) -> str:
-        left = self.estimates.left(self.names[index:])
-        return "" if left is None else f"about {clock(left)} left"
+        seconds, untimed = self.estimates.left(self.names[index:])
+        if untimed == len(self.names) - index:
+            return ""
+        return f"about {clock(seconds)} left" + (f" + {untimed} step(s) not timed yet" if untimed else "")
 
     @contextlib.contextmanager
     def capture(self, name: str) -> Iterator[Path]:

@@ -45,6 +45,11 @@ def _budget(budget) -> dict:
             "num_val_iterations_per_epoch": budget.val_iterations_per_epoch}
 
 
+def _family(step: Step) -> str:
+    """Steps that take comparable time, for the console's estimate: every training is one family."""
+    return "training" if isinstance(step, ModelStep) and not isinstance(step, UseTeacher) else step.kind
+
+
 def _finished(model_folder: Path, fold: int) -> bool:
     return (Path(model_folder) / f"fold_{fold}" / "checkpoint_final.pth").is_file()
 
@@ -83,7 +88,7 @@ class ExperimentRunner:
         started = time.perf_counter()
         recorded = {name: r["seconds"] for name, r in self.state["steps"].items() if "seconds" in r}
         expected = recorded if self.force else {name: 0.0 for name in recorded if self.is_done(name)}
-        self.console.start([(step.name, step.kind) for step in steps], expected)
+        self.console.start([(step.name, step.kind, _family(step)) for step in steps], expected)
         try:
             for index, step in enumerate(steps, start=1):
                 with self.console.step(index, step.name) as outcome:
