@@ -117,3 +117,63 @@ def test_nnunet_accepts_the_labelled_demo_sets(nnunet_env):
     for name in ("Dataset900_MNIDemoSource", "Dataset902_MNIDemoTest"):
         plans = json.loads((nnunet_env["nnUNet_preprocessed"] / name / "nnUNetPlans.json").read_text())
         assert plans["configurations"]["2d"]["normalization_schemes"] == ["ZScoreNormalization"]
+
+
+@pytest.fixture(scope="module")
+def demo3d(tmp_path_factory):
+    return build_demo(tmp_path_factory.mktemp("demo3d"), dims=3, with_downstream=True)
+
+
+def test_3d_demo_volumes_are_the_templates_own_anatomy_and_never_neighbours(demo3d):
+    """Cases are (z, y, x) volumes at 2 mm: each the anterior or posterior half of one axial slab, labelled
+    from the template; the roles' slabs keep `gap` slices apart, and both halves of a slab share a role."""
+    assert [p.name for p in demo3d.as_dict().values()] == [
+        "Dataset900_MNIDemo3DSource", "Dataset901_MNIDemo3DTransferal", "Dataset902_MNIDemo3DTest",
+        "Dataset903_MNIDemo3DDownstream"]
+    _, labels = load_mni152(resolution_mm=2)
+    slabs = {}
+    for role, folder in demo3d.as_dict().items():
+        info = meta(folder)
+        assert info["kt_nnunet"]["dims"] == 3 and info["numTraining"] >= 4
+        cases = sorted(p.name[: -len("_0000.nii.gz")] for p in (folder / "imagesTr").iterdir())
+        assert len(cases) == info["numTraining"] and len(cases) % 2 == 0
+        for case in cases:
+            image = sitk.ReadImage(str(folder / "imagesTr" / f"{case}_0000.nii.gz"))
+            assert image.GetDimension() == 3 and image.GetSpacing() == (2.0, 2.0, 2.0)
+            assert min(image.GetSize()) >= 3
+        slabs[role] = {int(c.split("_z")[1][:3]) for c in cases}
+        assert {c.rsplit("_", 1)[1] for c in cases} == {"anterior", "posterior"}
+    first = sorted((demo3d.test / "labelsTr").iterdir())[0]
+    label_map = read(first)
+    z = int(first.name.split("_z")[1][:3])
+    assert label_map.shape[0] <= 6 and set(np.unique(label_map)) == {0, 1, 2}
+    # the label volume is a crop of the template's label map at those slices (RAS x, y -> array x, y)
+    template = labels[:, :, z:z + label_map.shape[0]].transpose(2, 1, 0)
+    found = [(y, x) for y in range(template.shape[1] - label_map.shape[1] + 1)
+             for x in range(template.shape[2] - label_map.shape[2] + 1)
+             if np.array_equal(template[:, y:y + label_map.shape[1], x:x + label_map.shape[2]], label_map)]
+    assert found, "the 3D demo's labels are not the template's"
+    gap = meta(demo3d.test)["kt_nnunet"]["gap"]
+    roles_slices = {role: set(meta(folder)["kt_nnunet"]["slices"]) for role, folder in demo3d.as_dict().items()
+                    if role != "downstream"}
+    for role, own in roles_slices.items():
+        others = set().union(*(s for r, s in roles_slices.items() if r != role))
+        assert min(abs(a - b) for a in own for b in others) >= gap + 1
+    assert slabs["downstream"] == slabs["transferal"]
+
+
+@pytest.mark.slow
+def test_nnunet_accepts_the_3d_demo_sets(nnunet_env):
+    result = CliRunner().invoke(main, ["data", "demo", "--3d", "--out", str(nnunet_env["nnUNet_raw"]),
+                                       "--base-id", "960"])
+    assert result.exit_code == 0, result.output
+    assert "-c 3d_fullres" in result.output
+    env = {k: v for k, v in os.environ.items() if k != "nnUNet_n_proc_DA"}  # pitfall 23: it breaks planning
+    run = subprocess.run(["nnUNetv2_plan_and_preprocess", "-d", "960", "962", "--verify_dataset_integrity",
+                          "-c", "3d_fullres", "-np", "1", "-npfp", "1"], env=env, capture_output=True, text=True,
+                         timeout=400)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.stdout.count("verify_dataset_integrity Done") == 2
+    plans = json.loads((nnunet_env["nnUNet_preprocessed"] / "Dataset960_MNIDemo3DSource" / "nnUNetPlans.json")
+                       .read_text())
+    assert len(plans["configurations"]["3d_fullres"]["patch_size"]) == 3

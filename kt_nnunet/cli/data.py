@@ -76,23 +76,25 @@ def synth(dataset_id, name, out, shape, spacing, num_classes, num_train, num_tes
 @data.command()
 @click.option("--out", type=click.Path(file_okay=False), default=None, help=OUT_HELP)
 @click.option("--base-id", type=int, default=900, show_default=True, help="Ids base, base+1, base+2.")
-@click.option("--resolution", "resolution_mm", type=int, default=2, show_default=True, help="mm per pixel (1-4).")
-@click.option("--block", type=int, default=4, show_default=True, help="Consecutive slices per slab.")
+@click.option("--resolution", "resolution_mm", type=int, default=2, show_default=True, help="mm per voxel (1-4).")
+@click.option("--block", type=int, default=None, help="Consecutive slices per slab [default: 4; 6 with --3d].")
 @click.option("--gap", type=int, default=2, show_default=True, help="Slices dropped between slabs of two roles.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--3d", "three_d", is_flag=True,
+              help="Volumes for 3d_fullres (halves of axial slabs, Dataset names ...MNIDemo3D...) instead of slices.")
 @click.option("--with-downstream", is_flag=True,
               help="Also write base+3: the transferal images with true labels (the fine-tuning pool).")
 @click.option("--force", is_flag=True, help="Replace existing demo datasets.")
-def demo(out, base_id, resolution_mm, block, gap, seed, with_downstream, force):
+def demo(out, base_id, resolution_mm, block, gap, seed, three_d, with_downstream, force):
     """Build the brain MRI demo sets (source, transferal, test) from nilearn's MNI152 template."""
     from kt_nnunet.data.demo import build_demo
 
     built = build_demo(out, base_id=base_id, resolution_mm=resolution_mm, block=block, gap=gap, seed=seed,
-                       with_downstream=with_downstream, force=force)
+                       with_downstream=with_downstream, force=force, dims=3 if three_d else 2)
     for role, folder in built.as_dict().items():
         click.echo(f"{role:<11} {folder}")
     click.echo(f"check: nnUNetv2_plan_and_preprocess -d {base_id} {base_id + 2} --verify_dataset_integrity "
-               "-c 2d -np 1 -npfp 1   (with nnUNet_raw set to the parent folder)")
+               f"-c {'3d_fullres' if three_d else '2d'} -np 1 -npfp 1   (with nnUNet_raw set to the parent folder)")
 
 
 @data.command()

@@ -14,6 +14,9 @@ Leakage: slices are grouped into slabs of ``block`` consecutive slices; slabs go
 every voxel belongs to at most one role and a test slice is at least ``gap + 1`` slices from any
 source or transferal slice. Only axial slices are used: other views would cross the same voxels, and
 sagittal slabs would mirror each other (the template is left-right symmetric). docs/datasets.md says more.
+
+``dims=3`` makes volumes instead (for ``3d_fullres``): each slab, cropped to the brain, is cut into its
+anterior and posterior halves, two cases of the same role (left and right halves would mirror each other).
 """
 from __future__ import annotations
 
@@ -118,27 +121,54 @@ def _axial_slice(volume: np.ndarray, z: int) -> np.ndarray:
     return np.ascontiguousarray(volume[:, :, z].T[::-1])
 
 
-def build_demo(out: Optional[str | Path] = None, *, base_id: int = 900, name: str = "MNIDemo",
-               resolution_mm: int = 2, block: int = 4, gap: int = 2, min_brain_fraction: float = 0.05,
-               seed: int = 0, source_domain: DomainConfig = DEMO_SOURCE_DOMAIN,
+def _brain_box(labels: np.ndarray, margin: int = 2) -> tuple[slice, slice]:
+    """The (x, y) extent of the brain over the whole volume, with ``margin`` voxels around it."""
+    xs, ys = (np.flatnonzero(labels.any(axis=axes)) for axes in ((1, 2), (0, 2)))
+    return (slice(max(0, xs[0] - margin), xs[-1] + 1 + margin), slice(max(0, ys[0] - margin), ys[-1] + 1 + margin))
+
+
+def _cases_of_slab(t1: np.ndarray, labels: np.ndarray, zs: list, dims: int, box) -> list[tuple]:
+    """(case name, its noise seed, image, label map) of one slab: 2D, each axial slice; 3D, the slab's anterior
+    and posterior halves as (z, y, x) volumes."""
+    if dims == 2:
+        return [(f"mni_z{z:03d}", [z], _axial_slice(t1, z), _axial_slice(labels, z)) for z in zs]
+    x, y = box
+    middle = (y.start + y.stop) // 2
+    halves = {"posterior": slice(y.start, middle), "anterior": slice(middle, y.stop)}  # RAS: y grows anterior
+    return [(f"mni3d_z{zs[0]:03d}_{half}", [zs[0], index],
+             np.ascontiguousarray(t1[x, part, zs[0]:zs[-1] + 1].transpose(2, 1, 0)),
+             np.ascontiguousarray(labels[x, part, zs[0]:zs[-1] + 1].transpose(2, 1, 0)))
+            for index, (half, part) in enumerate(halves.items())]
+
+
+def build_demo(out: Optional[str | Path] = None, *, base_id: int = 900, name: Optional[str] = None,
+               resolution_mm: Optional[int] = None, block: Optional[int] = None, gap: int = 2,
+               min_brain_fraction: float = 0.05, seed: int = 0, source_domain: DomainConfig = DEMO_SOURCE_DOMAIN,
                target_domain: DomainConfig = DEMO_TARGET_DOMAIN, with_downstream: bool = False,
-               force: bool = False) -> DemoDatasets:
+               force: bool = False, dims: int = 2) -> DemoDatasets:
     """Write ``Dataset{base_id}_{name}Source``, ``...{base_id+1}_{name}Transferal``, ``...{base_id+2}_{name}Test``.
 
     ``with_downstream`` adds ``...{base_id+3}_{name}Downstream``: the transferal images with their true labels,
     the labelled pool a few fine-tuning cases are drawn from (the downstream task's own images serve as the
     transferal set, and a few of them are annotated). ``out`` defaults to ``$nnUNet_raw``. All datasets appear
-    together or not at all.
+    together or not at all. ``dims=3`` writes volumes (see the module docstring); its defaults are
+    ``name="MNIDemo3D"`` and slabs of 6 slices (2D: ``"MNIDemo"`` and 4 slices), both at 2 mm.
     """
+    if dims not in (2, 3):
+        raise DatasetError(f"dims={dims}: the demo is 2D (axial slices) or 3D (volumes)")
+    name = name or ("MNIDemo" if dims == 2 else "MNIDemo3D")
+    resolution_mm = resolution_mm or 2
+    block = block or (4 if dims == 2 else 6)
     if out is None:
         from kt_nnunet.nnunet.paths import raw_folder
 
         out = raw_folder()
     t1, labels = load_mni152(resolution_mm)
-    spacing = (float(resolution_mm), float(resolution_mm))
+    spacing = (float(resolution_mm),) * dims
     fraction = (labels > 0).mean(axis=(0, 1))
     candidates = [int(z) for z in np.flatnonzero(fraction >= min_brain_fraction)]
     slabs = assign_slabs(candidates, block, gap)
+    box = _brain_box(labels)
     roles = ROLES + (("downstream",) if with_downstream else ())
     slabs["downstream"] = slabs["transferal"]
     targets = {role: Path(out) / nnunet_dataset_name(base_id + i, f"{name}{role.capitalize()}")
@@ -154,27 +184,29 @@ def build_demo(out: Optional[str | Path] = None, *, base_id: int = 900, name: st
             (folder / "imagesTr").mkdir()
             if labelled:
                 (folder / "labelsTr").mkdir()
-            for z in slabs[role]:
-                image = _axial_slice(t1, z)
-                rng = np.random.default_rng([seed, role_code, z])
+            zs = slabs[role]
+            slab_slices = [zs[i:i + block] for i in range(0, len(zs), block)] if dims == 3 else [zs]
+            cases = [c for part in slab_slices for c in _cases_of_slab(t1, labels, part, dims, box)]
+            for case, noise_seed, image, label_map in cases:
+                rng = np.random.default_rng([seed, role_code, *noise_seed])
                 shifted = apply_appearance(image, domain, rng, spacing, mask=image > 0)
-                case = f"mni_z{z:03d}"
                 write_image(folder / "imagesTr" / f"{case}_0000.nii.gz", shifted, spacing)
                 if labelled:
-                    write_image(folder / "labelsTr" / f"{case}.nii.gz", _axial_slice(labels, z), spacing)
+                    write_image(folder / "labelsTr" / f"{case}.nii.gz", label_map, spacing)
             others = [z for r in ROLES if r not in (role, "transferal" if role == "downstream" else role)
                       for z in slabs[r]]
             distance = min(abs(a - b) for a in slabs[role] for b in others) * resolution_mm
+            what = "axial slices" if dims == 2 else "anterior/posterior halves of axial slabs"
             write_dataset_json(
-                folder, {"0": "T1"}, LABELS, len(slabs[role]), ".nii.gz", dataset_name=targets[role].name,
-                description=f"kt-nnunet demo, {role} role: axial slices of the MNI ICBM152 2009a symmetric T1 "
+                folder, {"0": "T1"}, LABELS, len(cases), ".nii.gz", dataset_name=targets[role].name,
+                description=f"kt-nnunet demo, {role} role: {what} of the MNI ICBM152 2009a symmetric T1 "
                             "template (nilearn wheel) with 0 background / 1 grey matter / 2 white matter from "
                             "the template's probability maps",
                 reference="Fonov et al., NeuroImage 2011; nilearn (BSD-3)",
                 license="MNI ICBM152 2009 template: McConnell Brain Imaging Centre permissive licence",
                 converted_by="kt-nnunet data demo",
                 kt_nnunet={"role": role, "labelled": labelled, "builder": "kt_nnunet.data.demo",
-                           "view": "axial", "slices": slabs[role], "resolution_mm": resolution_mm,
+                           "view": "axial", "dims": dims, "slices": slabs[role], "resolution_mm": resolution_mm,
                            "block": block, "gap": gap, "min_distance_to_other_roles_mm": distance,
                            "seed": seed, "domain": domain.as_dict()})
     return DemoDatasets(**targets)
