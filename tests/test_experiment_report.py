@@ -184,16 +184,25 @@ def test_report_says_why_a_plot_is_missing(fabricated):
     assert not math.isnan(bare["models"][0]["dice_mean"])
 
 
-def test_overlays_of_3d_data_show_the_slice_with_most_foreground():
+def test_overlays_of_3d_data_show_three_orthogonal_slices_through_the_labelled_region():
     from kt_nnunet.experiment.plots import _slice_2d, choose_overlay_cases
 
-    image = np.arange(3 * 4 * 4, dtype=float).reshape(3, 4, 4)
-    reference = np.zeros((3, 4, 4), np.uint8)
-    reference[0, 0, 0] = 1
-    reference[1, :2, :2] = 2
-    prediction = reference.copy()
-    shown_image, shown_reference, (shown_prediction,) = _slice_2d(image, reference, [prediction])
-    assert np.array_equal(shown_image, image[1]) and shown_reference.sum() == 8 and shown_prediction.shape == (4, 4)
+    image = np.arange(6 * 8 * 10, dtype=float).reshape(6, 8, 10)  # (z, y, x)
+    reference = np.zeros(image.shape, np.uint8)
+    reference[3:5, 2:4, 6:9] = 1
+    centre = np.argwhere(reference > 0).mean(0).round().astype(int)
+    shown_image, shown_reference, (shown_prediction,) = _slice_2d(image, reference, [reference.copy()],
+                                                                  spacing=(2.0, 1.0, 1.0))
+    # axial (8 x 10) | coronal (6 z-rows x 10, each row twice for the 2 mm slices) | sagittal (12 x 8)
+    assert shown_image.shape == (12, 10 + 1 + 10 + 1 + 8) == shown_reference.shape == shown_prediction.shape
+    assert np.array_equal(shown_image[:8, :10], image[centre[0]])
+    assert np.array_equal(shown_image[:12:2, 11:21], image[:, centre[1], :])
+    assert np.array_equal(shown_image[:12:2, 22:], image[:, :, centre[2]])
+    assert shown_image[8:, :10].max() == image.min()  # padding under the shorter axial view
+    for view in (shown_reference[:, :10], shown_reference[:, 11:21], shown_reference[:, 22:]):
+        assert view.any()  # every view cuts through the labelled region
+    flat = np.zeros((1, 4, 4))
+    assert _slice_2d(flat, flat.astype(np.uint8), [])[0].shape == (4, 4)  # 2D data: the array itself
     models = [{"name": "s", "role": "multi_teacher_student",
                "cases": [{"case": c, "dice_mean": d} for c, d in zip("abcde", [0.5, 0.1, 0.9, 0.3, 0.7])]}]
     assert choose_overlay_cases(models, 3) == ["b", "a", "c"]  # worst, median, best

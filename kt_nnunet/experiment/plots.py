@@ -179,15 +179,35 @@ def choose_overlay_cases(models: Sequence[dict], count: int) -> list[str]:
     return [ranked[i][0] for i in picks]
 
 
-def _slice_2d(image, reference, predictions):
-    """The 2D view: the array itself for 2D data; for 3D, the slice (axis 0) with most reference foreground."""
+def _orthogonal_views(volume, centre, spacing, fill=0):
+    """Axial, coronal and sagittal slices of a (z, y, x) ``volume`` through ``centre``, side by side in one 2D
+    array; rows are repeated so each view shows the voxels' true proportions (to the nearest whole factor)."""
+    import numpy as np
+
+    z, y, x = centre
+    sz, sy, sx = (float(s) for s in spacing)
+    views = [(volume[z], round(sy / sx) or 1),          # axial: (y, x)
+             (volume[:, y, :], round(sz / sx) or 1),    # coronal: (z, x)
+             (volume[:, :, x], round(sz / sy) or 1)]    # sagittal: (z, y)
+    views = [np.repeat(view, factor, axis=0) for view, factor in views]
+    height = max(v.shape[0] for v in views)
+    padded = [np.pad(v, ((0, height - v.shape[0]), (0, 0)), constant_values=fill) for v in views]
+    separator = np.full((height, 1), fill, dtype=padded[0].dtype)
+    return np.concatenate([padded[0], separator, padded[1], separator, padded[2]], axis=1)
+
+
+def _slice_2d(image, reference, predictions, spacing=(1.0, 1.0, 1.0)):
+    """The 2D view: the array itself for 2D data; for 3D, the axial, coronal and sagittal slices through the
+    centre of the reference's labelled region, side by side (the image's own minimum fills the gaps)."""
     import numpy as np
 
     if image.shape[0] == 1:
-        index = 0
-    else:
-        index = int(np.argmax((reference > 0).reshape(reference.shape[0], -1).sum(1)))
-    return image[index], reference[index], [p[index] for p in predictions]
+        return image[0], reference[0], [p[0] for p in predictions]
+    foreground = np.argwhere(reference > 0)
+    centre = (foreground.mean(0).round().astype(int) if len(foreground)
+              else np.array(reference.shape) // 2)
+    return (_orthogonal_views(image, centre, spacing, fill=float(image.min())),
+            _orthogonal_views(reference, centre, spacing), [_orthogonal_views(p, centre, spacing) for p in predictions])
 
 
 def overlay_models(models: Sequence[dict], max_models: int = 6) -> list:
@@ -205,7 +225,8 @@ def overlay_models(models: Sequence[dict], max_models: int = 6) -> list:
 
 def plot_overlays(models: Sequence[dict], path: Path, cases: Sequence[str], max_models: int = 6) -> Optional[Path]:
     """Rows = cases; columns = image, reference, then up to ``max_models`` models' predictions (see
-    :func:`overlay_models`); a legend names the label colours. 3D cases show the slice with most foreground."""
+    :func:`overlay_models`); a legend names the label colours. 3D cases show three orthogonal slices (axial,
+    coronal, sagittal) through the centre of the reference's labelled region."""
     import numpy as np
 
     from kt_nnunet.nnunet.raw_dataset import read_images, read_seg
@@ -221,10 +242,10 @@ def plot_overlays(models: Sequence[dict], path: Path, cases: Sequence[str], max_
         files = [first.get("reference_file"), *first.get("image_files", [])] + [r["prediction_file"] for r in per_model]
         if not first.get("image_files") or not all(f and Path(f).is_file() for f in files):
             continue
-        image = read_images(first["image_files"])[0][0]
+        images, properties = read_images(first["image_files"])
         reference = read_seg(first["reference_file"])[0][0]
         predictions = [read_seg(r["prediction_file"])[0][0] for r in per_model]
-        rows.append((case, *_slice_2d(image, reference, predictions)))
+        rows.append((case, *_slice_2d(images[0], reference, predictions, properties["spacing"])))
     if not rows:
         return None
     plt = _pyplot()
