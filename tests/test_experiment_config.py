@@ -256,3 +256,16 @@ def test_teachers_take_a_bare_architecture_name_as_students_do_and_fold_all(tmp_
         ("teacher_unet", "unet", True), ("att", "attention_unet", True)]
     assert config.fold == "all"
     assert parse_config(BASE, base_dir=tmp_path).fold == 0
+
+
+def test_a_teacher_may_have_its_own_configuration_offline_only(tmp_path):
+    data = changed(["teachers", 0], {"architecture": "unet", "configuration": "3d_fullres"})
+    data["configuration"] = "2d"
+    config = parse_config(data, base_dir=tmp_path)
+    assert [t.configuration for t in config.teachers] == ["3d_fullres", None]
+    step = next(s for s in config.steps() if s.name == "train_teacher:teacher_unet")
+    assert step.configuration == "3d_fullres"
+    with pytest.raises(ExperimentConfigError, match=r"transfer.mode: online transfer .* teachers\[0\].configuration"):
+        parse_config(dict(data, transfer={"mode": "online"}), base_dir=tmp_path)
+    with pytest.raises(ExperimentConfigError, match="teachers.0..configuration"):
+        parse_config(changed(["teachers", 0], {"architecture": "unet", "configuration": "4d"}), base_dir=tmp_path)

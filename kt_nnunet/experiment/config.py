@@ -101,6 +101,7 @@ class TeacherConfig:
     model_folder: Optional[Path] = None
     folds: Optional[tuple[int, ...]] = None
     checkpoint: str = "checkpoint_final.pth"
+    configuration: Optional[str] = None  # a trained-here teacher's own nnU-Net configuration (default: the top one)
 
     @property
     def trained_here(self) -> bool:
@@ -280,6 +281,8 @@ def parse_config(data: Any, *, source: str = "experiment config", base_dir: str 
                  source_file: Optional[Path] = None) -> ExperimentConfig:
     """Check ``data`` (a mapping as YAML/TOML give it) and build an :class:`ExperimentConfig`."""
     from kt_nnunet.experiment.config_sections import (
+        CONFIGURATION_HELP,
+        CONFIGURATION_PATTERN,
         parse_budget,
         parse_dataset,
         parse_evaluation,
@@ -301,14 +304,13 @@ def parse_config(data: Any, *, source: str = "experiment config", base_dir: str 
         raise ctx.error("", "the config is empty; see docs/experiment.md for the keys")
     top = Section(data, "", ctx, TOP_LEVEL_KEYS)
     name = top.string("name", pattern=NAME_PATTERN, pattern_help=NAME_HELP)
-    configuration = top.string("configuration", "2d", pattern=r"[23]d\w*",
-                               pattern_help="an nnU-Net configuration such as 2d, 3d_fullres or 3d_lowres")
+    configuration = top.string("configuration", "2d", pattern=CONFIGURATION_PATTERN, pattern_help=CONFIGURATION_HELP)
     dim = 2 if configuration.startswith("2d") else 3
     budget = parse_budget(top, "budget", Budget())
     source_list = top.has("source") and isinstance(top.raw("source"), list)
     sources = tuple(parse_dataset(v, join_key("source", i) if source_list else "source", ctx, base_dir)
                     for i, v in enumerate(top.sequence("source", [], allow_single=True)))
-    teachers = parse_teachers(top, ctx, base_dir, budget, sources, dim)
+    teachers = parse_teachers(top, ctx, base_dir, budget, sources, configuration)
     students = parse_students(top, ctx, budget, dim)
     names = [t.name for t in teachers] + [s.name for s in students]
     fusion = parse_fusion(top, ctx, len(teachers))

@@ -106,11 +106,17 @@ def parse_arch_kwargs(section: Section) -> dict:
     return dict(section.mapping("arch_kwargs", {}))
 
 
-def parse_teachers(top: Section, ctx: Context, base_dir: Path, budget: Budget, sources: tuple, dim: int) -> tuple:
+CONFIGURATION_PATTERN = r"[23]d\w*"
+CONFIGURATION_HELP = "an nnU-Net configuration such as 2d, 3d_fullres or 3d_lowres"
+
+
+def parse_teachers(top: Section, ctx: Context, base_dir: Path, budget: Budget, sources: tuple,
+                   configuration: str) -> tuple:
     items = top.sequence("teachers")
     if not items:
         raise top.error("teachers", "needs at least one teacher")
-    allowed = ("name", "architecture", "source", "budget", "tiny", "arch_kwargs", "model_folder", "folds", "checkpoint")
+    allowed = ("name", "architecture", "source", "budget", "tiny", "arch_kwargs", "model_folder", "folds", "checkpoint",
+               "configuration")
     teachers = []
     for index, item in enumerate(items):
         key = join_key("teachers", index)
@@ -123,7 +129,7 @@ def parse_teachers(top: Section, ctx: Context, base_dir: Path, budget: Budget, s
                             else "needs `architecture` (a teacher trained here on `source`) or `model_folder` "
                                  "(an already trained nnU-Net model folder)")
         if sub.has("model_folder"):
-            for trained_only in ("source", "budget", "tiny", "arch_kwargs"):
+            for trained_only in ("source", "budget", "tiny", "arch_kwargs", "configuration"):
                 if sub.has(trained_only):
                     raise sub.error(trained_only, "only applies to teachers trained here (with `architecture`), "
                                                   "not to a `model_folder`")
@@ -138,7 +144,8 @@ def parse_teachers(top: Section, ctx: Context, base_dir: Path, budget: Budget, s
                 checkpoint=sub.string("checkpoint", "checkpoint_final.pth", pattern=r"[\w.\-]+\.pth",
                                       pattern_help="a checkpoint file name such as checkpoint_final.pth")))
             continue
-        architecture = parse_architecture(sub, "architecture", dim)
+        own = sub.string("configuration", configuration, pattern=CONFIGURATION_PATTERN, pattern_help=CONFIGURATION_HELP)
+        architecture = parse_architecture(sub, "architecture", 2 if own.startswith("2d") else 3)
         if sub.has("source"):
             source = parse_dataset(sub.raw("source"), sub.key_of("source"), ctx, base_dir)
         elif len(sources) == 1:
@@ -151,7 +158,8 @@ def parse_teachers(top: Section, ctx: Context, base_dir: Path, budget: Budget, s
         teachers.append(TeacherConfig(
             name=sub.string("name", f"teacher_{architecture}", pattern=NAME_PATTERN, pattern_help=NAME_HELP),
             architecture=architecture, source=source, budget=parse_budget(sub, "budget", budget),
-            tiny=sub.boolean("tiny", False), arch_kwargs=parse_arch_kwargs(sub)))
+            tiny=sub.boolean("tiny", False), arch_kwargs=parse_arch_kwargs(sub),
+            configuration=None if own == configuration else own))
     return tuple(teachers)
 
 
@@ -203,6 +211,11 @@ def parse_transfer(top: Section, ctx: Context, teachers: tuple) -> TransferConfi
         return TransferConfig()
     sub = Section(top.raw("transfer"), "transfer", ctx, ("mode", "soft", "temperature", "alpha"))
     mode = sub.choice("mode", TRANSFER_MODES, "offline")
+    own = [i for i, t in enumerate(teachers) if t.configuration is not None]
+    if mode == "online" and own:
+        raise sub.error("mode", f"online transfer runs the teachers on the student's own batches, so they need the "
+                                f"student's configuration; teachers[{own[0]}].configuration differs. Use "
+                                "`mode: offline` (teachers of any configuration label the images on their grid)")
     soft = sub.boolean("soft", False)  # offline: the labelling keeps the fused probabilities for the students
     return TransferConfig(mode, soft, sub.number("temperature", 2.0, minimum=1e-6),
                           sub.number("alpha", 0.5, minimum=0.0, maximum=1.0))

@@ -159,25 +159,28 @@ class ExperimentRunner:
         return False
 
     # -- steps --------------------------------------------------------------------------------------
-    def _plain_training(self, step: ModelStep, dataset, budget, tiny, arch_kwargs) -> bool:
-        """Plan ``dataset`` for the step's architecture and train it with the budget trainer."""
+    def _plain_training(self, step: ModelStep, dataset, budget, tiny, arch_kwargs,
+                        configuration: Optional[str] = None) -> bool:
+        """Plan ``dataset`` for the step's architecture and train it with the budget trainer, in ``configuration``
+        (default: the experiment's)."""
         from kt_nnunet.nnunet.planning import write_architecture_plans
         from kt_nnunet.nnunet.training_api import train_fold
         from kt_nnunet.training.budget import nnUNetTrainerKTBudget
 
         cfg = self.config
-        planned = write_architecture_plans(dataset, step.architecture, cfg.configuration, dict(arch_kwargs) or None,
+        configuration = configuration or cfg.configuration
+        planned = write_architecture_plans(dataset, step.architecture, configuration, dict(arch_kwargs) or None,
                                            tiny=tiny, budget=_budget(budget), force=self.force, seed=step.seed,
                                            num_processes=cfg.preprocessing_processes)
         folder = model_folder_of(planned.dataset_name, nnUNetTrainerKTBudget.__name__, planned.plans_name,
-                                 cfg.configuration)
+                                 configuration)
         return self._train_or_reuse(step, folder, train_fold, trainer_class=nnUNetTrainerKTBudget,
-                                    dataset=planned.dataset_name, configuration=cfg.configuration,
+                                    dataset=planned.dataset_name, configuration=configuration,
                                     plans_name=planned.plans_name, device=cfg.device)
 
     def _train_teacher(self, step: TrainTeacher) -> bool:
         return self._plain_training(step, step.dataset.resolve(self.config.label).name, step.budget, step.tiny,
-                                    step.arch_kwargs)
+                                    step.arch_kwargs, step.configuration)
 
     def _use_teacher(self, step: UseTeacher) -> bool:
         from kt_nnunet.nnunet.model_folder import load_trained_model

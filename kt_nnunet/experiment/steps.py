@@ -69,6 +69,7 @@ class TrainTeacher(ModelStep):
     budget: Budget = Budget()
     tiny: bool = False
     arch_kwargs: dict = field(default_factory=dict)
+    configuration: Optional[str] = None  # its own nnU-Net configuration; None: the experiment's
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,8 @@ def _repeat_steps(config: ExperimentConfig, repeat: int) -> list[Step]:
         if teacher.trained_here:
             step = TrainTeacher(f"train_teacher:{teacher.name}{suffix}", (), teacher.name, "teacher",
                                 teacher.architecture, (), repeat, seed, dataset=teacher.source,
-                                budget=teacher.budget, tiny=teacher.tiny, arch_kwargs=teacher.arch_kwargs)
+                                budget=teacher.budget, tiny=teacher.tiny, arch_kwargs=teacher.arch_kwargs,
+                                configuration=teacher.configuration)
             add_model(step)
         else:  # an existing model: the same in every repeat, loaded and evaluated once
             step = UseTeacher(f"use_teacher:{teacher.name}", (), teacher.name, "teacher", None, (), 0, None,
