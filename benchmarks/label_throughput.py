@@ -1,6 +1,11 @@
 """Teacher-labelling throughput: kt-nnunet against stock nnU-Net's predict + ensemble, in one run.
 
-Usage: python benchmarks/label_throughput.py [--images 10] [--repeats 1] [--workdir DIR [--reuse]] [--keep]
+Usage: python benchmarks/label_throughput.py [--3d] [--images 10] [--repeats 1] [--workdir DIR [--reuse]] [--keep]
+
+``--3d`` runs the same comparison in ``3d_fullres``: 3D teachers trained on 32x48x48 volumes label 32x48x48
+transferal volumes (TTA mirrors 8 ways instead of 4), the memory probe uses 2 volumes of 128x192x192 at
+0.25 mm (32x48x48 at 1 mm for the teachers), and a last detail line gives the 3D seconds per case of
+nnU-Net's default teacher and of the light student (nnU-Net's predictor, TTA on and off).
 
 What it does, all on the CPU, in temporary nnU-Net folders:
 1. trains 5 teachers of different architectures (nnU-Net's PlainConvUNet, SegResNet from the third-party
@@ -45,6 +50,9 @@ from pathlib import Path
 ARCHITECTURES = ("nnunet_plain", "segresnet", "attention_unet", "unet", "light_unet")
 BUDGET = {"num_epochs": 1, "num_iterations_per_epoch": 3, "num_val_iterations_per_epoch": 1}
 SOURCE_ID, TRANSFER_ID, BIG_ID = 970, 971, 972
+CONFIGURATION = "2d"  # "3d_fullres" with --3d
+SHAPES = {"2d": {"case": (64, 64), "big": (1024, 1024), "big_spacing": (0.0625, 0.0625)},
+          "3d_fullres": {"case": (32, 48, 48), "big": (128, 192, 192), "big_spacing": (0.25, 0.25, 0.25)}}
 
 
 def log(message: str) -> None:
@@ -72,21 +80,27 @@ def set_up(work: Path, num_images: int, reuse: bool = False) -> dict:
     from kt_nnunet.nnunet.training_api import train_fold
     from kt_nnunet.training.budget import nnUNetTrainerKTBudget
 
-    source = tiny_dataset(SOURCE_ID, "BenchSource", num_train=6, num_test=0, force=True)
+    shapes = SHAPES[CONFIGURATION]
+    case_shape = ShapeConfig(shape=shapes["case"], num_classes=3, radius_mm=10.0 if len(shapes["case"]) == 3 else 18.0)
+    if CONFIGURATION == "2d":
+        source = tiny_dataset(SOURCE_ID, "BenchSource", num_train=6, num_test=0, force=True)
+    else:
+        source = synth_dataset(SOURCE_ID, "BenchSource", num_train=6, num_test=0, seed=4, shapes=case_shape, force=True)
     transfer = synth_dataset(TRANSFER_ID, "BenchTransfer", num_train=num_images, num_test=0, seed=5,
-                             shapes=ShapeConfig(shape=(64, 64), num_classes=3), labelled=False, force=True)
+                             shapes=case_shape, labelled=False, force=True)
     big = synth_dataset(BIG_ID, "BenchBig", out=work / "big", num_train=2, num_test=0, seed=6, labelled=False,
-                        shapes=ShapeConfig(shape=(1024, 1024), spacing=(0.0625, 0.0625), num_classes=3),
-                        force=True)
+                        shapes=ShapeConfig(shape=shapes["big"], spacing=shapes["big_spacing"], num_classes=3,
+                                           radius_mm=case_shape.radius_mm), force=True)
     teachers = []
     for arch in ARCHITECTURES:
         start = time.perf_counter()
-        planned = write_architecture_plans(SOURCE_ID, arch, "2d", tiny=False, budget=BUDGET, force=True,
+        planned = write_architecture_plans(SOURCE_ID, arch, CONFIGURATION, tiny=False, budget=BUDGET, force=True,
                                            num_processes=1)
-        model = work / "nnUNet_results" / source.name / f"nnUNetTrainerKTBudget__{planned.plans_name}__2d"
+        model = (work / "nnUNet_results" / source.name /
+                 f"nnUNetTrainerKTBudget__{planned.plans_name}__{CONFIGURATION}")
         if not (reuse and (model / "fold_0" / "checkpoint_final.pth").is_file()):
-            model = train_fold(nnUNetTrainerKTBudget, SOURCE_ID, "2d", 0, planned.plans_name, validate=False,
-                               force=True)
+            model = train_fold(nnUNetTrainerKTBudget, SOURCE_ID, CONFIGURATION, 0, planned.plans_name,
+                               validate=False, force=True)
             log(f"teacher {arch}: trained in {time.perf_counter() - start:.1f} s ({model.name})")
         teachers.append({"arch": arch, "folder": model, "plans": planned.plans_name})
     return {"source": source, "transfer": transfer, "big": big, "teachers": teachers}
@@ -102,7 +116,7 @@ def stock_path(setup: dict, work: Path, env: dict) -> float:
         folder = out / f"teacher{i}"
         folders.append(folder)
         walls.append(run([bin_of("nnUNetv2_predict"), "-i", setup["transfer"] / "imagesTr", "-o", folder, "-d",
-                          str(SOURCE_ID), "-c", "2d", "-p", teacher["plans"], "-tr", "nnUNetTrainerKTBudget", "-f",
+                          str(SOURCE_ID), "-c", CONFIGURATION, "-p", teacher["plans"], "-tr", "nnUNetTrainerKTBudget", "-f",
                           "0", "--save_probabilities", "-device", "cpu", "-npp", "0", "-nps", "0"], env,
                          "nnUNetv2_predict"))
     walls.append(run([bin_of("nnUNetv2_ensemble"), "-i", *folders, "-o", out / "ensemble", "-np", "1"], env,
@@ -189,7 +203,8 @@ def memory_probe(teachers: list, images: str, out: str) -> None:
     # Warm-up on a 64x64 crop: each network's one-time lazy allocations (kernel caches) belong to loading it.
     transferal = resolve_images(images)
     image, properties = read_images(next(iter(transferal.cases.values())), reader=labeller.reader_writer)
-    crop = image[(slice(None),) * (image.ndim - 2) + (slice(0, 64), slice(0, 64))].copy()
+    depth = slice(None) if image.shape[1] == 1 else slice(0, 64)  # 2D images are (C, 1, Y, X)
+    crop = image[(slice(None), depth, slice(0, 64), slice(0, 64))].copy()
     labeller.label_image(crop, dict(properties))
     del image, crop
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS to the current RSS
@@ -220,6 +235,29 @@ def peak_memory(setup: dict, images: Path, work: Path, env: dict, ks=(1, 5)) -> 
     return results
 
 
+# ------------------------------------------------------------------------------------------ per case
+def seconds_per_case(setup: dict, rounds: int = 3) -> dict:
+    """Seconds per transferal case of nnU-Net's default teacher and of the light student through nnU-Net's
+    predictor (preprocessing, sliding window, resampling back), TTA on and off; the best of ``rounds``."""
+    from kt_nnunet.labelling.images import resolve_images
+    from kt_nnunet.nnunet import evaluation as nnunet_eval
+    from kt_nnunet.nnunet.model_folder import load_trained_model, make_predictor
+
+    cases = list(resolve_images(setup["transfer"]).cases.values())[:3]
+    out = {}
+    for teacher in setup["teachers"]:
+        if teacher["arch"] not in ("nnunet_plain", "light_unet"):
+            continue
+        model = load_trained_model(teacher["folder"], [0])
+        for tta in (True, False):
+            predictor = make_predictor(model, use_mirroring=tta)
+            nnunet_eval.predict_case(predictor, cases[0])  # warm-up
+            best = min(sum(nnunet_eval.predict_case(predictor, case)[2] for case in cases) / len(cases)
+                       for _ in range(rounds))
+            out[(teacher["arch"], tta)] = best
+    return out
+
+
 # ------------------------------------------------------------------------------------------ main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -228,8 +266,11 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="keep everything here instead of a temporary folder")
     parser.add_argument("--keep", action="store_true", help="do not delete the temporary folder")
     parser.add_argument("--reuse", action="store_true", help="with --workdir: reuse teachers trained by a former run")
+    parser.add_argument("--3d", dest="three_d", action="store_true", help="3d_fullres teachers on 3D volumes")
     parser.add_argument("--memory-probe", nargs=3, metavar=("TEACHERS_JSON", "IMAGES", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global CONFIGURATION
+    CONFIGURATION = "3d_fullres" if args.three_d else "2d"
     if args.memory_probe:
         memory_probe(json.loads(args.memory_probe[0]), args.memory_probe[1], args.memory_probe[2])
         return
@@ -245,7 +286,9 @@ def main() -> None:
     env = dict(os.environ, nnUNet_extTrainer=str(EXT_TRAINER_FOLDER))
     env.pop("nnUNet_n_proc_DA", None)
     try:
-        log(f"work folder {work}; {args.images} transferal images of 64x64; {os.cpu_count()} CPU(s)")
+        size = "x".join(map(str, SHAPES[CONFIGURATION]["case"]))
+        big_size = "x".join(map(str, SHAPES[CONFIGURATION]["big"]))
+        log(f"work folder {work}; {CONFIGURATION}; {args.images} transferal images of {size}; {os.cpu_count()} CPU(s)")
         setup = set_up(work, args.images, reuse=args.reuse)
         stock_walls, kt_walls = [], []
         for _ in range(args.repeats):  # alternating, so that a busy spell of the machine hits both sides
@@ -259,11 +302,17 @@ def main() -> None:
             f"(forward inside that run: {forward_in_run:.2f} s; per teacher: "
             + ", ".join(f"{t['arch']} {s:.2f} s" for t, s in zip(setup["teachers"], per_teacher)) + ")")
         small = peak_memory(setup, setup["transfer"], work, env, ks=(1, 5))
-        log(f"memory, {args.images} images of 64x64: working {small[1]:.1f} MiB with 1 teacher, {small[5]:.1f} MiB "
+        log(f"memory, {args.images} images of {size}: working {small[1]:.1f} MiB with 1 teacher, {small[5]:.1f} MiB "
             f"with 5 (ratio {small[5] / small[1]:.3f})")
         big = peak_memory(setup, setup["big"], work, env, ks=(1, 2, 5))
-        log(f"memory, 2 images of 1024x1024: working {big[1]:.1f} / {big[2]:.1f} / {big[5]:.1f} MiB with 1 / 2 / 5 "
+        log(f"memory, 2 images of {big_size}: working {big[1]:.1f} / {big[2]:.1f} / {big[5]:.1f} MiB with 1 / 2 / 5 "
             f"teachers (k5/k2 {big[5] / big[2]:.3f})")
+        per_case = seconds_per_case(setup)
+        log(f"seconds per case ({CONFIGURATION}, nnU-Net's predictor): nnunet_plain teacher "
+            f"{per_case[('nnunet_plain', True)]:.3f} (TTA) / {per_case[('nnunet_plain', False)]:.3f} (no TTA), "
+            f"light_unet {per_case[('light_unet', True)]:.3f} / {per_case[('light_unet', False)]:.3f}; student "
+            f"speed-up {per_case[('nnunet_plain', True)] / per_case[('light_unet', True)]:.2f}x with TTA, "
+            f"{per_case[('nnunet_plain', False)] / per_case[('light_unet', False)]:.2f}x without")
         print(f"speedup_vs_stock={stock_wall / kt_wall:.2f} label_agreement={fraction:.6f} "
               f"peak_mem_k5_over_k1={big[5] / big[1]:.3f} "
               f"wall_over_bare_forward={run_wall / min(bare_forward, forward_in_run):.3f}")
