@@ -30,6 +30,77 @@ class ModelFolderError(KtNnunetError):
     """A model folder or checkpoint is missing, unreadable, unsafe or inconsistent."""
 
 
+class UnsafeCheckpointError(ModelFolderError):
+    """A checkpoint holds objects that loading would have to execute; never worked around, unlike a torn file."""
+
+
+class UnsafePlansError(ModelFolderError):
+    """A plans file names code outside what kt-nnunet lets nnU-Net import and call."""
+
+
+# nnU-Net pydoc.locates and calls ``network_class_name`` with ``arch_kwargs`` (``torch.hub.load`` runs any
+# hubconf.py), and locates every ``_kw_requires_import`` value: in a plans file from others that is code.
+NNUNET_NETWORK_PACKAGE = "dynamic_network_architectures."
+KW_IMPORT_PACKAGE = "torch.nn."
+
+
+def _locate_module_class(path: str, package: str):
+    """The ``nn.Module`` class that ``path`` names if it is defined in ``package``; None otherwise.
+
+    Only public names are followed, and the class must really live in ``package``, so a path that reaches
+    ``os`` or ``torch.hub`` through a module's imports (``...unet.torch.hub.load``) is not a way around.
+    """
+    import pydoc
+
+    if not isinstance(path, str) or not path.startswith(package) or any(
+            not part.isidentifier() or part.startswith("_") for part in path.split(".")):
+        return None
+    try:
+        found = pydoc.locate(path)
+    except pydoc.ErrorDuringImport:
+        return None
+    if isinstance(found, type) and issubclass(found, torch.nn.Module) and found.__module__.startswith(package):
+        return found
+    return None
+
+
+def check_plans_architecture(plans: dict, configuration: str, where) -> None:
+    """Refuse a plans configuration whose network nnU-Net would build from anything but a known network class.
+
+    Accepted: the class of a registered kt-nnunet architecture (built-ins and installed plugins), a class of
+    ``dynamic_network_architectures`` (nnU-Net's own U-Nets), and ``torch.nn`` classes for
+    ``_kw_requires_import``. ``where`` (the plans file) is named in the error.
+    """
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from kt_nnunet.registry import list_architectures
+
+    try:
+        architecture = PlansManager(plans).get_configuration(configuration).configuration["architecture"]
+        class_name = architecture["network_class_name"]
+        arch_kwargs = architecture.get("arch_kwargs") or {}
+        requires_import = architecture.get("_kw_requires_import") or []
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise UnsafePlansError(f"{where}: configuration {configuration!r} has no readable architecture block "
+                               f"({type(exc).__name__}: {exc}); restore the plans file the model was trained "
+                               "with") from exc
+    key = f"configurations.{configuration}.architecture"
+    registered = {spec.class_path: spec.name for spec in list_architectures()}
+    if class_name not in registered and _locate_module_class(class_name, NNUNET_NETWORK_PACKAGE) is None:
+        raise UnsafePlansError(
+            f"{where}: refused {key}.network_class_name {class_name!r}: nnU-Net would import and call it, and it "
+            f"is neither a registered kt-nnunet architecture ({', '.join(sorted(registered.values()))}) nor a "
+            f"network of {NNUNET_NETWORK_PACKAGE.rstrip('.')}. Install the plugin that provides it (see "
+            "`kt-nnunet architectures`) or use a model whose plans name a known network")
+    for name in requires_import:
+        value = arch_kwargs.get(name) if isinstance(arch_kwargs, dict) else None
+        if value is not None and _locate_module_class(value, KW_IMPORT_PACKAGE) is None:
+            raise UnsafePlansError(
+                f"{where}: refused {key}.arch_kwargs.{name} {value!r} (listed in _kw_requires_import, so nnU-Net "
+                f"would import it): only {KW_IMPORT_PACKAGE.rstrip('.')} classes are accepted there, e.g. "
+                "'torch.nn.modules.conv.Conv2d'; fix the plans file or use another model")
+
+
 def load_checkpoint_safely(path: Path) -> dict:
     """``torch.load(weights_only=True)`` with nnU-Net's allow-list; refuses anything that would run code."""
     path = Path(path)
@@ -42,7 +113,7 @@ def load_checkpoint_safely(path: Path) -> dict:
         if "Unsupported global" not in str(exc):  # not a blocked class/function: just not a readable pickle
             raise ModelFolderError(f"cannot read checkpoint {path} (it is corrupt or not a PyTorch checkpoint: "
                                    f"{str(exc).splitlines()[-1][:200]})") from exc
-        raise ModelFolderError(
+        raise UnsafeCheckpointError(
             f"refused to load {path}: it contains objects outside the safe allow-list (loading it could execute "
             f"code). Re-save it with only tensors and plain types, or retrain it. Detail: {str(exc)[-300:]}") from exc
     except Exception as exc:  # truncated zip, not a torch file, ...
@@ -102,6 +173,7 @@ class TrainedModel:
         """The network as nnU-Net's predictor builds it (deep supervision off), without trainer lookup."""
         from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+        check_plans_architecture(self.plans, self.configuration, self.folder / "plans.json")
         return nnUNetTrainer.build_network_architecture(
             self.plans_manager, self.configuration_manager, self.num_input_channels,
             self.label_manager.num_segmentation_heads, enable_deep_supervision=False)
@@ -166,6 +238,7 @@ def load_trained_model(folder: str | Path, folds: Optional[Sequence[int]] = None
     if configuration not in plans["configurations"]:
         raise ModelFolderError(f"{folder}/plans.json has no configuration {configuration!r}, which the checkpoint "
                                "was trained with; the folder's plans.json does not belong to this checkpoint")
+    check_plans_architecture(plans, configuration, folder / "plans.json")
     mirroring = first.get("inference_allowed_mirroring_axes")
     return TrainedModel(folder, plans, dataset_json, configuration, folds, checkpoint_name, first["trainer_name"],
                         tuple(mirroring) if mirroring is not None else None, state_dicts, hashes)

@@ -14,9 +14,11 @@ raises the same types; each message names the file and the fix.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import re
+import zlib
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -132,9 +134,26 @@ def reader_class(file_ending: str, example_file: str | Path):
                            "not an image. Replace it with a valid file (or remove it and its case).")
 
 
+def check_gzip_complete(path: str | Path) -> None:
+    """Refuse a cut-short ``.gz`` file: SimpleITK reads one without complaint (the missing voxels come back as
+    zeros), so a half-copied image would silently train and label as a black region."""
+    if not str(path).lower().endswith(".gz"):
+        return
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except (EOFError, OSError, zlib.error) as exc:
+        raise CorruptFileError(f"{path}: truncated or damaged gzip data ({short_reason(exc)}); the file was cut "
+                               "short (an interrupted copy or download?): replace it with a complete file or "
+                               "remove the case") from exc
+
+
 def read_images(files: Sequence[str | Path], reader=None) -> tuple[np.ndarray, dict]:
     """All channel files of one case as nnU-Net reads them: ``(C, *spatial)`` float32 and properties."""
     files = [str(f) for f in files]
+    for file in files:
+        check_gzip_complete(file)
     ending = file_ending_of(files[0])
     reader = reader or reader_class(ending, files[0])
     try:
@@ -155,6 +174,7 @@ def read_images(files: Sequence[str | Path], reader=None) -> tuple[np.ndarray, d
 
 def read_seg(file: str | Path, reader=None) -> tuple[np.ndarray, dict]:
     """A label file as nnU-Net reads it: ``(1, *spatial)`` and properties."""
+    check_gzip_complete(file)
     reader = reader or reader_class(file_ending_of(file), file)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
