@@ -244,3 +244,72 @@ def test_lower_budget_trainer_checkpoints_name_nnunet_trainer(budget_trainer):
     checkpoint = load_checkpoint_safely(fold / "checkpoint_final.pth")
     assert checkpoint["trainer_name"] == "nnUNetTrainer"
     assert checkpoint["kt_trainer_name"] == "nnUNetTrainerKTBudget"
+
+
+# ------------------------------------------------------------------------------------- fuzz
+def _edit_json(folder: Path, **changes) -> None:
+    content = json.loads((folder / "dataset.json").read_text())
+    for key, value in changes.items():
+        if value is _DELETE:
+            del content[key]
+        else:
+            content[key] = value
+    (folder / "dataset.json").write_text(json.dumps(content))
+
+
+_DELETE = object()
+
+
+def _write_like(path: Path, like: Path, array=None, spacing=None) -> None:
+    """An image file with ``like``'s geometry (and optionally other voxels or spacing)."""
+    import SimpleITK as sitk
+
+    reference = sitk.ReadImage(str(like))
+    image = sitk.GetImageFromArray(array if array is not None else sitk.GetArrayFromImage(reference))
+    image.CopyInformation(reference) if array is None or array.shape == sitk.GetArrayFromImage(reference).shape \
+        else image.SetSpacing(reference.GetSpacing())
+    if spacing is not None:
+        image.SetSpacing(spacing)
+    sitk.WriteImage(image, str(path))
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+IMAGE = "imagesTr/case_001_0000.nii.gz"
+LABEL = "labelsTr/case_001.nii.gz"
+
+
+def _label_array(folder: Path):
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(folder / LABEL)))
+
+
+# name -> (mutation, whether the images themselves are broken, so that `label --images` must refuse it too)
+BROKEN_DATASETS = {
+    "no_dataset_json": (lambda f: (f / "dataset.json").unlink(), False),
+    "dataset_json_not_json": (lambda f: (f / "dataset.json").write_text("{not json"), False),
+    "dataset_json_a_list": (lambda f: (f / "dataset.json").write_text("[1, 2]"), False),
+    "no_labels_key": (lambda f: _edit_json(f, labels=_DELETE), False),
+    "labels_with_a_gap": (lambda f: _edit_json(f, labels={"background": 0, "class1": 1, "class2": 3}), False),
+    "labels_not_numbers": (lambda f: _edit_json(f, labels={"background": 0, "class1": "one", "class2": 2}), False),
+    "unknown_file_ending": (lambda f: _edit_json(f, file_ending=".jpg"), False),
+    "num_training_wrong": (lambda f: _edit_json(f, numTraining=7), False),
+    "label_file_missing": (lambda f: (f / LABEL).unlink(), False),
+    "label_without_image": (lambda f: shutil.copy(f / LABEL, f / "labelsTr/case_009.nii.gz"), False),
+    "channel_file_missing": (lambda f: _edit_json(f, channel_names={"0": "a", "1": "b"}), False),
+    "label_value_undeclared": (lambda f: _write_like(f / LABEL, f / LABEL, _label_array(f) * 0 + 5), False),
+    "label_shape_differs": (lambda f: _write_like(f / LABEL, f / LABEL, _label_array(f)[:, :32, :32]), False),
+    "label_spacing_differs": (lambda f: _write_like(f / LABEL, f / LABEL, spacing=(2.0, 2.0, 2.0)), False),
+    "truncated_label": (lambda f: _truncate(f / LABEL), False),
+    "truncated_image": (lambda f: _truncate(f / IMAGE), True),
+    "gzip_trailer_missing": (lambda f: _truncate(f / IMAGE, keep=(1 - 8 / (f / IMAGE).stat().st_size)), True),
+    "empty_image_file": (lambda f: (f / IMAGE).write_bytes(b""), True),
+    "text_named_nii_gz": (lambda f: (f / IMAGE).write_text("not an image"), True),
+    "image_with_nan": (lambda f: _write_like(f / IMAGE, f / IMAGE,
+                                             _label_array(f).astype("float32") * float("nan")), True),
+    "no_images": (lambda f: [p.unlink() for p in (f / "imagesTr").iterdir()], True),
+}

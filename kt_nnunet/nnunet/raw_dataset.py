@@ -144,9 +144,9 @@ def check_gzip_complete(path: str | Path) -> None:
             while stream.read(1 << 22):
                 pass
     except (EOFError, OSError, zlib.error) as exc:
-        raise CorruptFileError(f"{path}: truncated or damaged gzip data ({short_reason(exc)}); the file was cut "
-                               "short (an interrupted copy or download?): replace it with a complete file or "
-                               "remove the case") from exc
+        raise CorruptFileError(f"{path}: cannot be read: its gzip data is truncated or damaged ({short_reason(exc)}; "
+                               "an interrupted copy or download?); replace it with a complete file or remove the "
+                               "case") from exc
 
 
 def read_images(files: Sequence[str | Path], reader=None) -> tuple[np.ndarray, dict]:
