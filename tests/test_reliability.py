@@ -261,15 +261,16 @@ _DELETE = object()
 
 
 def _write_like(path: Path, like: Path, array=None, spacing=None) -> None:
-    """An image file with ``like``'s geometry (and optionally other voxels or spacing)."""
+    """An image file with ``like``'s geometry, optionally other voxels (``array``) or an isotropic ``spacing``."""
     import SimpleITK as sitk
 
     reference = sitk.ReadImage(str(like))
-    image = sitk.GetImageFromArray(array if array is not None else sitk.GetArrayFromImage(reference))
-    image.CopyInformation(reference) if array is None or array.shape == sitk.GetArrayFromImage(reference).shape \
-        else image.SetSpacing(reference.GetSpacing())
+    voxels = sitk.GetArrayFromImage(reference)
+    image = sitk.GetImageFromArray(voxels if array is None else array)
+    if array is None or array.shape == voxels.shape:
+        image.CopyInformation(reference)
     if spacing is not None:
-        image.SetSpacing(spacing)
+        image.SetSpacing((spacing,) * image.GetDimension())
     sitk.WriteImage(image, str(path))
 
 
@@ -302,14 +303,83 @@ BROKEN_DATASETS = {
     "label_without_image": (lambda f: shutil.copy(f / LABEL, f / "labelsTr/case_009.nii.gz"), False),
     "channel_file_missing": (lambda f: _edit_json(f, channel_names={"0": "a", "1": "b"}), False),
     "label_value_undeclared": (lambda f: _write_like(f / LABEL, f / LABEL, _label_array(f) * 0 + 5), False),
-    "label_shape_differs": (lambda f: _write_like(f / LABEL, f / LABEL, _label_array(f)[:, :32, :32]), False),
-    "label_spacing_differs": (lambda f: _write_like(f / LABEL, f / LABEL, spacing=(2.0, 2.0, 2.0)), False),
+    "label_shape_differs": (lambda f: _write_like(f / LABEL, f / LABEL, _label_array(f)[..., :32, :32]), False),
+    "label_spacing_differs": (lambda f: _write_like(f / LABEL, f / LABEL, spacing=2.0), False),
     "truncated_label": (lambda f: _truncate(f / LABEL), False),
     "truncated_image": (lambda f: _truncate(f / IMAGE), True),
     "gzip_trailer_missing": (lambda f: _truncate(f / IMAGE, keep=(1 - 8 / (f / IMAGE).stat().st_size)), True),
     "empty_image_file": (lambda f: (f / IMAGE).write_bytes(b""), True),
     "text_named_nii_gz": (lambda f: (f / IMAGE).write_text("not an image"), True),
-    "image_with_nan": (lambda f: _write_like(f / IMAGE, f / IMAGE,
-                                             _label_array(f).astype("float32") * float("nan")), True),
+    "image_without_channel_suffix": (lambda f: (f / IMAGE).rename(f / "imagesTr/case_001.nii.gz"), True),
     "no_images": (lambda f: [p.unlink() for p in (f / "imagesTr").iterdir()], True),
 }
+
+COMMANDS = {
+    "data check": lambda d, teacher: ["data", "check", str(d.folder)],
+    "plan": lambda d, teacher: ["plan", str(d.id), "--arch", "light_unet", "--tiny", "-np", "1"],
+    "label": lambda d, teacher: ["label", "--teacher", str(teacher), "--images", str(d.id), "--out",
+                                 "Dataset899_Out", "--no-tta", "--no-progress"],
+    "transfer": lambda d, teacher: ["transfer", "--teacher", str(teacher), "--dataset", str(d.id), "--arch",
+                                    "light_unet", "--tiny", "--epochs", "1", "--iterations", "1", "--val-iterations",
+                                    "1", "--no-validate", "-np", "1"],
+    "finetune": lambda d, teacher: ["finetune", "--model", str(teacher), "--dataset", str(d.id), "--epochs", "1",
+                                    "--iterations", "1", "--val-iterations", "1", "--no-validate", "-np", "1"],
+}
+
+
+class _Broken:
+    def __init__(self, name, dataset_id, folder, images_broken):
+        self.name, self.id, self.folder, self.images_broken = name, dataset_id, folder, images_broken
+
+
+@pytest.fixture(scope="module")
+def broken_datasets(tmp_path_factory):
+    """The nnU-Net folders with one broken copy of a 2-case tiny dataset per BROKEN_DATASETS entry, and a teacher."""
+    from kt_nnunet.data import tiny_dataset
+
+    root = tmp_path_factory.mktemp("fuzz")
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (root / variable).mkdir()
+    base = tiny_dataset(900, "Base", root / "base", num_train=2, num_test=0)
+    teacher = make_model_folder(root / "models" / "nnUNetTrainer__ktPlans_light_unet__2d",
+                                with_architecture(nnunet_plans(), "light_unet"))
+    broken = []
+    for index, (name, (mutate, images_broken)) in enumerate(BROKEN_DATASETS.items()):
+        folder = root / "nnUNet_raw" / f"Dataset{901 + index}_Fuzz"
+        shutil.copytree(base, folder)
+        mutate(folder)
+        broken.append(_Broken(name, 901 + index, folder, images_broken))
+    return root, teacher, broken
+
+
+def _tree(root: Path) -> set:
+    return {p for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results") for p in (root / variable).rglob("*")}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_fuzz_broken_datasets_give_one_error_line_and_leave_nothing(broken_datasets, command, monkeypatch):
+    """Fuzz: 21 broken datasets fed to each command's dataset argument: exit 1, one `Error:` line naming the file,
+    no traceback, nothing new under nnUNet_raw/preprocessed/results (`label` reads only the images, so it gets
+    the sets with broken images)."""
+    from kt_nnunet.cli import main
+
+    root, teacher, broken = broken_datasets
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(variable, str(root / variable))
+    monkeypatch.setenv("nnUNet_def_n_proc", "1")
+    cases = [d for d in broken if d.images_broken or command != "label"]
+    assert len(cases) >= (6 if command == "label" else 20)
+    failures = []
+    for dataset in cases:
+        before = _tree(root)
+        result = CliRunner().invoke(main, COMMANDS[command](dataset, teacher))
+        new = sorted(str(p.relative_to(root)) for p in _tree(root) - before)
+        lines = result.output.strip().splitlines()
+        if (result.exit_code != 1 or "Traceback" in result.output or new or len(lines) != 1
+                or not lines[-1].startswith("Error: ") or str(dataset.folder.name) not in lines[-1]):
+            failures.append(f"{dataset.name}: exit {result.exit_code}, new {new[:3]}, "
+                            f"{type(result.exception).__name__}: {result.output.strip()[-300:]}")
+            for path in new:  # keep one failure from spoiling the next dataset's check
+                shutil.rmtree(root / path, ignore_errors=True) if (root / path).is_dir() else (root / path).unlink(
+                    missing_ok=True)
+    assert not failures, "\n".join(failures)

@@ -134,9 +134,13 @@ def reader_class(file_ending: str, example_file: str | Path):
                            "not an image. Replace it with a valid file (or remove it and its case).")
 
 
-def check_gzip_complete(path: str | Path) -> None:
-    """Refuse a cut-short ``.gz`` file: SimpleITK reads one without complaint (the missing voxels come back as
-    zeros), so a half-copied image would silently train and label as a black region."""
+def check_file_complete(path: str | Path) -> None:
+    """Refuse an empty file and a cut-short ``.gz`` file: SimpleITK reads the latter without complaint (the
+    missing voxels come back as zeros), so a half-copied image would silently train and label as a black region.
+    Reads no pixels, so a whole image set can be checked before any output is written."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise CorruptFileError(f"{path}: cannot be read: the file is empty (an interrupted copy?); replace it with "
+                               "a complete file or remove the case")
     if not str(path).lower().endswith(".gz"):
         return
     try:
@@ -153,7 +157,7 @@ def read_images(files: Sequence[str | Path], reader=None) -> tuple[np.ndarray, d
     """All channel files of one case as nnU-Net reads them: ``(C, *spatial)`` float32 and properties."""
     files = [str(f) for f in files]
     for file in files:
-        check_gzip_complete(file)
+        check_file_complete(file)
     ending = file_ending_of(files[0])
     reader = reader or reader_class(ending, files[0])
     try:
@@ -174,7 +178,7 @@ def read_images(files: Sequence[str | Path], reader=None) -> tuple[np.ndarray, d
 
 def read_seg(file: str | Path, reader=None) -> tuple[np.ndarray, dict]:
     """A label file as nnU-Net reads it: ``(1, *spatial)`` and properties."""
-    check_gzip_complete(file)
+    check_file_complete(file)
     reader = reader or reader_class(file_ending_of(file), file)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -269,6 +273,9 @@ def load_dataset_json(folder: str | Path, required: Iterable[str] = REQUIRED_DAT
         content = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetJsonError(f"{path} is not valid JSON ({exc}); fix or regenerate it") from exc
+    if not isinstance(content, dict):
+        raise DatasetJsonError(f"{path} holds a JSON {type(content).__name__}, not an object with the keys "
+                               f"{list(REQUIRED_DATASET_JSON_KEYS)}; fix or regenerate it")
     missing = [k for k in required if k not in content]
     if missing:
         raise DatasetJsonError(f"{path} lacks the key(s) {missing}; nnU-Net requires "
