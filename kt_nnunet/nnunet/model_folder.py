@@ -57,8 +57,8 @@ def _locate_module_class(path: str, package: str):
         return None
     try:
         found = pydoc.locate(path)
-    except pydoc.ErrorDuringImport:
-        return None
+    except pydoc.ErrorDuringImport as exc:  # an allowed package that fails to import: say so, not "refused"
+        raise ImportError(f"{path!r} cannot be imported ({exc.exc.__name__}: {exc.value})") from exc
     if isinstance(found, type) and issubclass(found, torch.nn.Module) and found.__module__.startswith(package):
         return found
     return None
@@ -86,7 +86,14 @@ def check_plans_architecture(plans: dict, configuration: str, where) -> None:
                                "with") from exc
     key = f"configurations.{configuration}.architecture"
     registered = {spec.class_path: spec.name for spec in list_architectures()}
-    if class_name not in registered and _locate_module_class(class_name, NNUNET_NETWORK_PACKAGE) is None:
+
+    def locate(path, package, entry):
+        try:
+            return _locate_module_class(path, package)
+        except ImportError as exc:
+            raise ModelFolderError(f"{where}: {key}.{entry} {exc}; install what it needs in this environment")
+
+    if class_name not in registered and locate(class_name, NNUNET_NETWORK_PACKAGE, "network_class_name") is None:
         raise UnsafePlansError(
             f"{where}: refused {key}.network_class_name {class_name!r}: nnU-Net would import and call it, and it "
             f"is neither a registered kt-nnunet architecture ({', '.join(sorted(registered.values()))}) nor a "
@@ -94,7 +101,7 @@ def check_plans_architecture(plans: dict, configuration: str, where) -> None:
             "`kt-nnunet architectures`) or use a model whose plans name a known network")
     for name in requires_import:
         value = arch_kwargs.get(name) if isinstance(arch_kwargs, dict) else None
-        if value is not None and _locate_module_class(value, KW_IMPORT_PACKAGE) is None:
+        if value is not None and locate(value, KW_IMPORT_PACKAGE, f"arch_kwargs.{name}") is None:
             raise UnsafePlansError(
                 f"{where}: refused {key}.arch_kwargs.{name} {value!r} (listed in _kw_requires_import, so nnU-Net "
                 f"would import it): only {KW_IMPORT_PACKAGE.rstrip('.')} classes are accepted there, e.g. "
