@@ -194,6 +194,12 @@ def test_item8_a_crash_while_saving_leaves_the_previous_checkpoint(budget_traine
     assert load_checkpoint_safely(latest)["current_epoch"] == 5
     assert [p.name for p in fold.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
+    monkeypatch.setattr(torch, "save", real_save)
+    (fold / ".checkpoint_latest.pth.x1y2.tmp").write_bytes(b"torn")  # what a kill -9 mid-save leaves
+    trainer.save_checkpoint(str(latest))
+    assert load_checkpoint_safely(latest)["current_epoch"] == 10
+    assert [p.name for p in fold.iterdir() if p.name.startswith(".")] == []
+
 
 def test_item8_an_unreadable_checkpoint_latest_falls_back_to_best_or_restarts(budget_trainer, capsys):
     """Item 8: resuming from a torn checkpoint_latest.pth crashed; it now uses checkpoint_best.pth or restarts."""

@@ -136,6 +136,8 @@ class nnUNetTrainerKTBudget(nnUNetTrainer):
         """nnU-Net's checkpoint, written atomically, naming ``nnUNetTrainer`` where that rebuilds the network."""
         if self.local_rank != 0 or self.disable_checkpointing:
             return super().save_checkpoint(filename)
+        for stale in Path(filename).parent.glob(f".{Path(filename).name}.*.tmp"):  # left by a killed save
+            stale.unlink(missing_ok=True)
         with atomic_file(filename) as tmp:
             super().save_checkpoint(str(tmp))
             name = stock_trainer_name(type(self))
