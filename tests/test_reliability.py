@@ -250,6 +250,14 @@ def test_lower_budget_trainer_checkpoints_name_nnunet_trainer(budget_trainer):
     checkpoint = load_checkpoint_safely(fold / "checkpoint_final.pth")
     assert checkpoint["trainer_name"] == "nnUNetTrainer"
     assert checkpoint["kt_trainer_name"] == "nnUNetTrainerKTBudget"
+    # what kt-nnunet records about the model (labelling provenance, evaluation) still names the real class
+    from kt_nnunet.nnunet.model_folder import load_trained_model
+
+    folder = fold.parent
+    (folder / "plans.json").write_text(json.dumps(trainer.plans_manager.plans))
+    (folder / "dataset.json").write_text(json.dumps(trainer.dataset_json))
+    assert load_trained_model(folder, checkpoint_name="checkpoint_final.pth").provenance()["trainer"] == \
+        "nnUNetTrainerKTBudget"
 
 
 # ------------------------------------------------------------------------------------- fuzz

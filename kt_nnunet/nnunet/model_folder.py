@@ -247,7 +247,9 @@ def load_trained_model(folder: str | Path, folds: Optional[Sequence[int]] = None
                                "was trained with; the folder's plans.json does not belong to this checkpoint")
     check_plans_architecture(plans, configuration, folder / "plans.json")
     mirroring = first.get("inference_allowed_mirroring_axes")
-    return TrainedModel(folder, plans, dataset_json, configuration, folds, checkpoint_name, first["trainer_name"],
+    # kt-nnunet's checkpoints name nnUNetTrainer for stock prediction and keep the class that trained them
+    trainer = first.get("kt_trainer_name") or first["trainer_name"]
+    return TrainedModel(folder, plans, dataset_json, configuration, folds, checkpoint_name, trainer,
                         tuple(mirroring) if mirroring is not None else None, state_dicts, hashes)
 
 
