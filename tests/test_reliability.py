@@ -397,3 +397,56 @@ def test_fuzz_broken_datasets_give_one_error_line_and_leave_nothing(broken_datas
                 shutil.rmtree(root / path, ignore_errors=True) if (root / path).is_dir() else (root / path).unlink(
                     missing_ok=True)
     assert not failures, "\n".join(failures)
+
+
+def _edit_checkpoint(folder: Path, change) -> None:
+    path = folder / "fold_0" / "checkpoint_final.pth"
+    checkpoint = torch.load(path, weights_only=False)  # our own fixture file
+    change(checkpoint)
+    torch.save(checkpoint, path)
+
+
+def _edit_plans(folder: Path, change) -> None:
+    plans = json.loads((folder / "plans.json").read_text())
+    change(plans)
+    (folder / "plans.json").write_text(json.dumps(plans))
+
+
+BROKEN_TEACHERS = {
+    "plans_a_list": lambda f: (f / "plans.json").write_text("[]"),
+    "plans_without_configurations": lambda f: _edit_plans(f, lambda p: p.pop("configurations")),
+    "plans_without_patch_size": lambda f: _edit_plans(f, lambda p: p["configurations"]["2d"].pop("patch_size")),
+    "unknown_reader": lambda f: _edit_plans(f, lambda p: p.update(image_reader_writer="NoSuchIO")),
+    "unknown_normalization": lambda f: _edit_plans(f, lambda p: p["configurations"]["2d"].update(
+        normalization_schemes=["NoSuchNormalization"])),
+    "dataset_json_without_labels": lambda f: (f / "dataset.json").write_text('{"channel_names": {"0": "x"}}'),
+    "checkpoint_without_init_args": lambda f: _edit_checkpoint(f, lambda c: c.pop("init_args")),
+    "weights_of_another_shape": lambda f: _edit_checkpoint(f, lambda c: c.update(
+        network_weights={k: v[:1] for k, v in c["network_weights"].items()})),
+    "weights_missing_a_tensor": lambda f: _edit_checkpoint(f, lambda c: c["network_weights"].pop(
+        next(iter(c["network_weights"])))),
+    "checkpoint_truncated": lambda f: (f / "fold_0/checkpoint_final.pth").write_bytes(
+        (f / "fold_0/checkpoint_final.pth").read_bytes()[:500]),
+}
+
+
+def test_fuzz_broken_teacher_folders_give_one_error_line(nnunet_env, transferal, tmp_path):  # noqa: F811
+    """Fuzz (checkpoints and plans from others): broken teacher folders fed to `kt-nnunet label` give one `Error:`
+    line naming the folder's file, not a traceback from inside nnU-Net on the first image."""
+    from kt_nnunet.cli import main
+
+    good = make_model_folder(tmp_path / "good", with_architecture(nnunet_plans(), "light_unet"))
+    failures = []
+    for index, (name, mutate) in enumerate(BROKEN_TEACHERS.items()):
+        teacher = tmp_path / name
+        shutil.copytree(good, teacher)
+        mutate(teacher)
+        result = CliRunner().invoke(main, ["label", "--teacher", str(teacher), "--images", str(transferal), "--out",
+                                           f"Dataset{840 + index}_Out", "--no-tta", "--no-progress"])
+        lines = result.output.strip().splitlines()
+        if (result.exit_code != 1 or "Traceback" in result.output or len(lines) != 1
+                or not lines[0].startswith("Error: ") or str(teacher) not in lines[0]):
+            failures.append(f"{name}: exit {result.exit_code}, {type(result.exception).__name__}: "
+                            f"{result.output.strip()[-300:]}")
+    assert not failures, "\n".join(failures)
+    assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == []

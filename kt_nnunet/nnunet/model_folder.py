@@ -230,6 +230,13 @@ def load_trained_model(folder: str | Path, folds: Optional[Sequence[int]] = None
         raise ModelFolderError(f"model folder {folder} does not exist")
     plans = _read_json(folder / "plans.json")
     dataset_json = _read_json(folder / "dataset.json")
+    if not isinstance(plans, dict) or not isinstance(plans.get("configurations"), dict):
+        raise ModelFolderError(f"{folder / 'plans.json'} is not an nnU-Net plans file (no 'configurations' "
+                               "object); restore the plans.json that nnUNetv2_train copied into the model folder")
+    missing = [k for k in DATASET_JSON_KEYS if not isinstance(dataset_json, dict) or k not in dataset_json]
+    if missing:
+        raise ModelFolderError(f"{folder / 'dataset.json'} lacks {missing}; restore the dataset.json that "
+                               "nnUNetv2_train copied into the model folder")
     folds = tuple(folds) if folds is not None else available_folds(folder, checkpoint_name)
     if not folds:
         raise ModelFolderError(f"no fold_*/{checkpoint_name} in {folder}; train a fold first or pass --checkpoint "
@@ -241,16 +248,73 @@ def load_trained_model(folder: str | Path, folds: Optional[Sequence[int]] = None
         first = first or checkpoint
         state_dicts.append(checkpoint["network_weights"])
         hashes[str(fold)] = sha256_of(path)
-    configuration = first["init_args"]["configuration"]
+    configuration = (first.get("init_args") or {}).get("configuration")
+    if not isinstance(configuration, str):
+        raise ModelFolderError(f"{folder / f'fold_{folds[0]}' / checkpoint_name} names no configuration "
+                               "(init_args.configuration); it was not written by nnUNetv2_train or kt-nnunet")
     if configuration not in plans["configurations"]:
         raise ModelFolderError(f"{folder}/plans.json has no configuration {configuration!r}, which the checkpoint "
                                "was trained with; the folder's plans.json does not belong to this checkpoint")
     check_plans_architecture(plans, configuration, folder / "plans.json")
     mirroring = first.get("inference_allowed_mirroring_axes")
     # kt-nnunet's checkpoints name nnUNetTrainer for stock prediction and keep the class that trained them
-    trainer = first.get("kt_trainer_name") or first["trainer_name"]
-    return TrainedModel(folder, plans, dataset_json, configuration, folds, checkpoint_name, trainer,
-                        tuple(mirroring) if mirroring is not None else None, state_dicts, hashes)
+    trainer = first.get("kt_trainer_name") or first.get("trainer_name") or "unknown"
+    model = TrainedModel(folder, plans, dataset_json, configuration, folds, checkpoint_name, trainer,
+                         tuple(mirroring) if mirroring is not None else None, state_dicts, hashes)
+    _check_usable(model)
+    return model
+
+
+DATASET_JSON_KEYS = ("labels", "channel_names")
+# What nnU-Net's preprocessing, prediction and export read from the plans (2.8).
+PLANS_KEYS = ("transpose_forward", "transpose_backward", "image_reader_writer")
+CONFIGURATION_KEYS = ("patch_size", "spacing", "normalization_schemes", "use_mask_for_norm", "preprocessor_name",
+                      "resampling_fn_data", "resampling_fn_data_kwargs", "resampling_fn_probabilities",
+                      "resampling_fn_probabilities_kwargs")
+
+
+def _check_usable(model: TrainedModel) -> None:
+    """Read now what nnU-Net reads at prediction time, so a broken folder is one error naming its file and key,
+    not a traceback from deep inside nnU-Net on the first image."""
+    import nnunetv2
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    plans_file = model.folder / "plans.json"
+    configuration = model.plans_manager.get_configuration(model.configuration).configuration
+    missing = [k for k in PLANS_KEYS if k not in model.plans] + [
+        f"configurations.{model.configuration}.{k}" for k in CONFIGURATION_KEYS if k not in configuration]
+    if missing:
+        raise ModelFolderError(f"{plans_file} lacks {missing}; restore the plans.json the model was trained with")
+    try:
+        model.plans_manager.image_reader_writer_class
+    except RuntimeError as exc:
+        raise ModelFolderError(f"{plans_file}: image_reader_writer {model.plans['image_reader_writer']!r} is not an "
+                               "nnU-Net reader in this installation (e.g. SimpleITKIO, NibabelIO)") from exc
+    lookups = [("preprocessor_name", configuration["preprocessor_name"], "preprocessing")] + [
+        ("normalization_schemes", scheme, "preprocessing/normalization") for scheme in
+        configuration["normalization_schemes"]]
+    for key, name, package in lookups:
+        if not isinstance(name, str) or recursive_find_python_class(
+                str(Path(nnunetv2.__path__[0], package)), name, f"nnunetv2.{package.replace('/', '.')}") is None:
+            raise ModelFolderError(f"{plans_file}: configurations.{model.configuration}.{key} {name!r} is not a "
+                                   f"class of nnunetv2.{package.replace('/', '.')}; restore the plans.json the "
+                                   "model was trained with")
+    try:
+        network = model.build_network()
+    except KtNnunetError:
+        raise
+    except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as exc:
+        raise ModelFolderError(f"{plans_file}: nnU-Net cannot build the network of configuration "
+                               f"{model.configuration!r} from its architecture block ({type(exc).__name__}: {exc})"
+                               [:600]) from exc
+    for fold, state_dict in zip(model.folds, model.state_dicts):
+        try:
+            network.load_state_dict(state_dict)
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            reason = " ".join(str(exc).split())
+            raise ModelFolderError(f"{model.folder / f'fold_{fold}' / model.checkpoint_name}: its weights do not fit "
+                                   f"the network that {plans_file} describes ({reason[:300]}); the checkpoint and "
+                                   "plans.json come from different trainings") from exc
 
 
 def make_predictor(model: TrainedModel, device: torch.device = torch.device("cpu"), use_mirroring: bool = True,
