@@ -313,8 +313,9 @@ def _check_usable(model: TrainedModel) -> None:
         except (RuntimeError, TypeError, AttributeError) as exc:
             reason = " ".join(str(exc).split())
             raise ModelFolderError(f"{model.folder / f'fold_{fold}' / model.checkpoint_name}: its weights do not fit "
-                                   f"the network that {plans_file} describes ({reason[:300]}); the checkpoint and "
-                                   "plans.json come from different trainings") from exc
+                                   f"the network that {plans_file} and dataset.json (labels, channels) describe "
+                                   f"({reason[:300]}); the checkpoint, plans.json and dataset.json must come from "
+                                   "one training") from exc
 
 
 def make_predictor(model: TrainedModel, device: torch.device = torch.device("cpu"), use_mirroring: bool = True,
