@@ -141,7 +141,7 @@ def check_file_complete(path: str | Path) -> None:
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise CorruptFileError(f"{path}: cannot be read: the file is empty (an interrupted copy?); replace it with "
                                "a complete file or remove the case")
-    if not str(path).lower().endswith(".gz"):
+    if not str(path).lower().endswith(".gz") or _nifti_gz_size_matches(path):
         return
     try:
         with gzip.open(path, "rb") as stream:
@@ -151,6 +151,26 @@ def check_file_complete(path: str | Path) -> None:
         raise CorruptFileError(f"{path}: cannot be read: its gzip data is truncated or damaged ({short_reason(exc)}; "
                                "an interrupted copy or download?); replace it with a complete file or remove the "
                                "case") from exc
+
+
+def _nifti_gz_size_matches(path: str | Path) -> bool:
+    """Whether a ``.nii.gz`` file's gzip trailer (uncompressed size mod 2**32) is the size its NIfTI header
+    promises. A cut-short file ends in compressed data instead, so a match clears a complete file without
+    decompressing it; anything else (no match, not NIfTI) gets the full check."""
+    import nibabel as nib
+
+    try:
+        with open(path, "rb") as raw:
+            raw.seek(-4, 2)
+            trailer_size = int.from_bytes(raw.read(4), "little")
+        with gzip.open(path, "rb") as stream:
+            head = stream.read(540)
+        nifti2 = 540 in (int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big"))
+        header = (nib.Nifti2Header if nifti2 else nib.Nifti1Header).from_fileobj(io.BytesIO(head))
+        data_bytes = int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
+        return (int(header["vox_offset"]) + data_bytes) % 2**32 == trailer_size
+    except Exception:  # not a NIfTI header, or unreadable: the full check decides and explains
+        return False
 
 
 def read_images(files: Sequence[str | Path], reader=None) -> tuple[np.ndarray, dict]:
