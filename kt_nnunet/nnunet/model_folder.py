@@ -255,7 +255,6 @@ def load_trained_model(folder: str | Path, folds: Optional[Sequence[int]] = None
     if configuration not in plans["configurations"]:
         raise ModelFolderError(f"{folder}/plans.json has no configuration {configuration!r}, which the checkpoint "
                                "was trained with; the folder's plans.json does not belong to this checkpoint")
-    check_plans_architecture(plans, configuration, folder / "plans.json")
     mirroring = first.get("inference_allowed_mirroring_axes")
     # kt-nnunet's checkpoints name nnUNetTrainer for stock prediction and keep the class that trained them
     trainer = first.get("kt_trainer_name") or first.get("trainer_name") or "unknown"
@@ -275,7 +274,8 @@ CONFIGURATION_KEYS = ("patch_size", "spacing", "normalization_schemes", "use_mas
 
 def _check_usable(model: TrainedModel) -> None:
     """Read now what nnU-Net reads at prediction time, so a broken folder is one error naming its file and key,
-    not a traceback from deep inside nnU-Net on the first image."""
+    not a traceback from deep inside nnU-Net on the first image. Building the network checks the plans'
+    architecture first (``check_plans_architecture``)."""
     import nnunetv2
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
 
