@@ -44,9 +44,11 @@ def test_stock_train_and_predict_a_planned_architecture(nnunet_env, architecture
     assert any("Epoch 1" in p.read_text() and "Epoch 2" not in p.read_text() for p in progress)
 
     predictions = tmp_path / "predictions"
+    # The checkpoint names nnUNetTrainer, so prediction needs no nnUNet_extTrainer (issue 11).
+    predict_env = {k: v for k, v in env.items() if k != "nnUNet_extTrainer"}
     run(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(predictions), "-d", "991", "-c", "2d",
          "-p", plans_name, "-tr", "nnUNetTrainerKTBudget", "-f", "0", "-device", "cpu", "-npp", "0", "-nps", "0"],
-        env)
+        predict_env)
     cases = sorted(p.name for p in (raw / "labelsTs").iterdir())
     assert sorted(p.name for p in predictions.glob("*.nii.gz")) == cases
     for case in cases:

@@ -45,7 +45,14 @@ class DatasetSummary:
 
 def check_labels_declaration(labels: dict, where: Path) -> list[int]:
     """dataset.json ``labels``: background 0 and consecutive integers (an ``ignore`` label may be max+1)."""
-    values = label_values(labels)
+    if not isinstance(labels, dict):
+        raise NonConsecutiveLabelsError(f"{where}: labels must map names to integers, e.g. "
+                                        f'{{"background": 0, "organ": 1}} (found {labels!r})')
+    try:
+        values = label_values(labels)
+    except (TypeError, ValueError) as exc:
+        raise NonConsecutiveLabelsError(f"{where}: labels must be integers (or lists of integers for regions), "
+                                        f"found {labels}; write e.g. \"organ\": 1") from exc
     if labels.get("background") != 0 and 0 not in values:
         raise NonConsecutiveLabelsError(f"{where}: labels must include background = 0 (found {labels}); add "
                                         '"background": 0')

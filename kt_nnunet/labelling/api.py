@@ -33,7 +33,7 @@ from kt_nnunet.labelling.teachers import (TeacherSpec, check_inputs, load_teache
                                           reconcile_labels)
 from kt_nnunet.nnunet.inference import (TeacherInference, default_reader_writer_name, write_segmentation)
 from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT
-from kt_nnunet.nnunet.raw_dataset import read_images, write_dataset_json
+from kt_nnunet.nnunet.raw_dataset import check_file_complete, read_images, write_dataset_json
 
 DATASET_NAME = re.compile(r"^Dataset\d{3}_[A-Za-z0-9_\-]+$")
 
@@ -182,6 +182,9 @@ class Labeller:
         if target in (transferal.source, transferal.folder) or transferal.folder.is_relative_to(target):
             raise LabellingError(f"--out {target} is the transferal image folder itself; choose a new dataset")
         check_channel_files(transferal, self.num_channels, self.teacher_description())
+        for files in transferal.cases.values():  # a cut-short file fails now, not after other cases were written
+            for file in files:
+                check_file_complete(file)
         supported = getattr(self.reader_writer, "supported_file_endings", None)
         if supported is not None and transferal.file_ending not in supported:
             raise LabellingError(

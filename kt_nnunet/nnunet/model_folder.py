@@ -30,6 +30,84 @@ class ModelFolderError(KtNnunetError):
     """A model folder or checkpoint is missing, unreadable, unsafe or inconsistent."""
 
 
+class UnsafeCheckpointError(ModelFolderError):
+    """A checkpoint holds objects that loading would have to execute; never worked around, unlike a torn file."""
+
+
+class UnsafePlansError(ModelFolderError):
+    """A plans file names code outside what kt-nnunet lets nnU-Net import and call."""
+
+
+# nnU-Net pydoc.locates and calls ``network_class_name`` with ``arch_kwargs`` (``torch.hub.load`` runs any
+# hubconf.py), and locates every ``_kw_requires_import`` value: in a plans file from others that is code.
+NNUNET_NETWORK_PACKAGE = "dynamic_network_architectures."
+KW_IMPORT_PACKAGE = "torch.nn."
+
+
+def _locate_module_class(path: str, package: str):
+    """The ``nn.Module`` class that ``path`` names if it is defined in ``package``; None otherwise.
+
+    Only public names are followed, and the class must really live in ``package``, so a path that reaches
+    ``os`` or ``torch.hub`` through a module's imports (``...unet.torch.hub.load``) is not a way around.
+    """
+    import pydoc
+
+    if not isinstance(path, str) or not path.startswith(package) or any(
+            not part.isidentifier() or part.startswith("_") for part in path.split(".")):
+        return None
+    try:
+        found = pydoc.locate(path)
+    except pydoc.ErrorDuringImport as exc:  # an allowed package that fails to import: say so, not "refused"
+        raise ImportError(f"{path!r} cannot be imported ({exc.exc.__name__}: {exc.value})") from exc
+    if isinstance(found, type) and issubclass(found, torch.nn.Module) and found.__module__.startswith(package):
+        return found
+    return None
+
+
+def check_plans_architecture(plans: dict, configuration: str, where) -> None:
+    """Refuse a plans configuration whose network nnU-Net would build from anything but a known network class.
+
+    Accepted: the class of a registered kt-nnunet architecture (built-ins and installed plugins), a class of
+    ``dynamic_network_architectures`` (nnU-Net's own U-Nets), and ``torch.nn`` classes for
+    ``_kw_requires_import``. ``where`` (the plans file) is named in the error.
+    """
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from kt_nnunet.registry import list_architectures
+
+    try:
+        architecture = PlansManager(plans).get_configuration(configuration).configuration["architecture"]
+        class_name = architecture["network_class_name"]
+        arch_kwargs = architecture.get("arch_kwargs") or {}
+        requires_import = architecture.get("_kw_requires_import") or []
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise UnsafePlansError(f"{where}: configuration {configuration!r} has no readable architecture block "
+                               f"({type(exc).__name__}: {exc}); restore the plans file the model was trained "
+                               "with") from exc
+    key = f"configurations.{configuration}.architecture"
+    registered = {spec.class_path: spec.name for spec in list_architectures()}
+
+    def locate(path, package, entry):
+        try:
+            return _locate_module_class(path, package)
+        except ImportError as exc:
+            raise ModelFolderError(f"{where}: {key}.{entry} {exc}; install what it needs in this environment")
+
+    if class_name not in registered and locate(class_name, NNUNET_NETWORK_PACKAGE, "network_class_name") is None:
+        raise UnsafePlansError(
+            f"{where}: refused {key}.network_class_name {class_name!r}: nnU-Net would import and call it, and it "
+            f"is neither a registered kt-nnunet architecture ({', '.join(sorted(registered.values()))}) nor a "
+            f"network of {NNUNET_NETWORK_PACKAGE.rstrip('.')}. Install the plugin that provides it (see "
+            "`kt-nnunet architectures`) or use a model whose plans name a known network")
+    for name in requires_import:
+        value = arch_kwargs.get(name) if isinstance(arch_kwargs, dict) else None
+        if value is not None and locate(value, KW_IMPORT_PACKAGE, f"arch_kwargs.{name}") is None:
+            raise UnsafePlansError(
+                f"{where}: refused {key}.arch_kwargs.{name} {value!r} (listed in _kw_requires_import, so nnU-Net "
+                f"would import it): only {KW_IMPORT_PACKAGE.rstrip('.')} classes are accepted there, e.g. "
+                "'torch.nn.modules.conv.Conv2d'; fix the plans file or use another model")
+
+
 def load_checkpoint_safely(path: Path) -> dict:
     """``torch.load(weights_only=True)`` with nnU-Net's allow-list; refuses anything that would run code."""
     path = Path(path)
@@ -42,7 +120,7 @@ def load_checkpoint_safely(path: Path) -> dict:
         if "Unsupported global" not in str(exc):  # not a blocked class/function: just not a readable pickle
             raise ModelFolderError(f"cannot read checkpoint {path} (it is corrupt or not a PyTorch checkpoint: "
                                    f"{str(exc).splitlines()[-1][:200]})") from exc
-        raise ModelFolderError(
+        raise UnsafeCheckpointError(
             f"refused to load {path}: it contains objects outside the safe allow-list (loading it could execute "
             f"code). Re-save it with only tensors and plain types, or retrain it. Detail: {str(exc)[-300:]}") from exc
     except Exception as exc:  # truncated zip, not a torch file, ...
@@ -102,6 +180,7 @@ class TrainedModel:
         """The network as nnU-Net's predictor builds it (deep supervision off), without trainer lookup."""
         from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+        check_plans_architecture(self.plans, self.configuration, self.folder / "plans.json")
         return nnUNetTrainer.build_network_architecture(
             self.plans_manager, self.configuration_manager, self.num_input_channels,
             self.label_manager.num_segmentation_heads, enable_deep_supervision=False)
@@ -151,6 +230,13 @@ def load_trained_model(folder: str | Path, folds: Optional[Sequence[int]] = None
         raise ModelFolderError(f"model folder {folder} does not exist")
     plans = _read_json(folder / "plans.json")
     dataset_json = _read_json(folder / "dataset.json")
+    if not isinstance(plans, dict) or not isinstance(plans.get("configurations"), dict):
+        raise ModelFolderError(f"{folder / 'plans.json'} is not an nnU-Net plans file (no 'configurations' "
+                               "object); restore the plans.json that nnUNetv2_train copied into the model folder")
+    missing = [k for k in DATASET_JSON_KEYS if not isinstance(dataset_json, dict) or k not in dataset_json]
+    if missing:
+        raise ModelFolderError(f"{folder / 'dataset.json'} lacks {missing}; restore the dataset.json that "
+                               "nnUNetv2_train copied into the model folder")
     folds = tuple(folds) if folds is not None else available_folds(folder, checkpoint_name)
     if not folds:
         raise ModelFolderError(f"no fold_*/{checkpoint_name} in {folder}; train a fold first or pass --checkpoint "
@@ -162,13 +248,74 @@ def load_trained_model(folder: str | Path, folds: Optional[Sequence[int]] = None
         first = first or checkpoint
         state_dicts.append(checkpoint["network_weights"])
         hashes[str(fold)] = sha256_of(path)
-    configuration = first["init_args"]["configuration"]
+    configuration = (first.get("init_args") or {}).get("configuration")
+    if not isinstance(configuration, str):
+        raise ModelFolderError(f"{folder / f'fold_{folds[0]}' / checkpoint_name} names no configuration "
+                               "(init_args.configuration); it was not written by nnUNetv2_train or kt-nnunet")
     if configuration not in plans["configurations"]:
         raise ModelFolderError(f"{folder}/plans.json has no configuration {configuration!r}, which the checkpoint "
                                "was trained with; the folder's plans.json does not belong to this checkpoint")
     mirroring = first.get("inference_allowed_mirroring_axes")
-    return TrainedModel(folder, plans, dataset_json, configuration, folds, checkpoint_name, first["trainer_name"],
-                        tuple(mirroring) if mirroring is not None else None, state_dicts, hashes)
+    # kt-nnunet's checkpoints name nnUNetTrainer for stock prediction and keep the class that trained them
+    trainer = first.get("kt_trainer_name") or first.get("trainer_name") or "unknown"
+    model = TrainedModel(folder, plans, dataset_json, configuration, folds, checkpoint_name, trainer,
+                         tuple(mirroring) if mirroring is not None else None, state_dicts, hashes)
+    _check_usable(model)
+    return model
+
+
+DATASET_JSON_KEYS = ("labels", "channel_names")
+# What nnU-Net's preprocessing, prediction and export read from the plans (2.8).
+PLANS_KEYS = ("transpose_forward", "transpose_backward", "image_reader_writer")
+CONFIGURATION_KEYS = ("patch_size", "spacing", "normalization_schemes", "use_mask_for_norm", "preprocessor_name",
+                      "resampling_fn_data", "resampling_fn_data_kwargs", "resampling_fn_probabilities",
+                      "resampling_fn_probabilities_kwargs")
+
+
+def _check_usable(model: TrainedModel) -> None:
+    """Read now what nnU-Net reads at prediction time, so a broken folder is one error naming its file and key,
+    not a traceback from deep inside nnU-Net on the first image. Building the network checks the plans'
+    architecture first (``check_plans_architecture``)."""
+    import nnunetv2
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    plans_file = model.folder / "plans.json"
+    configuration = model.plans_manager.get_configuration(model.configuration).configuration
+    missing = [k for k in PLANS_KEYS if k not in model.plans] + [
+        f"configurations.{model.configuration}.{k}" for k in CONFIGURATION_KEYS if k not in configuration]
+    if missing:
+        raise ModelFolderError(f"{plans_file} lacks {missing}; restore the plans.json the model was trained with")
+    try:
+        model.plans_manager.image_reader_writer_class
+    except RuntimeError as exc:
+        raise ModelFolderError(f"{plans_file}: image_reader_writer {model.plans['image_reader_writer']!r} is not an "
+                               "nnU-Net reader in this installation (e.g. SimpleITKIO, NibabelIO)") from exc
+    lookups = [("preprocessor_name", configuration["preprocessor_name"], "preprocessing")] + [
+        ("normalization_schemes", scheme, "preprocessing/normalization") for scheme in
+        configuration["normalization_schemes"]]
+    for key, name, package in lookups:
+        if not isinstance(name, str) or recursive_find_python_class(
+                str(Path(nnunetv2.__path__[0], package)), name, f"nnunetv2.{package.replace('/', '.')}") is None:
+            raise ModelFolderError(f"{plans_file}: configurations.{model.configuration}.{key} {name!r} is not a "
+                                   f"class of nnunetv2.{package.replace('/', '.')}; restore the plans.json the "
+                                   "model was trained with")
+    try:
+        network = model.build_network()
+    except KtNnunetError:
+        raise
+    except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as exc:
+        raise ModelFolderError(f"{plans_file}: nnU-Net cannot build the network of configuration "
+                               f"{model.configuration!r} from its architecture block ({type(exc).__name__}: {exc})"
+                               [:600]) from exc
+    for fold, state_dict in zip(model.folds, model.state_dicts):
+        try:
+            network.load_state_dict(state_dict)
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            reason = " ".join(str(exc).split())
+            raise ModelFolderError(f"{model.folder / f'fold_{fold}' / model.checkpoint_name}: its weights do not fit "
+                                   f"the network that {plans_file} and dataset.json (labels, channels) describe "
+                                   f"({reason[:300]}); the checkpoint, plans.json and dataset.json must come from "
+                                   "one training") from exc
 
 
 def make_predictor(model: TrainedModel, device: torch.device = torch.device("cpu"), use_mirroring: bool = True,

@@ -87,6 +87,16 @@ def _is_preprocessed(name: str, plans: dict, configuration: str) -> bool:
     return data_folder.is_dir() and len(list(data_folder.glob("*.pkl"))) == dataset_json["numTraining"]
 
 
+def check_raw_dataset(name: str) -> None:
+    """kt-nnunet's dataset validation before nnU-Net reads ``nnUNet_raw/<name>``: one error naming the file and
+    the fix, and nothing written. nnU-Net's own check prints per-file tracebacks and raises a bare
+    AssertionError or RuntimeError, and only after it has started writing into ``nnUNet_preprocessed``."""
+    # Validation is the data stage's; imported here, at call time, because it builds on this adapter's I/O.
+    from kt_nnunet.data.validate import validate_dataset
+
+    validate_dataset(raw_folder() / name, require_labels=True, check_test=False)
+
+
 def ensure_preprocessed(dataset: str | int, configuration: str = "2d", num_processes: int = 2,
                         verify_dataset_integrity: bool = True) -> str:
     """Run nnU-Net's fingerprint, planner and preprocessing for ``configuration`` unless already done.
@@ -100,6 +110,7 @@ def ensure_preprocessed(dataset: str | int, configuration: str = "2d", num_proce
     plans_file = preprocessed_folder() / name / f"{NNUNET_PLANS}.json"
     if plans_file.is_file() and _is_preprocessed(name, json.loads(plans_file.read_text()), configuration):
         return name
+    check_raw_dataset(name)
     from kt_nnunet.nnunet.serial_pools import serial_pools
 
     with _planning_environment(), serial_pools(num_processes <= 1):

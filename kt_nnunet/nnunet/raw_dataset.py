@@ -14,9 +14,11 @@ raises the same types; each message names the file and the fix.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import re
+import zlib
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -132,9 +134,50 @@ def reader_class(file_ending: str, example_file: str | Path):
                            "not an image. Replace it with a valid file (or remove it and its case).")
 
 
+def check_file_complete(path: str | Path) -> None:
+    """Refuse an empty file and a cut-short ``.gz`` file: SimpleITK reads the latter without complaint (the
+    missing voxels come back as zeros), so a half-copied image would silently train and label as a black region.
+    Reads no pixels, so a whole image set can be checked before any output is written."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise CorruptFileError(f"{path}: cannot be read: the file is empty (an interrupted copy?); replace it with "
+                               "a complete file or remove the case")
+    if not str(path).lower().endswith(".gz") or _nifti_gz_size_matches(path):
+        return
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except (EOFError, OSError, zlib.error) as exc:
+        raise CorruptFileError(f"{path}: cannot be read: its gzip data is truncated or damaged ({short_reason(exc)}; "
+                               "an interrupted copy or download?); replace it with a complete file or remove the "
+                               "case") from exc
+
+
+def _nifti_gz_size_matches(path: str | Path) -> bool:
+    """Whether a ``.nii.gz`` file's gzip trailer (uncompressed size mod 2**32) is the size its NIfTI header
+    promises. A cut-short file ends in compressed data instead, so a match clears a complete file without
+    decompressing it; anything else (no match, not NIfTI) gets the full check."""
+    import nibabel as nib
+
+    try:
+        with open(path, "rb") as raw:
+            raw.seek(-4, 2)
+            trailer_size = int.from_bytes(raw.read(4), "little")
+        with gzip.open(path, "rb") as stream:
+            head = stream.read(540)
+        nifti2 = 540 in (int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big"))
+        header = (nib.Nifti2Header if nifti2 else nib.Nifti1Header).from_fileobj(io.BytesIO(head))
+        data_bytes = int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
+        return (int(header["vox_offset"]) + data_bytes) % 2**32 == trailer_size
+    except Exception:  # not a NIfTI header, or unreadable: the full check decides and explains
+        return False
+
+
 def read_images(files: Sequence[str | Path], reader=None) -> tuple[np.ndarray, dict]:
     """All channel files of one case as nnU-Net reads them: ``(C, *spatial)`` float32 and properties."""
     files = [str(f) for f in files]
+    for file in files:
+        check_file_complete(file)
     ending = file_ending_of(files[0])
     reader = reader or reader_class(ending, files[0])
     try:
@@ -155,6 +198,7 @@ def read_images(files: Sequence[str | Path], reader=None) -> tuple[np.ndarray, d
 
 def read_seg(file: str | Path, reader=None) -> tuple[np.ndarray, dict]:
     """A label file as nnU-Net reads it: ``(1, *spatial)`` and properties."""
+    check_file_complete(file)
     reader = reader or reader_class(file_ending_of(file), file)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -249,6 +293,9 @@ def load_dataset_json(folder: str | Path, required: Iterable[str] = REQUIRED_DAT
         content = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetJsonError(f"{path} is not valid JSON ({exc}); fix or regenerate it") from exc
+    if not isinstance(content, dict):
+        raise DatasetJsonError(f"{path} holds a JSON {type(content).__name__}, not an object with the keys "
+                               f"{list(REQUIRED_DATASET_JSON_KEYS)}; fix or regenerate it")
     missing = [k for k in required if k not in content]
     if missing:
         raise DatasetJsonError(f"{path} lacks the key(s) {missing}; nnU-Net requires "

@@ -1,9 +1,10 @@
 """What every kt-nnunet transfer trainer shares: stock-loadable checkpoints and a provenance record.
 
-Two seams on top of ``nnUNetTrainerKTBudget`` (training length from the plans key ``kt_budget``):
+On top of ``nnUNetTrainerKTBudget`` (training length from the plans key ``kt_budget``; safe, atomic
+checkpoints):
 
-* ``save_checkpoint``: nnU-Net writes ``trainer_name = type(self).__name__`` into each checkpoint and
-  ``nnUNetv2_predict`` resolves that name with its trainer lookup, which only finds our classes when
+* checkpoints (``nnUNetTrainerKTBudget.save_checkpoint``): nnU-Net writes ``trainer_name = type(self).__name__``
+  and ``nnUNetv2_predict`` resolves that name with its trainer lookup, which only finds our classes when
   ``nnUNet_extTrainer`` is set. A trainer that does not override ``build_network_architecture``
   builds exactly the network ``nnUNetTrainer`` builds (the plans name the architecture), so the
   checkpoint names ``nnUNetTrainer`` and stock prediction works with or without ``nnUNet_extTrainer``.
@@ -17,22 +18,10 @@ import json
 import os
 from pathlib import Path
 
-import torch
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
 from kt_nnunet import __version__
-from kt_nnunet.nnunet.model_folder import load_checkpoint_safely
-from kt_nnunet.training.budget import nnUNetTrainerKTBudget
+from kt_nnunet.training.budget import STOCK_TRAINER_NAME, nnUNetTrainerKTBudget, stock_trainer_name  # noqa: F401
 
 PROVENANCE_FILE = "kt_provenance.json"
-STOCK_TRAINER_NAME = "nnUNetTrainer"
-
-
-def stock_trainer_name(trainer_class: type) -> str:
-    """The name a checkpoint of ``trainer_class`` can carry so that stock nnU-Net rebuilds its network."""
-    if trainer_class.build_network_architecture is nnUNetTrainer.build_network_architecture:
-        return STOCK_TRAINER_NAME
-    return trainer_class.__name__  # a custom network builder: prediction needs the real class
 
 
 def write_json_atomically(path: Path, content: dict) -> None:
@@ -42,20 +31,7 @@ def write_json_atomically(path: Path, content: dict) -> None:
 
 
 class nnUNetTrainerKTBase(nnUNetTrainerKTBudget):
-    """Budget trainer whose checkpoints stock ``nnUNetv2_predict`` loads without ``nnUNet_extTrainer``."""
-
-    def save_checkpoint(self, filename: str) -> None:
-        super().save_checkpoint(filename)
-        name = stock_trainer_name(type(self))
-        if self.local_rank != 0 or self.disable_checkpointing or name == type(self).__name__:
-            return
-        # Rewritten after nnU-Net's save (its method builds the dict inline); the file is our own, tensors only.
-        checkpoint = load_checkpoint_safely(Path(filename))
-        checkpoint["kt_trainer_name"] = checkpoint["trainer_name"]
-        checkpoint["trainer_name"] = name
-        tmp = f"{filename}.tmp"
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, filename)
+    """Budget trainer that records what it was trained from (``kt_provenance.json``)."""
 
     def kt_provenance(self) -> dict:
         """What this model was trained from; trainers add their own keys."""

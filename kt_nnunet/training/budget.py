@@ -8,13 +8,31 @@ nnU-Net seeds nothing. With ``kt_seed`` set, Python's, NumPy's and torch's gener
 before the network is built (its initialisation) and again right before the data loaders are made (patch
 sampling and augmentation), so a run is repeatable on one machine; see docs/reproducibility.md for what
 that covers (single-threaded augmentation, CPU, same thread count) and what it does not.
+
+Every kt-nnunet trainer derives from this one, which also hardens nnU-Net's checkpoint handling:
+
+* ``load_checkpoint`` reads files with ``weights_only=True`` (nnU-Net unpickles them, so a planted
+  ``checkpoint_latest.pth`` would run code on ``--continue``); a torn file falls back to
+  ``checkpoint_best.pth``, or the run restarts, with a one-line warning;
+* ``save_checkpoint`` writes a temporary file, fsyncs it and renames it into place, so a kill mid-save
+  leaves the previous checkpoint; it names ``nnUNetTrainer`` (real class under ``kt_trainer_name``) when
+  the network is nnU-Net's build from the plans, so stock ``nnUNetv2_predict`` needs no ``nnUNet_extTrainer``;
+* ``initialize`` refuses plans whose network (or ``_kw_requires_import``) names code outside the known
+  network classes, before nnU-Net imports and calls it.
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Union
+
 import torch
+from torch._dynamo import OptimizedModule
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from kt_nnunet import progress
+from kt_nnunet.data.atomic import atomic_file
+from kt_nnunet.nnunet.model_folder import (ModelFolderError, UnsafeCheckpointError, check_plans_architecture,
+                                           load_checkpoint_safely)
 from kt_nnunet.nnunet.planning import BUDGET_KEY, SEED_KEY
 from kt_nnunet.training.seeding import augmentation_is_reproducible, seed_everything
 
@@ -25,6 +43,16 @@ PROGRESS_PLOT_EVERY = 10
 # The augmentation stream gets its own seed, so changing the network (and so how many random numbers its
 # initialisation draws) does not change which patches are sampled.
 AUGMENTATION_SEED_OFFSET = 1_000_003
+STOCK_TRAINER_NAME = "nnUNetTrainer"
+# What nnU-Net's maybe_load_checkpoint tries on --continue, in order; a torn file falls back to the next.
+RESUME_ORDER = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
+
+
+def stock_trainer_name(trainer_class: type) -> str:
+    """The name a checkpoint of ``trainer_class`` can carry so that stock nnU-Net rebuilds its network."""
+    if trainer_class.build_network_architecture is nnUNetTrainer.build_network_architecture:
+        return STOCK_TRAINER_NAME
+    return trainer_class.__name__  # a custom network builder: prediction needs the real class
 
 
 class nnUNetTrainerKTBudget(nnUNetTrainer):
@@ -46,9 +74,79 @@ class nnUNetTrainerKTBudget(nnUNetTrainer):
         self.kt_seed = None if seed is None else int(seed)
 
     def initialize(self):
-        if self.kt_seed is not None and not self.was_initialized:
-            seed_everything(self.kt_seed, self.device)
+        if not self.was_initialized:
+            plans_file = Path(self.preprocessed_dataset_folder_base or ".") / f"{self.plans_manager.plans_name}.json"
+            check_plans_architecture(self.plans_manager.plans, self.configuration_name, plans_file)
+            if self.kt_seed is not None:
+                seed_everything(self.kt_seed, self.device)
         super().initialize()
+
+    def load_checkpoint(self, filename_or_checkpoint: Union[dict, str]) -> None:
+        """nnU-Net's ``load_checkpoint`` on a file read with ``weights_only=True`` (or on a dict).
+
+        nnU-Net 2.8.1's own method cannot take the dict it advertises (``checkpoint`` is only bound in its
+        ``str`` branch: UnboundLocalError), so its body is repeated here minus the unsafe ``torch.load``.
+        """
+        if not self.was_initialized:
+            self.initialize()
+        if isinstance(filename_or_checkpoint, dict):
+            checkpoint = filename_or_checkpoint
+        else:
+            checkpoint = self._read_resumable_checkpoint(Path(filename_or_checkpoint))
+            if checkpoint is None:
+                return
+        network = self.network.module if self.is_ddp else self.network
+        network = network._orig_mod if isinstance(network, OptimizedModule) else network
+        own_keys = network.state_dict().keys()
+        # nnU-Net's heuristic for weights saved from nn.DataParallel
+        weights = {k[7:] if k not in own_keys and k.startswith("module.") else k: v
+                   for k, v in checkpoint["network_weights"].items()}
+        self.my_init_kwargs = checkpoint["init_args"]
+        self.current_epoch = checkpoint["current_epoch"]
+        self.logger.load_checkpoint(checkpoint["logging"])
+        self._best_ema = checkpoint["_best_ema"]
+        self.inference_allowed_mirroring_axes = checkpoint.get("inference_allowed_mirroring_axes",
+                                                               self.inference_allowed_mirroring_axes)
+        network.load_state_dict(weights)
+        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        if self.grad_scaler is not None and checkpoint["grad_scaler_state"] is not None:
+            self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])
+
+    def _read_resumable_checkpoint(self, path: Path):
+        """``path`` read safely; if it is torn, the next checkpoint nnU-Net would resume from, or None (restart)."""
+        if not path.is_file() or path.name not in RESUME_ORDER:
+            return load_checkpoint_safely(path)
+        later = [path.with_name(n) for n in RESUME_ORDER[RESUME_ORDER.index(path.name) + 1:]]
+        for candidate in [path] + [p for p in later if p.is_file()]:
+            try:
+                checkpoint = load_checkpoint_safely(candidate)
+            except UnsafeCheckpointError:
+                raise  # planted code is refused, never skipped
+            except ModelFolderError:
+                continue
+            if candidate != path:
+                self.print_to_log_file(f"kt-nnunet: WARNING: {path} is unreadable (a run killed while saving?); "
+                                       f"resuming from {candidate.name} instead")
+            return checkpoint
+        self.print_to_log_file(f"kt-nnunet: WARNING: {path} is unreadable and no other checkpoint to resume "
+                               "from is readable; training this fold from scratch")
+        return None
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, written atomically, naming ``nnUNetTrainer`` where that rebuilds the network."""
+        if self.local_rank != 0 or self.disable_checkpointing:
+            return super().save_checkpoint(filename)
+        for stale in Path(filename).parent.glob(f".{Path(filename).name}.*.tmp"):  # left by a killed save
+            stale.unlink(missing_ok=True)
+        with atomic_file(filename) as tmp:
+            super().save_checkpoint(str(tmp))
+            name = stock_trainer_name(type(self))
+            if name != type(self).__name__:
+                # nnU-Net builds the dict inline in its method; the file is our own, tensors only.
+                checkpoint = load_checkpoint_safely(tmp)
+                checkpoint["kt_trainer_name"] = checkpoint["trainer_name"]
+                checkpoint["trainer_name"] = name
+                torch.save(checkpoint, tmp)
 
     def on_epoch_end(self):
         """nnU-Net's epoch end, announced as a progress event; progress.png is drawn every

@@ -144,12 +144,13 @@ def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: 
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
-    from kt_nnunet.nnunet.planning import dataset_id, dataset_name
+    from kt_nnunet.nnunet.planning import check_raw_dataset, dataset_id, dataset_name
     from kt_nnunet.nnunet.serial_pools import serial_pools
 
     folds = [source_fold] if source_fold is not None else available_folds(Path(model_folder), checkpoint)[:1]
     student = load_trained_model(model_folder, folds, checkpoint)  # weights_only=True, allow-list
     name = str(dataset_name(dataset))
+    check_raw_dataset(name)
     raw = raw_folder() / name
     dataset_json = json.loads((raw / "dataset.json").read_text())
     problems = []

@@ -76,7 +76,9 @@ def _saved_probabilities(name: str) -> Path:
 
 
 def _raw_dataset_json(name: str) -> dict:
-    return json.loads((raw_folder() / name / "dataset.json").read_text())
+    from kt_nnunet.nnunet.raw_dataset import load_dataset_json
+
+    return load_dataset_json(raw_folder() / name)
 
 
 def _has_labels(name: str) -> bool:

@@ -1,0 +1,452 @@
+"""Issue 11: untrusted files cannot run code, broken files give one clear error, checkpoints survive crashes.
+
+Each test states its item. None trains: trainers are built on a hand-written plans file and a preprocessed
+folder holding one placeholder file (nnU-Net's ``initialize`` only looks at file endings there).
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from labelling_teachers import (make_model_folder, nnunet_plans, teachers, transferal,  # noqa: F401  (fixtures)
+                                with_architecture)
+
+from kt_nnunet.errors import KtNnunetError
+
+DATASET = "Dataset611_Reliable"
+PLANS_NAME = "ktPlans_light_unet"
+
+
+class _WritesMarker:
+    """Unpickling this runs ``open(marker, 'w')``: what a planted checkpoint would do with os.system."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _plant_pickle(path: Path, marker: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"network_weights": {}, "payload": _WritesMarker(marker)}, path)
+
+
+@pytest.fixture
+def budget_trainer(nnunet_env):
+    """``build_trainer(nnUNetTrainerKTBudget, ...)`` on a tiny light U-Net plan, without preprocessing."""
+    from kt_nnunet.nnunet.training_api import build_trainer
+    from kt_nnunet.training.budget import nnUNetTrainerKTBudget
+
+    plans = with_architecture(nnunet_plans(), "light_unet")
+    plans["dataset_name"] = DATASET
+    plans["configurations"]["2d"]["kt_budget"] = {"num_epochs": 1, "num_iterations_per_epoch": 2,
+                                                  "num_val_iterations_per_epoch": 1}
+    folder = nnunet_env["nnUNet_preprocessed"] / DATASET
+    (folder / plans["configurations"]["2d"]["data_identifier"]).mkdir(parents=True)
+    (folder / plans["configurations"]["2d"]["data_identifier"] / "case_000.b2nd").touch()
+    (folder / f"{PLANS_NAME}.json").write_text(json.dumps(plans))
+    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "image"}, "numTraining": 1,
+                                                     "labels": {"background": 0, "class1": 1, "class2": 2},
+                                                     "file_ending": ".nii.gz"}))
+    (folder / "splits_final.json").write_text(json.dumps([{"train": ["case_000"], "val": ["case_000"]}] * 5))
+
+    def build():
+        return build_trainer(nnUNetTrainerKTBudget, DATASET, "2d", 0, PLANS_NAME, continue_training=True)
+
+    return build
+
+
+# ------------------------------------------------------------------------------------- code execution
+def test_item1_a_planted_pickle_in_checkpoint_latest_is_refused_on_continue(budget_trainer, tmp_path):
+    """Item 1: ``--continue`` unpickled a fold's checkpoint_latest.pth with weights_only=False (code execution)."""
+    from kt_nnunet.nnunet.model_folder import ModelFolderError
+    from kt_nnunet.nnunet.training_api import train_fold
+    from kt_nnunet.training.budget import nnUNetTrainerKTBudget
+
+    fold = Path(budget_trainer().output_folder)
+    marker = tmp_path / "pwned"
+    _plant_pickle(fold / "checkpoint_latest.pth", marker)
+    with pytest.raises(ModelFolderError, match=r"refused to load .*checkpoint_latest\.pth.*allow-list"):
+        train_fold(nnUNetTrainerKTBudget, DATASET, "2d", 0, PLANS_NAME, continue_training=True, validate=False)
+    assert not marker.exists()
+
+
+def _hub_teacher(root: Path, marker: Path) -> Path:
+    """A model folder whose plans name ``torch.hub.load`` on a local repo whose hubconf.py writes ``marker``."""
+    plans = nnunet_plans()
+    folder = make_model_folder(root / "nnUNetTrainer__evil__2d", plans)
+    repo = root / "repo"
+    repo.mkdir()
+    (repo / "hubconf.py").write_text(f"open({str(marker)!r}, 'w').close()\n\ndef net(**kwargs):\n    raise SystemExit\n")
+    plans["configurations"]["2d"]["architecture"] = {
+        "network_class_name": "torch.hub.load",
+        "arch_kwargs": {"repo_or_dir": str(repo), "model": "net", "source": "local", "trust_repo": True},
+        "_kw_requires_import": []}
+    (folder / "plans.json").write_text(json.dumps(plans))
+    return folder
+
+
+def test_item2_plans_naming_torch_hub_load_are_refused_by_label(nnunet_env, transferal, tmp_path):  # noqa: F811
+    """Item 2: plans.json is code: nnU-Net pydoc.locates and calls whatever network_class_name names."""
+    from kt_nnunet.cli import main
+
+    marker = tmp_path / "pwned"
+    teacher = _hub_teacher(tmp_path, marker)
+    result = CliRunner().invoke(main, ["label", "--teacher", str(teacher), "--images", str(transferal), "--out",
+                                       str(tmp_path / "Dataset830_Evil"), "--no-tta", "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "network_class_name" in result.output and "torch.hub.load" in result.output
+    assert str(teacher / "plans.json") in result.output.replace("\n", "")
+    assert not marker.exists()
+    assert not (tmp_path / "Dataset830_Evil").exists()
+
+
+@pytest.mark.parametrize("key,value", [
+    ("nonlin", "torch.hub.load"),
+    ("nonlin", "torch.nn.modules.module.torch.hub.load"),  # under torch.nn by name, not a torch.nn class
+    ("conv_op", "os.system"),
+])
+def test_item2_kw_requires_import_outside_torch_nn_is_refused(tmp_path, key, value):
+    """Item 2: ``_kw_requires_import`` entries are pydoc.located too; only torch.nn classes are accepted."""
+    from kt_nnunet.nnunet.model_folder import UnsafePlansError, load_trained_model
+
+    folder = make_model_folder(tmp_path / "teacher", nnunet_plans())
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["configurations"]["2d"]["architecture"]["arch_kwargs"][key] = value
+    (folder / "plans.json").write_text(json.dumps(plans))
+    with pytest.raises(UnsafePlansError, match=rf"plans\.json.*arch_kwargs\.{key}.*{value.replace('.', '.')}"):
+        load_trained_model(folder).build_network()
+
+
+def test_item2_a_trainer_refuses_plans_naming_other_code(budget_trainer, nnunet_env):
+    """Item 2: the trainers build the network from plans on disk too (fine-tuning copies a student's plans)."""
+    from kt_nnunet.nnunet.model_folder import UnsafePlansError
+
+    path = nnunet_env["nnUNet_preprocessed"] / DATASET / f"{PLANS_NAME}.json"
+    plans = json.loads(path.read_text())
+    plans["configurations"]["2d"]["architecture"]["network_class_name"] = "builtins.exec"
+    path.write_text(json.dumps(plans))
+    with pytest.raises(UnsafePlansError, match=r"ktPlans_light_unet\.json.*network_class_name 'builtins\.exec'"):
+        budget_trainer().initialize()
+
+
+def test_item2_plans_of_registered_and_nnunet_architectures_still_build(tmp_path):
+    """Item 2 (no false alarm): kt-nnunet's own, a plugin's and nnU-Net's PlainConvUNet plans still build."""
+    from kt_nnunet.nnunet.model_folder import load_trained_model
+
+    for arch in ("unet", "segresnet"):
+        folder = make_model_folder(tmp_path / arch, with_architecture(nnunet_plans(), arch))
+        assert isinstance(load_trained_model(folder).build_network(), torch.nn.Module)
+    stock = make_model_folder(tmp_path / "stock", nnunet_plans())
+    assert type(load_trained_model(stock).build_network()).__name__ == "PlainConvUNet"
+
+
+# ------------------------------------------------------------------------------------- broken inputs
+def test_item4_a_truncated_nii_gz_is_refused_naming_the_file(tmp_path):
+    """Item 4: a truncated .nii.gz was read without error (SimpleITK fills the missing voxels)."""
+    from kt_nnunet.data import CorruptFileError, tiny_dataset, validate_dataset
+
+    folder = tiny_dataset(612, "Truncated", tmp_path, num_train=2, num_test=0)
+    image = folder / "imagesTr" / "case_001_0000.nii.gz"
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFileError, match=r"case_001_0000\.nii\.gz.*truncated"):
+        validate_dataset(folder)
+    label = folder / "labelsTr" / "case_000.nii.gz"
+    image.write_bytes(data)
+    label.write_bytes(label.read_bytes()[:-8])  # only the gzip trailer (CRC and size) is missing
+    with pytest.raises(CorruptFileError, match=r"labelsTr/case_000\.nii\.gz.*truncated"):
+        validate_dataset(folder)
+
+
+# ------------------------------------------------------------------------------------- checkpoints
+def test_item8_a_crash_while_saving_leaves_the_previous_checkpoint(budget_trainer, monkeypatch):
+    """Item 8: nnU-Net's torch.save wrote checkpoint_latest.pth in place; a kill mid-write left a torn file."""
+    from kt_nnunet.nnunet.model_folder import load_checkpoint_safely
+
+    trainer = budget_trainer()
+    trainer.initialize()
+    fold = Path(trainer.output_folder)
+    fold.mkdir(parents=True, exist_ok=True)
+    latest = fold / "checkpoint_latest.pth"
+    trainer.current_epoch = 4
+    trainer.save_checkpoint(str(latest))
+    real_save = torch.save
+
+    def torn_save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        with open(f, "r+b") as handle:  # half written when the process died
+            handle.truncate(os.path.getsize(f) // 2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    trainer.current_epoch = 9
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint(str(latest))
+    assert load_checkpoint_safely(latest)["current_epoch"] == 5
+    assert [p.name for p in fold.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+    monkeypatch.setattr(torch, "save", real_save)
+    (fold / ".checkpoint_latest.pth.x1y2.tmp").write_bytes(b"torn")  # what a kill -9 mid-save leaves
+    trainer.save_checkpoint(str(latest))
+    assert load_checkpoint_safely(latest)["current_epoch"] == 10
+    assert [p.name for p in fold.iterdir() if p.name.startswith(".")] == []
+
+
+def test_item8_an_unreadable_checkpoint_latest_falls_back_to_best_or_restarts(budget_trainer, capsys):
+    """Item 8: resuming from a torn checkpoint_latest.pth crashed; it now uses checkpoint_best.pth or restarts."""
+    trainer = budget_trainer()
+    trainer.initialize()
+    fold = Path(trainer.output_folder)
+    fold.mkdir(parents=True, exist_ok=True)
+    trainer.current_epoch = 2
+    trainer.save_checkpoint(str(fold / "checkpoint_best.pth"))
+    (fold / "checkpoint_latest.pth").write_bytes((fold / "checkpoint_best.pth").read_bytes()[:1000])
+
+    resumed = budget_trainer()
+    resumed.load_checkpoint(str(fold / "checkpoint_latest.pth"))
+    assert resumed.current_epoch == 3
+    warning = [line for line in capsys.readouterr().out.splitlines() if "checkpoint_latest.pth" in line]
+    assert len(warning) == 1 and "checkpoint_best.pth" in warning[0] and "WARNING" in warning[0]
+
+    (fold / "checkpoint_best.pth").unlink()
+    restarted = budget_trainer()
+    restarted.load_checkpoint(str(fold / "checkpoint_latest.pth"))
+    assert restarted.current_epoch == 0
+    warning = [line for line in capsys.readouterr().out.splitlines() if "checkpoint_latest.pth" in line]
+    assert len(warning) == 1 and "from scratch" in warning[0]
+
+
+def test_item8_a_planted_pickle_is_refused_not_skipped(budget_trainer, tmp_path):
+    """Item 8 with item 1: the fallback is for torn files only; an unsafe checkpoint stops the run."""
+    from kt_nnunet.nnunet.model_folder import ModelFolderError
+
+    trainer = budget_trainer()
+    marker = tmp_path / "pwned"
+    _plant_pickle(Path(trainer.output_folder) / "checkpoint_latest.pth", marker)
+    with pytest.raises(ModelFolderError, match="refused"):
+        trainer.load_checkpoint(str(Path(trainer.output_folder) / "checkpoint_latest.pth"))
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------------- lower
+def test_lower_budget_trainer_checkpoints_name_nnunet_trainer(budget_trainer):
+    """Lower: stock nnUNetv2_predict on nnUNetTrainerKTBudget models needed nnUNet_extTrainer."""
+    from kt_nnunet.nnunet.model_folder import load_checkpoint_safely
+
+    trainer = budget_trainer()
+    trainer.initialize()
+    fold = Path(trainer.output_folder)
+    fold.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(str(fold / "checkpoint_final.pth"))
+    checkpoint = load_checkpoint_safely(fold / "checkpoint_final.pth")
+    assert checkpoint["trainer_name"] == "nnUNetTrainer"
+    assert checkpoint["kt_trainer_name"] == "nnUNetTrainerKTBudget"
+    # what kt-nnunet records about the model (labelling provenance, evaluation) still names the real class
+    from kt_nnunet.nnunet.model_folder import load_trained_model
+
+    folder = fold.parent
+    (folder / "plans.json").write_text(json.dumps(trainer.plans_manager.plans))
+    (folder / "dataset.json").write_text(json.dumps(trainer.dataset_json))
+    assert load_trained_model(folder, checkpoint_name="checkpoint_final.pth").provenance()["trainer"] == \
+        "nnUNetTrainerKTBudget"
+
+
+# ------------------------------------------------------------------------------------- fuzz
+def _edit_json(folder: Path, **changes) -> None:
+    content = json.loads((folder / "dataset.json").read_text())
+    for key, value in changes.items():
+        if value is _DELETE:
+            del content[key]
+        else:
+            content[key] = value
+    (folder / "dataset.json").write_text(json.dumps(content))
+
+
+_DELETE = object()
+
+
+def _write_like(path: Path, like: Path, array=None, spacing=None) -> None:
+    """An image file with ``like``'s geometry, optionally other voxels (``array``) or an isotropic ``spacing``."""
+    import SimpleITK as sitk
+
+    reference = sitk.ReadImage(str(like))
+    voxels = sitk.GetArrayFromImage(reference)
+    image = sitk.GetImageFromArray(voxels if array is None else array)
+    if array is None or array.shape == voxels.shape:
+        image.CopyInformation(reference)
+    if spacing is not None:
+        image.SetSpacing((spacing,) * image.GetDimension())
+    sitk.WriteImage(image, str(path))
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+IMAGE = "imagesTr/case_001_0000.nii.gz"
+LABEL = "labelsTr/case_001.nii.gz"
+
+
+def _label_array(folder: Path):
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(folder / LABEL)))
+
+
+# name -> (mutation, whether the images themselves are broken, so that `label --images` must refuse it too)
+BROKEN_DATASETS = {
+    "no_dataset_json": (lambda f: (f / "dataset.json").unlink(), False),
+    "dataset_json_not_json": (lambda f: (f / "dataset.json").write_text("{not json"), False),
+    "dataset_json_a_list": (lambda f: (f / "dataset.json").write_text("[1, 2]"), False),
+    "no_labels_key": (lambda f: _edit_json(f, labels=_DELETE), False),
+    "labels_with_a_gap": (lambda f: _edit_json(f, labels={"background": 0, "class1": 1, "class2": 3}), False),
+    "labels_not_numbers": (lambda f: _edit_json(f, labels={"background": 0, "class1": "one", "class2": 2}), False),
+    "unknown_file_ending": (lambda f: _edit_json(f, file_ending=".jpg"), False),
+    "num_training_wrong": (lambda f: _edit_json(f, numTraining=7), False),
+    "label_file_missing": (lambda f: (f / LABEL).unlink(), False),
+    "label_without_image": (lambda f: shutil.copy(f / LABEL, f / "labelsTr/case_009.nii.gz"), False),
+    "channel_file_missing": (lambda f: _edit_json(f, channel_names={"0": "a", "1": "b"}), False),
+    "label_value_undeclared": (lambda f: _write_like(f / LABEL, f / LABEL, _label_array(f) * 0 + 5), False),
+    "label_shape_differs": (lambda f: _write_like(f / LABEL, f / LABEL, _label_array(f)[..., :32, :32]), False),
+    "label_spacing_differs": (lambda f: _write_like(f / LABEL, f / LABEL, spacing=2.0), False),
+    "truncated_label": (lambda f: _truncate(f / LABEL), False),
+    "truncated_image": (lambda f: _truncate(f / IMAGE), True),
+    "gzip_trailer_missing": (lambda f: _truncate(f / IMAGE, keep=(1 - 8 / (f / IMAGE).stat().st_size)), True),
+    "empty_image_file": (lambda f: (f / IMAGE).write_bytes(b""), True),
+    "text_named_nii_gz": (lambda f: (f / IMAGE).write_text("not an image"), True),
+    "image_without_channel_suffix": (lambda f: (f / IMAGE).rename(f / "imagesTr/case_001.nii.gz"), True),
+    "no_images": (lambda f: [p.unlink() for p in (f / "imagesTr").iterdir()], True),
+}
+
+COMMANDS = {
+    "data check": lambda d, teacher: ["data", "check", str(d.folder)],
+    "plan": lambda d, teacher: ["plan", str(d.id), "--arch", "light_unet", "--tiny", "-np", "1"],
+    "label": lambda d, teacher: ["label", "--teacher", str(teacher), "--images", str(d.id), "--out",
+                                 "Dataset899_Out", "--no-tta", "--no-progress"],
+    "transfer": lambda d, teacher: ["transfer", "--teacher", str(teacher), "--dataset", str(d.id), "--arch",
+                                    "light_unet", "--tiny", "--epochs", "1", "--iterations", "1", "--val-iterations",
+                                    "1", "--no-validate", "-np", "1"],
+    "finetune": lambda d, teacher: ["finetune", "--model", str(teacher), "--dataset", str(d.id), "--epochs", "1",
+                                    "--iterations", "1", "--val-iterations", "1", "--no-validate", "-np", "1"],
+}
+
+
+class _Broken:
+    def __init__(self, name, dataset_id, folder, images_broken):
+        self.name, self.id, self.folder, self.images_broken = name, dataset_id, folder, images_broken
+
+
+@pytest.fixture(scope="module")
+def broken_datasets(tmp_path_factory):
+    """The nnU-Net folders with one broken copy of a 2-case tiny dataset per BROKEN_DATASETS entry, and a teacher."""
+    from kt_nnunet.data import tiny_dataset
+
+    root = tmp_path_factory.mktemp("fuzz")
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (root / variable).mkdir()
+    base = tiny_dataset(900, "Base", root / "base", num_train=2, num_test=0)
+    teacher = make_model_folder(root / "models" / "nnUNetTrainer__ktPlans_light_unet__2d",
+                                with_architecture(nnunet_plans(), "light_unet"))
+    broken = []
+    for index, (name, (mutate, images_broken)) in enumerate(BROKEN_DATASETS.items()):
+        folder = root / "nnUNet_raw" / f"Dataset{901 + index}_Fuzz"
+        shutil.copytree(base, folder)
+        mutate(folder)
+        broken.append(_Broken(name, 901 + index, folder, images_broken))
+    return root, teacher, broken
+
+
+def _tree(root: Path) -> set:
+    return {p for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results") for p in (root / variable).rglob("*")}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_fuzz_broken_datasets_give_one_error_line_and_leave_nothing(broken_datasets, command, monkeypatch):
+    """Fuzz: 21 broken datasets fed to each command's dataset argument: exit 1, one `Error:` line naming the file,
+    no traceback, nothing new under nnUNet_raw/preprocessed/results (`label` reads only the images, so it gets
+    the sets with broken images)."""
+    from kt_nnunet.cli import main
+
+    root, teacher, broken = broken_datasets
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(variable, str(root / variable))
+    monkeypatch.setenv("nnUNet_def_n_proc", "1")
+    cases = [d for d in broken if d.images_broken or command != "label"]
+    assert len(cases) >= (6 if command == "label" else 20)
+    failures = []
+    for dataset in cases:
+        before = _tree(root)
+        result = CliRunner().invoke(main, COMMANDS[command](dataset, teacher))
+        new = sorted(str(p.relative_to(root)) for p in _tree(root) - before)
+        lines = result.output.strip().splitlines()
+        if (result.exit_code != 1 or "Traceback" in result.output or new or len(lines) != 1
+                or not lines[-1].startswith("Error: ") or str(dataset.folder.name) not in lines[-1]):
+            failures.append(f"{dataset.name}: exit {result.exit_code}, new {new[:3]}, "
+                            f"{type(result.exception).__name__}: {result.output.strip()[-300:]}")
+            for path in new:  # keep one failure from spoiling the next dataset's check
+                shutil.rmtree(root / path, ignore_errors=True) if (root / path).is_dir() else (root / path).unlink(
+                    missing_ok=True)
+    assert not failures, "\n".join(failures)
+
+
+def _edit_checkpoint(folder: Path, change) -> None:
+    path = folder / "fold_0" / "checkpoint_final.pth"
+    checkpoint = torch.load(path, weights_only=False)  # our own fixture file
+    change(checkpoint)
+    torch.save(checkpoint, path)
+
+
+def _edit_plans(folder: Path, change) -> None:
+    plans = json.loads((folder / "plans.json").read_text())
+    change(plans)
+    (folder / "plans.json").write_text(json.dumps(plans))
+
+
+BROKEN_TEACHERS = {
+    "plans_a_list": lambda f: (f / "plans.json").write_text("[]"),
+    "plans_without_configurations": lambda f: _edit_plans(f, lambda p: p.pop("configurations")),
+    "plans_without_patch_size": lambda f: _edit_plans(f, lambda p: p["configurations"]["2d"].pop("patch_size")),
+    "unknown_reader": lambda f: _edit_plans(f, lambda p: p.update(image_reader_writer="NoSuchIO")),
+    "unknown_normalization": lambda f: _edit_plans(f, lambda p: p["configurations"]["2d"].update(
+        normalization_schemes=["NoSuchNormalization"])),
+    "dataset_json_without_labels": lambda f: (f / "dataset.json").write_text('{"channel_names": {"0": "x"}}'),
+    "checkpoint_without_init_args": lambda f: _edit_checkpoint(f, lambda c: c.pop("init_args")),
+    "weights_of_another_shape": lambda f: _edit_checkpoint(f, lambda c: c.update(
+        network_weights={k: v[:1] for k, v in c["network_weights"].items()})),
+    "weights_missing_a_tensor": lambda f: _edit_checkpoint(f, lambda c: c["network_weights"].pop(
+        next(iter(c["network_weights"])))),
+    "checkpoint_truncated": lambda f: (f / "fold_0/checkpoint_final.pth").write_bytes(
+        (f / "fold_0/checkpoint_final.pth").read_bytes()[:500]),
+}
+
+
+def test_fuzz_broken_teacher_folders_give_one_error_line(nnunet_env, transferal, tmp_path):  # noqa: F811
+    """Fuzz (checkpoints and plans from others): broken teacher folders fed to `kt-nnunet label` give one `Error:`
+    line naming the folder's file, not a traceback from inside nnU-Net on the first image."""
+    from kt_nnunet.cli import main
+
+    good = make_model_folder(tmp_path / "good", with_architecture(nnunet_plans(), "light_unet"))
+    failures = []
+    for index, (name, mutate) in enumerate(BROKEN_TEACHERS.items()):
+        teacher = tmp_path / name
+        shutil.copytree(good, teacher)
+        mutate(teacher)
+        result = CliRunner().invoke(main, ["label", "--teacher", str(teacher), "--images", str(transferal), "--out",
+                                           f"Dataset{840 + index}_Out", "--no-tta", "--no-progress"])
+        lines = result.output.strip().splitlines()
+        if (result.exit_code != 1 or "Traceback" in result.output or len(lines) != 1
+                or not lines[0].startswith("Error: ") or str(teacher) not in lines[0]):
+            failures.append(f"{name}: exit {result.exit_code}, {type(result.exception).__name__}: "
+                            f"{result.output.strip()[-300:]}")
+    assert not failures, "\n".join(failures)
+    assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == []
