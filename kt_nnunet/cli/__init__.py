@@ -23,6 +23,8 @@ COMMANDS = {
     "label": "kt_nnunet.cli.label:label",
     "experiment": "kt_nnunet.cli.experiment:experiment",
     "demo": "kt_nnunet.cli.experiment:demo",
+    "predict": "kt_nnunet.cli.deploy:predict",
+    "export": "kt_nnunet.cli.deploy:export",
 }
 
 

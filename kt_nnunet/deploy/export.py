@@ -81,6 +81,11 @@ def export_model(model_folder: str | Path, out: Optional[str | Path] = None, *, 
         raise ExportError(f"{model.folder} is a cascade stage ({model.configuration}) that needs the previous "
                           "stage's segmentation; export the 3d_lowres/3d_fullres or 2d model instead")
     sidecar = Path(out).with_suffix(".json") if out is not None else Path(model.folder) / "exported" / "network.json"
+    if sidecar.is_file():
+        previous = json.loads(sidecar.read_text()).get("network_format")
+        if previous not in (None, format):
+            raise ExportError(f"{sidecar} describes a {previous} export of the same name; give this {format} "
+                              "export another --out name (or delete the old export)")
     sidecar.parent.mkdir(parents=True, exist_ok=True)
     patch = [int(p) for p in model.configuration_manager.patch_size]
     generator = torch.Generator().manual_seed(0)

@@ -39,12 +39,17 @@ def _is_model_folder(path: Path) -> bool:
 
 
 def _resolve(model: str | Path) -> Path:
+    import os
+
     path = Path(model).expanduser()
     if path.exists():
         return path
-    from kt_nnunet.labelling.teachers import resolve_model_folder
-
-    return resolve_model_folder(str(model))  # relative to $nnUNet_results, as `kt-nnunet label` allows
+    results = os.environ.get("nnUNet_results")
+    if results and not path.is_absolute() and (Path(results) / path).is_dir():
+        return Path(results) / path  # as `kt-nnunet label` resolves teachers
+    raise ModelFolderError(f"model {model} does not exist (also not under nnUNet_results={results or '<unset>'}); "
+                           "give a model folder (holding plans.json, dataset.json, fold_N/) or an exported "
+                           "NAME.onnx / NAME.pt with its NAME.json")
 
 
 def load_predictor(model: str | Path, *, folds: Optional[Sequence[int]] = None,

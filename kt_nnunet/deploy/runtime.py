@@ -46,5 +46,9 @@ class OnnxNetwork:
 
 def load_torchscript(path: str | Path, threads: int) -> torch.nn.Module:
     """A TorchScript archive runs its serialised graph, not pickled Python objects (no ``torch.load``)."""
+    import warnings
+
     torch.set_num_threads(int(threads))
-    return torch.jit.load(str(path), map_location="cpu").eval()
+    with warnings.catch_warnings():  # torch 2.14 deprecates torch.jit; exports made with it still load
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()

@@ -6,6 +6,7 @@ stored relative to the sidecar, so an export folder can be moved or copied as a 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from kt_nnunet.errors import KtNnunetError
@@ -20,7 +21,7 @@ class ExportedModelError(KtNnunetError):
 
 
 def sidecar_of(path: str | Path) -> Path:
-    """The sidecar for ``--model PATH``: the JSON itself, ``NAME.json`` beside ``NAME.onnx``, or the one in a folder."""
+    """The sidecar for ``--model PATH``: the JSON itself, ``NAME.json`` beside ``NAME[_fold<K>].onnx``, or a folder's."""
     path = Path(path)
     if path.suffix == ".json":
         return path
@@ -30,7 +31,11 @@ def sidecar_of(path: str | Path) -> Path:
             raise ExportedModelError(f"{path} holds {len(found)} kt-nnunet export sidecars; pass the .json or the "
                                      "network file itself")
         return found[0]
-    return path.with_suffix(".json")
+    own = path.with_suffix(".json")
+    fold = re.fullmatch(r"(?P<stem>.+)_fold\d+", path.stem)
+    if not own.is_file() and fold:  # NAME_fold<K>.onnx belongs to NAME.json
+        return path.with_name(fold["stem"] + ".json")
+    return own
 
 
 def _is_sidecar(path: Path) -> bool:

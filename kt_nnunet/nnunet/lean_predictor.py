@@ -161,9 +161,9 @@ def _preprocessed(predictor: LeanPredictor, cases, out: queue.Queue, stop: threa
         for case, files in cases:
             if stop.is_set():
                 return
-            with contextlib.redirect_stdout(io.StringIO()):
-                data, _, properties = preprocessor.run_case(files, None, predictor.plans_manager,
-                                                            predictor.configuration_manager, predictor.dataset_json)
+            # no redirect_stdout here: it swaps the process-wide sys.stdout, which other threads print to
+            data, _, properties = preprocessor.run_case(files, None, predictor.plans_manager,
+                                                        predictor.configuration_manager, predictor.dataset_json)
             out.put((case, torch.from_numpy(data).to(dtype=torch.float32, memory_format=torch.contiguous_format),
                      properties))
         out.put(None)
@@ -175,8 +175,7 @@ def _export(predictor: LeanPredictor, logits: torch.Tensor, properties: dict, pa
     segmentation = convert_predicted_logits_to_segmentation_with_correct_shape(
         logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, properties,
         return_probabilities=False, num_threads_torch=1)  # the network threads keep the cores
-    with contextlib.redirect_stdout(io.StringIO()):
-        return write_segmentation_atomically(predictor, segmentation, properties, path)
+    return write_segmentation_atomically(predictor, segmentation, properties, path)
 
 
 def predict_cases(predictor: LeanPredictor, cases: Sequence[tuple[str, list[str]]], output: Path,
