@@ -259,3 +259,30 @@ def test_predict_overlaps_reading_and_reports_forward_time(images, tmp_path):
     predict(model, images, tmp_path / "b1", batch_size=1)
     one, three = _labels(tmp_path / "b1"), _labels(tmp_path / "out")
     assert all((one[n] == three[n]).all() for n in one)
+
+
+# ------------------------------------------------------------------------------------------ report
+def test_inference_timing_and_report_show_the_lean_path(tmp_path):
+    from kt_nnunet.data import tiny_dataset
+    from kt_nnunet.experiment.report import comparisons_table, results_table
+    from kt_nnunet.experiment.results import compare_models
+    from kt_nnunet.experiment.timing import time_inference
+
+    test = tiny_dataset(796, "Timing", out=tmp_path / "raw", num_train=1, num_test=1, seed=2)
+    folders = {"teacher": make_model_folder(tmp_path / "t", nnunet_plans(), seed=1),
+               "student": make_model_folder(tmp_path / "s", with_architecture(nnunet_plans(), "light_unet"), seed=2)}
+    timing, reused = time_inference(folders, test, tmp_path / "timing.json", rounds=1, cases=1, threads=1)
+    assert not reused and timing["mirroring"] is True
+    for name in folders:
+        entry = timing["models"][name]
+        assert entry["seconds_per_case_lean"] > 0 and len(entry["rounds_lean"]) == 1
+        assert entry["seconds_per_case"] > 0
+    models = [{"name": "teacher", "role": "teacher", "architecture": "nnunet_plain", "dice_mean": 0.5, "params": 10,
+               "seconds_per_case": 2.0, "seconds_per_case_lean": 0.5},
+              {"name": "student", "role": "student", "architecture": "light_unet", "teachers":
+               ["teacher"], "dice_mean": 0.4, "params": 2, "seconds_per_case": 1.0, "seconds_per_case_lean": 0.25}]
+    comparison = compare_models(models)[0]
+    assert comparison["speedup"] == pytest.approx(2.0) and comparison["speedup_lean"] == pytest.approx(8.0)
+    table = comparisons_table({"comparisons": [comparison]})
+    assert "speed-up lean" in table and "8.00×" in table and "2.00×" in table
+    assert "s / case lean" in results_table({"models": models})

@@ -82,7 +82,8 @@ def results_table(results: dict) -> str:
     repeated = _repeated(results)
     sd_key = "dice_sd_over_repeats" if repeated else "dice_sd"
     header = ["model", "role", "architecture", *(f"Dice {name}" for name in labels.values()), "Dice overall",
-              *(["Dice per repeat"] if repeated else []), "HD95 (mm)", "params", "s / case"]
+              *(["Dice per repeat"] if repeated else []), "HD95 (mm)", "params", "s / case",
+              "s / case lean"]
     lines = [_row(header), _row(["---"] * 3 + ["---:"] * (len(header) - 3))]
     for model in results["models"]:
         per_class = model.get("per_class") or {}
@@ -95,7 +96,8 @@ def results_table(results: dict) -> str:
                                     for r in model.get("repeats") or []))
         cells += [
                   mean_sd(model.get("hd95_mean"), model.get("hd95_sd"), 2),
-                  human_params(model.get("params")), seconds(model.get("seconds_per_case"))]
+                  human_params(model.get("params")), seconds(model.get("seconds_per_case")),
+                  seconds(model.get("seconds_per_case_lean"))]
         lines.append(_row(cells))
     return "\n".join(lines)
 
@@ -122,13 +124,14 @@ def comparisons_table(results: dict) -> Optional[str]:
     if not comparisons:
         return None
     lines = [_row(["comparison", "model", "against", "Dice", "its Dice", "Dice ratio", "Dice difference",
-                   "params ratio", "speed-up"]), _row(["---"] * 3 + ["---:"] * 6)]
+                   "params ratio", "speed-up", "speed-up lean"]), _row(["---"] * 3 + ["---:"] * 7)]
     for c in comparisons:
         difference = c.get("dice_difference")
         lines.append(_row([COMPARISON_TITLES.get(c["kind"], c["kind"]), c["model"], c["reference"],
                            _ratio(c.get("dice")), _ratio(c.get("reference_dice")), _ratio(c.get("dice_ratio")),
                            DASH if difference is None else f"{difference:+.3f}", _ratio(c.get("params_ratio")),
-                           DASH if c.get("speedup") is None else f"{c['speedup']:.2f}×"]))
+                           DASH if c.get("speedup") is None else f"{c['speedup']:.2f}×",
+                           DASH if c.get("speedup_lean") is None else f"{c['speedup_lean']:.2f}×"]))
     return "\n".join(lines)
 
 
@@ -240,7 +243,8 @@ def render_report(results: dict, plots: dict, skipped: dict, plots_relative: str
     comparisons = comparisons_table(results)
     if comparisons:
         out += ["## Comparisons", "", comparisons, "",
-                "Dice ratio = model / reference; speed-up = reference seconds per case / model seconds per case.",
+                "Dice ratio = model / reference; speed-up = reference seconds per case / model seconds per case; "
+                "speed-up lean = the same with the model on `kt-nnunet predict`'s lean path, TTA off (s / case lean).",
                 ""]
     labelling = labelling_table(results)
     if labelling:

@@ -216,3 +216,18 @@ def predict_cases(predictor: LeanPredictor, cases: Sequence[tuple[str, list[str]
             ready.get_nowait()  # unblock a reader waiting to put
         reader.join(timeout=10)
     return timings
+
+
+def predict_case(predictor: LeanPredictor, files: Sequence[str | Path]):
+    """``(segmentation, properties, seconds)`` for one case on the lean path, what
+    :func:`kt_nnunet.nnunet.evaluation.predict_case` measures on nnU-Net's (read, preprocess, network, resample)."""
+    preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        data, _, properties = preprocessor.run_case([str(f) for f in files], None, predictor.plans_manager,
+                                                    predictor.configuration_manager, predictor.dataset_json)
+    logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data))
+    segmentation = convert_predicted_logits_to_segmentation_with_correct_shape(
+        logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, properties,
+        return_probabilities=False, num_threads_torch=predictor.threads)
+    return segmentation, properties, time.perf_counter() - start
