@@ -220,8 +220,8 @@ def main() -> None:
                 f"stock_over_lean_teacher={t['stock'] / t['lean']:.2f}")
         log(f"load average after: {os.getloadavg()[0]:.2f}")
         s, t = results[chosen[-1]]["student"], results[chosen[-1]]["teacher"]
-        print(f"student_speedup_vs_teacher={t['lean'] / s['lean']:.2f} lean_over_bare_forward={s['lean'] / s['bare']:.2f} "
-              f"onnx_speedup_vs_torch={s['lean'] / s['onnx']:.2f} "
+        print(f"student_speedup_vs_teacher={t['lean'] / s['lean']:.2f} "
+              f"lean_over_bare_forward={s['lean'] / s['bare']:.2f} onnx_speedup_vs_torch={s['lean'] / s['onnx']:.2f} "
               f"student_lean_vs_teacher_stock={t['stock'] / s['lean']:.2f}")
     finally:
         if not args.keep:

@@ -119,4 +119,5 @@ def export_model(model_folder: str | Path, out: Optional[str | Path] = None, *, 
         "plans": model.plans, "dataset_json": model.dataset_json,
     }
     atomic_write_text(sidecar, json.dumps(description, indent=1))
+    sidecar.chmod(0o644)  # mkstemp's 0600 would hide it from the users the network files are readable by
     return ExportResult(sidecar, networks, format, differences)

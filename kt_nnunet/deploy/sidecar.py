@@ -21,7 +21,7 @@ class ExportedModelError(KtNnunetError):
 
 
 def sidecar_of(path: str | Path) -> Path:
-    """The sidecar for ``--model PATH``: the JSON itself, ``NAME.json`` beside ``NAME[_fold<K>].onnx``, or a folder's."""
+    """The sidecar for ``--model PATH``: the JSON itself, ``NAME.json`` beside ``NAME[_fold<K>].onnx``, a folder's."""
     path = Path(path)
     if path.suffix == ".json":
         return path
