@@ -215,7 +215,8 @@ def main() -> None:
             log(f"{configuration}: student_speedup_vs_teacher={t['lean'] / s['lean']:.2f} "
                 f"(bare forward {t['bare'] / s['bare']:.2f}) lean_over_bare_forward={s['lean'] / s['bare']:.2f} "
                 f"(teacher {t['lean'] / t['bare']:.2f}) onnx_speedup_vs_torch={s['lean'] / s['onnx']:.2f} "
-                f"(teacher {t['lean'] / t['onnx']:.2f}) tta_cost_teacher={t['lean_tta'] / t['lean']:.2f} "
+                f"(teacher {t['lean'] / t['onnx']:.2f}) student_speedup_vs_teacher_onnx={t['onnx'] / s['onnx']:.2f} "
+                f"tta_cost_teacher={t['lean_tta'] / t['lean']:.2f} "
                 f"student_lean_vs_teacher_stock={t['stock'] / s['lean']:.2f} "
                 f"stock_over_lean_teacher={t['stock'] / t['lean']:.2f}")
         log(f"load average after: {os.getloadavg()[0]:.2f}")
