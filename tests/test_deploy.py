@@ -77,8 +77,10 @@ def _architecture_plans(architecture: str, dim: int) -> tuple[dict, str]:
 
 
 # ------------------------------------------------------------------------------------------ export
-@pytest.mark.parametrize("architecture,dim", [(a, 2) for a in BUILTIN_ARCHITECTURES]
-                         + [("light_unet", 3)])
+# ~4 s per ONNX export on 2 cores: the student runs in the fast suite, the other architectures with the slow tests
+@pytest.mark.parametrize("architecture,dim", [pytest.param(a, 2, marks=() if a == "light_unet" else pytest.mark.slow)
+                                              for a in BUILTIN_ARCHITECTURES]
+                         + [pytest.param("light_unet", 3, marks=pytest.mark.slow)])
 def test_exported_logits_match_pytorch(architecture, dim, tmp_path):
     from kt_nnunet.deploy.export import export_model
     from kt_nnunet.deploy.runtime import OnnxNetwork, load_torchscript
