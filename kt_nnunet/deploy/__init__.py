@@ -1,10 +1,12 @@
-"""Deploying a trained model: lean prediction (``predict``) and ONNX / TorchScript export (``export_model``).
+"""Deploying a trained model: lean prediction and ONNX / TorchScript export (see docs/deploying.md).
 
-See docs/deploying.md. Importing this package imports neither torch nor nnU-Net.
+``from kt_nnunet.deploy.predict import predict, load_predictor`` and
+``from kt_nnunet.deploy.export import export_model``. Importing this package imports neither torch nor
+nnU-Net. (``predict`` is not re-exported here: the name would collide with the ``predict`` submodule.)
 """
 from __future__ import annotations
 
-__all__ = ["export_model", "predict", "load_predictor"]
+__all__ = ["export_model", "load_predictor"]
 
 
 def __getattr__(name):
@@ -12,8 +14,8 @@ def __getattr__(name):
         from kt_nnunet.deploy.export import export_model
 
         return export_model
-    if name in ("predict", "load_predictor"):
-        from kt_nnunet.deploy import predict as module
+    if name == "load_predictor":
+        from kt_nnunet.deploy.predict import load_predictor
 
-        return getattr(module, name)
+        return load_predictor
     raise AttributeError(name)
