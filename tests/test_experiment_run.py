@@ -89,6 +89,7 @@ def test_interrupted_experiment_resumes_without_redoing_work(experiment_config):
     for model in results["models"]:
         assert {"name", "role", "architecture", "dice_mean", "params", "seconds_per_case"} <= set(model)
         assert 0.0 <= model["dice_mean"] <= 1.0 and model["params"] > 0 and model["seconds_per_case"] > 0
+        assert model["seconds_per_case_lean"] > 0  # the deployment path, TTA off
     assert (output / "report.md").read_text().count("segresnet") >= 3
     assert {p.name for p in (output / "plots").glob("*.png")} >= {"dice_per_model.png"}
 

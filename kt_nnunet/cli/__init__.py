@@ -24,6 +24,8 @@ COMMANDS = {
     "experiment": "kt_nnunet.cli.experiment:experiment",
     "demo": "kt_nnunet.cli.experiment:demo",
     "report": "kt_nnunet.cli.experiment:report",
+    "predict": "kt_nnunet.cli.deploy:predict",
+    "export": "kt_nnunet.cli.deploy:export",
 }
 
 

@@ -125,7 +125,9 @@ def report_sections(results: dict) -> list:
         "nnU-Net builds for inference. s / case: CPU seconds per test case (preprocessing, sliding window, "
         f"resampling back) with {first.get('threads', '?')} thread(s), mirroring "
         f"{'on' if first.get('mirroring', True) else 'off'}, one case at a time"
-        + _timing_note(results.get("inference_timing")) + "."], key="results")]
+        + _timing_note(results.get("inference_timing")) + ". s / case lean: the same cases through "
+        "`kt-nnunet predict`'s lean predictor with TTA off, timed in the same rounds (the deployment path)."],
+        key="results")]
     claims = claim_rows(results)
     if claims:
         sections.append(Section("Claims", claims, [
@@ -140,7 +142,8 @@ def report_sections(results: dict) -> list:
     comparisons = comparison_rows(results)
     if comparisons:
         sections.append(Section("Comparisons", comparisons, [
-            "Dice ratio = model / reference; speed-up = reference seconds per case / model seconds per case."],
+            "Dice ratio = model / reference; speed-up = reference seconds per case / model seconds per case; "
+            "speed-up lean = the same with the model on `kt-nnunet predict`'s lean path, TTA off (s / case lean)."],
             key="comparisons"))
     labelling = labelling_rows(results)
     if labelling:

@@ -53,7 +53,9 @@ def _pair(kind: str, model: dict, reference: dict) -> dict:
             "dice": dice, "reference_dice": ref_dice, "dice_ratio": _ratio(dice, ref_dice),
             "dice_difference": None if dice is None or ref_dice is None else dice - ref_dice,
             "params_ratio": _ratio(model.get("params"), reference.get("params")),
-            "speedup": _ratio(reference.get("seconds_per_case"), model.get("seconds_per_case"))}
+            "speedup": _ratio(reference.get("seconds_per_case"), model.get("seconds_per_case")),
+            # deployed: the model on the lean path (TTA off) against the reference as evaluated
+            "speedup_lean": _ratio(reference.get("seconds_per_case"), model.get("seconds_per_case_lean"))}
 
 
 def compare_models(models: Sequence[dict]) -> list[dict]:
@@ -153,6 +155,7 @@ def build_results(models: Sequence[ModelEvaluation | dict], *, config: Any = Non
             record["seconds_per_case_in_evaluation"] = record.get("seconds_per_case")
             record["seconds_per_case"] = timed["seconds_per_case"]
             record["seconds_per_case_rounds"] = timed["rounds"]
+            record["seconds_per_case_lean"] = timed.get("seconds_per_case_lean")
     config_echo = config.as_dict() if hasattr(config, "as_dict") else config
     experiment = {"name": name or getattr(config, "name", None) or (config_echo or {}).get("name"),
                   "description": getattr(config, "description", "") or (config_echo or {}).get("description", ""),

@@ -79,7 +79,7 @@ def results_rows(results: dict) -> Table:
     several = repeated(results)
     sd_key = "dice_sd_over_repeats" if several else "dice_sd"
     header = ["model", "role", "architecture", *(f"Dice {name}" for name in labels.values()), "Dice overall",
-              *(["Dice per repeat"] if several else []), "HD95 (mm)", "params", "s / case"]
+              *(["Dice per repeat"] if several else []), "HD95 (mm)", "params", "s / case", "s / case lean"]
     table = Table(header, numeric=set(range(3, len(header))))
     for model in results["models"]:
         per_class = model.get("per_class") or {}
@@ -91,7 +91,7 @@ def results_rows(results: dict) -> Table:
             cells.append(" / ".join(DASH if r.get("dice_mean") is None else f"{r['dice_mean']:.3f}"
                                     for r in model.get("repeats") or []))
         cells += [mean_sd(model.get("hd95_mean"), model.get("hd95_sd"), 2), human_params(model.get("params")),
-                  seconds(model.get("seconds_per_case"))]
+                  seconds(model.get("seconds_per_case")), seconds(model.get("seconds_per_case_lean"))]
         table.rows.append(cells)
     return table
 
@@ -117,13 +117,14 @@ def comparison_rows(results: dict) -> Optional[Table]:
     if not comparisons:
         return None
     table = Table(["comparison", "model", "against", "Dice", "its Dice", "Dice ratio", "Dice difference",
-                   "params ratio", "speed-up"], numeric=set(range(3, 9)))
+                   "params ratio", "speed-up", "speed-up lean"], numeric=set(range(3, 10)))
     for c in comparisons:
         difference = c.get("dice_difference")
         table.rows.append([COMPARISON_TITLES.get(c["kind"], c["kind"]), c["model"], c["reference"],
                            ratio(c.get("dice")), ratio(c.get("reference_dice")), ratio(c.get("dice_ratio")),
                            DASH if difference is None else f"{difference:+.3f}", ratio(c.get("params_ratio")),
-                           DASH if c.get("speedup") is None else f"{c['speedup']:.2f}×"])
+                           DASH if c.get("speedup") is None else f"{c['speedup']:.2f}×",
+                           DASH if c.get("speedup_lean") is None else f"{c['speedup_lean']:.2f}×"])
     return table
 
 
