@@ -266,8 +266,9 @@ def test_predict_overlaps_reading_and_reports_forward_time(images, tmp_path):
 # ------------------------------------------------------------------------------------------ report
 def test_inference_timing_and_report_show_the_lean_path(tmp_path):
     from kt_nnunet.data import tiny_dataset
-    from kt_nnunet.experiment.report import comparisons_table, results_table
+    from kt_nnunet.experiment.report import results_table
     from kt_nnunet.experiment.results import compare_models
+    from kt_nnunet.experiment.tables import comparison_rows
     from kt_nnunet.experiment.timing import time_inference
 
     test = tiny_dataset(796, "Timing", out=tmp_path / "raw", num_train=1, num_test=1, seed=2)
@@ -285,6 +286,6 @@ def test_inference_timing_and_report_show_the_lean_path(tmp_path):
                ["teacher"], "dice_mean": 0.4, "params": 2, "seconds_per_case": 1.0, "seconds_per_case_lean": 0.25}]
     comparison = compare_models(models)[0]
     assert comparison["speedup"] == pytest.approx(2.0) and comparison["speedup_lean"] == pytest.approx(8.0)
-    table = comparisons_table({"comparisons": [comparison]})
+    table = comparison_rows({"comparisons": [comparison]}).markdown()
     assert "speed-up lean" in table and "8.00×" in table and "2.00×" in table
     assert "s / case lean" in results_table({"models": models})
