@@ -78,6 +78,21 @@ def test_item1_a_planted_pickle_in_checkpoint_latest_is_refused_on_continue(budg
     assert not marker.exists()
 
 
+class _RunsOsSystem:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_item3_a_pickle_calling_os_system_is_refused_as_code_not_corrupt(tmp_path):
+    """Item 3: torch 2.14 words a blocked module "unsupported GLOBAL posix.system"; it was reported as corrupt."""
+    from kt_nnunet.nnunet.model_folder import UnsafeCheckpointError, load_checkpoint_safely
+
+    path = tmp_path / "checkpoint_final.pth"
+    torch.save({"network_weights": {}, "payload": _RunsOsSystem()}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"could execute code"):
+        load_checkpoint_safely(path)
+
+
 def _hub_teacher(root: Path, marker: Path) -> Path:
     """A model folder whose plans name ``torch.hub.load`` on a local repo whose hubconf.py writes ``marker``."""
     plans = nnunet_plans()

@@ -117,7 +117,9 @@ def load_checkpoint_safely(path: Path) -> dict:
         with torch.serialization.safe_globals(CHECKPOINT_ALLOW_LIST):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):  # not a blocked class/function: just not a readable pickle
+        # torch words it "Unsupported global: GLOBAL io.open" or, for blocked modules such as posix,
+        # "unsupported GLOBAL posix.system": both are a refused class/function, not a corrupt file.
+        if "unsupported global" not in str(exc).lower():
             raise ModelFolderError(f"cannot read checkpoint {path} (it is corrupt or not a PyTorch checkpoint: "
                                    f"{str(exc).splitlines()[-1][:200]})") from exc
         raise UnsafeCheckpointError(
