@@ -465,3 +465,64 @@ def test_fuzz_broken_teacher_folders_give_one_error_line(nnunet_env, transferal,
                             f"{result.output.strip()[-300:]}")
     assert not failures, "\n".join(failures)
     assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == []
+
+
+# ------------------------------------------------------------------------------- options and budgets
+def _one_error_line(args, *expected):
+    from kt_nnunet.cli import main
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    for text in expected:
+        assert text in lines[0], result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    ('{"base_feature": 4}', ["no option 'base_feature'", "did you mean 'base_features'"]),
+    ('{"base_features": "x"}', ["'base_features' must be a whole number of at least 1", "'x'"]),
+    ('{"base_features": -4}', ["'base_features' must be a whole number of at least 1", "-4"]),
+    ('{"downsample": 2}', ["'downsample' must be a string"]),
+])
+@pytest.mark.parametrize("command", ["plan", "transfer"])
+def test_item7_arch_kwargs_are_checked_against_the_architecture(nnunet_env, kwargs, expected, command):
+    """Item 7: a misspelt --arch-kwargs name trained the default network; wrong values crashed after planning."""
+    args = (["plan", "Dataset612_Options", "--arch", "unet"] if command == "plan"
+            else ["transfer", "--dataset", "Dataset612_Options", "--arch", "unet"])
+    _one_error_line(args + ["--arch-kwargs", kwargs], "--arch-kwargs", *expected)
+    assert not any(nnunet_env["nnUNet_preprocessed"].iterdir())
+
+
+def test_item7_spec_options_of_every_architecture_accept_their_own_defaults():
+    """Item 7: the check must not refuse what the architectures declare (or nnU-Net's constructor names)."""
+    from kt_nnunet.registry import get_architecture, list_architectures
+
+    for name in list_architectures():
+        spec = get_architecture(name) if isinstance(name, str) else name
+        spec.check_options({**spec.default_kwargs, **spec.tiny_kwargs})
+    get_architecture("nnunet_plain").check_options({"n_conv_per_stage": [1, 1]})
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--iterations", "--val-iterations"])
+@pytest.mark.parametrize("command", ["plan", "transfer", "finetune"])
+def test_item7_budgets_below_one_are_refused(nnunet_env, tmp_path, command, option):
+    """Item 7: --epochs 0 was written into the plans; transfer --epochs 0 raised ZeroDivisionError."""
+    args = {"plan": ["plan", "Dataset612_Options", "--arch", "unet"],
+            "transfer": ["transfer", "--dataset", "Dataset612_Options", "--arch", "unet"],
+            "finetune": ["finetune", "--model", str(tmp_path), "--dataset", "Dataset612_Options"]}[command]
+    _one_error_line(args + [option, "0"], f"{option} must be a whole number of at least 1, got 0")
+    assert not any(nnunet_env["nnUNet_preprocessed"].iterdir())
+
+
+def test_item7_the_api_refuses_budgets_below_one_too(nnunet_env):
+    """Item 7: the Python API is checked as well, not only the CLI."""
+    from kt_nnunet.nnunet.planning import write_architecture_plans
+    from kt_nnunet.training.transferring import prepare_transfer
+
+    with pytest.raises(KtNnunetError, match="--epochs must be a whole number of at least 1"):
+        write_architecture_plans("Dataset612_Options", "unet", budget={"num_epochs": 0})
+    with pytest.raises(KtNnunetError, match="--iterations must be a whole number of at least 1"):
+        prepare_transfer([], "Dataset612_Options", "unet", iterations=-1)

@@ -144,8 +144,12 @@ def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: 
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
-    from kt_nnunet.nnunet.planning import check_raw_dataset, dataset_id, dataset_name
+    from kt_nnunet.nnunet.planning import check_budget, check_raw_dataset, dataset_id, dataset_name
     from kt_nnunet.nnunet.serial_pools import serial_pools
+
+    check_budget(FinetuneError, epochs=epochs, iterations=iterations, val_iterations=val_iterations)
+    if lr is not None and not lr > 0:
+        raise FinetuneError(f"--lr must be a positive number, got {lr!r}")
 
     folds = [source_fold] if source_fold is not None else available_folds(Path(model_folder), checkpoint)[:1]
     student = load_trained_model(model_folder, folds, checkpoint)  # weights_only=True, allow-list

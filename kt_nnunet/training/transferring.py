@@ -121,8 +121,11 @@ def prepare_transfer(teachers: Sequence, dataset: str | int, architecture: str, 
 
     ``seed`` makes the training repeatable (plans key ``kt_seed``; plans name ``..._seed<S>``).
     """
-    from kt_nnunet.nnunet.planning import dataset_name, load_plans
+    from kt_nnunet.nnunet.planning import check_budget, dataset_name, load_plans
+    from kt_nnunet.registry import get_architecture
 
+    check_budget(TransferError, epochs=epochs, iterations=iterations, val_iterations=val_iterations)
+    get_architecture(architecture).check_options(arch_kwargs)  # before labelling, not after
     cls = trainer_class(online, soft)
     specs = [parse_teacher(t) for t in teachers]
     if online and not specs:
