@@ -526,3 +526,55 @@ def test_item7_the_api_refuses_budgets_below_one_too(nnunet_env):
         write_architecture_plans("Dataset612_Options", "unet", budget={"num_epochs": 0})
     with pytest.raises(KtNnunetError, match="--iterations must be a whole number of at least 1"):
         prepare_transfer([], "Dataset612_Options", "unet", iterations=-1)
+
+
+# ----------------------------------------------------------------------------- one line, not a traceback
+def _experiment_config(tmp_path, output, name) -> Path:
+    import yaml
+
+    config = {"name": "tiny", "output": str(output), "source": 501, "transferal": 502,
+              "test": {"dataset": 503, "split": "test"},
+              "budget": {"epochs": 1, "iterations_per_epoch": 2, "val_iterations_per_epoch": 1},
+              "teachers": [{"architecture": "unet", "tiny": True}], "students": ["light_unet"],
+              "modes": ["single_teacher"]}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("case", ["label --device tpu", "label --device cuda", "transfer --device cuda",
+                                  "finetune --device cuda", "transfer --device tpu", "label --step-size 0",
+                                  "synth --classes 300", "synth --channels 0", "synth --spacing -1,1",
+                                  "experiment output is a file", "experiment output under a file"])
+def test_item10_bad_options_give_one_error_line(nnunet_env, teachers, transferal, tmp_path, monkeypatch,  # noqa: F811
+                                                case):
+    """Item 10: these gave a traceback (torch, nnU-Net's assert, numpy, SimpleITK, mkdir) instead of one line."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    label = ["label", "--teacher", str(teachers["unet"]), "--images", str(transferal), "--out",
+             str(tmp_path / "Dataset831_Options"), "--no-tta", "--no-progress"]
+    synth = ["data", "synth", "--id", "832", "--name", "Options", "--out", str(tmp_path), "--shape", "16,16",
+             "--train", "1", "--test", "0"]
+    output_file = tmp_path / "afile"
+    output_file.write_text("")
+    args, expected = {
+        "label --device tpu": (label + ["--device", "tpu"], "--device 'tpu'"),
+        "label --device cuda": (label + ["--device", "cuda"], "no CUDA GPU"),
+        "transfer --device cuda": (["transfer", "--dataset", "Dataset612_Options", "--arch", "unet", "--device",
+                                    "cuda"], "no CUDA GPU"),
+        "finetune --device cuda": (["finetune", "--model", str(teachers["unet"]), "--dataset", "Dataset612_Options",
+                                    "--device", "cuda"], "no CUDA GPU"),
+        "transfer --device tpu": (["transfer", "--dataset", "Dataset612_Options", "--arch", "unet", "--device",
+                                   "tpu"], "--device 'tpu'"),
+        "label --step-size 0": (label + ["--step-size", "0"], "--step-size 0.0 must be in (0, 1]"),
+        "synth --classes 300": (synth + ["--classes", "300"], "at most 256 classes"),
+        "synth --channels 0": (synth + ["--channels", "0"], "at least one image channel"),
+        "synth --spacing -1,1": (synth + ["--spacing", "-1,1"], "positive number of mm"),
+        "experiment output is a file": (["experiment", str(_experiment_config(tmp_path, output_file, "a.yaml")), "--dry-run"],
+                                        "output: " + str(output_file) + " is a file"),
+        "experiment output under a file": (
+            ["experiment", str(_experiment_config(tmp_path, output_file / "run", "b.yaml")),
+             "--dry-run"], "cannot write to"),
+    }[case]
+    _one_error_line(args, expected)
+    assert not (tmp_path / "Dataset831_Options").exists() and not (tmp_path / "Dataset832_Options").exists()
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no hidden work folder left

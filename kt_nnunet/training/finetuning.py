@@ -205,8 +205,10 @@ def finetune(model_folder: str | Path, dataset: str | int, fold: int = 0, source
     labelled dataset to train. An existing finished fold is kept unless ``force``; ``continue_training``
     resumes it. ``from_scratch`` trains the same network without the student's weights (the baseline).
     """
+    from kt_nnunet.devices import parse_device
     from kt_nnunet.nnunet.training_api import train_fold
 
+    parse_device(device)  # before preprocessing, which takes minutes
     plan = prepare_finetune(model_folder, dataset, source_fold, checkpoint, epochs, lr, iterations, val_iterations,
                             force=force, num_processes=num_processes, seed=seed, from_scratch=from_scratch)
     trainer = nnUNetTrainerKTScratch if from_scratch else nnUNetTrainerKTFinetune

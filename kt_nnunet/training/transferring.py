@@ -185,8 +185,10 @@ def transfer(teachers: Sequence, dataset: str | int, architecture: str, *, fold:
     teachers: model folders (``DIR``, ``DIR:0,1``; relative to ``$nnUNet_results`` allowed). Offline they
         are checked against the dataset's labels and used to label an unlabelled transferal set.
     """
+    from kt_nnunet.devices import parse_device
     from kt_nnunet.nnunet.training_api import train_fold
 
+    parse_device(device)  # before labelling and planning, which take minutes
     plan = prepare_transfer(teachers, dataset, architecture, online=online, soft=soft, force=force, device=device,
                             **options)
     return train_fold(trainer_class(online, soft), plan.dataset_name, plan.configuration, fold, plan.plans_name,
