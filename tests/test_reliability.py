@@ -578,3 +578,25 @@ def test_item10_bad_options_give_one_error_line(nnunet_env, teachers, transferal
     _one_error_line(args, expected)
     assert not (tmp_path / "Dataset831_Options").exists() and not (tmp_path / "Dataset832_Options").exists()
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no hidden work folder left
+
+
+def test_item5_a_finetune_folder_that_is_the_test_dataset_is_refused(nnunet_env, tmp_path):
+    """Item 5: the fine-tune/test leak check compared ids or paths only, so a folder path and an id passed."""
+    from kt_nnunet.experiment.config import parse_config
+    from kt_nnunet.experiment.schema import ExperimentConfigError
+
+    raw = nnunet_env["nnUNet_raw"]
+    for folder in ("Dataset501_Src", "Dataset502_Trans", "Dataset503_Test"):
+        (raw / folder).mkdir()
+    (tmp_path / "alias").symlink_to(raw / "Dataset503_Test")
+    data = {"name": "tiny", "output": "runs/tiny", "source": 501, "transferal": 502,
+            "test": {"dataset": 503, "split": "train"},
+            "budget": {"epochs": 1, "iterations_per_epoch": 2, "val_iterations_per_epoch": 1},
+            "teachers": [{"architecture": "unet"}], "students": ["light_unet"],
+            "modes": ["single_teacher", "kt_finetune"],
+            "finetune": {"dataset": str(tmp_path / "alias"), "split": "train", "cases": 2}}
+    config = parse_config(data, source="exp.yaml", base_dir=tmp_path)
+    with pytest.raises(ExperimentConfigError, match=r"^exp\.yaml: finetune\.dataset: is the test set"):
+        config.check_inputs()
+    data["test"]["split"] = "test"  # other split of the same dataset: no leak
+    parse_config(data, source="exp.yaml", base_dir=tmp_path).check_inputs()

@@ -6,6 +6,7 @@ returns a config dataclass, or raises one ``ExperimentConfigError`` naming the k
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -63,6 +64,11 @@ def same_split(a: DatasetRef, split_a: str, b: DatasetRef, split_b: str) -> bool
         a.path is None and b.path is None and a.dataset_id is not None and a.dataset_id == b.dataset_id)
     splits_differ = {split_a, split_b} == {"train", "test"}
     return same and not splits_differ
+
+
+def same_split_folders(a: Path, split_a: str, b: Path, split_b: str) -> bool:
+    """:func:`same_split` on resolved dataset folders (symlinks and ``..`` followed)."""
+    return os.path.realpath(a) == os.path.realpath(b) and {split_a, split_b} != {"train", "test"}
 
 
 def parse_budget(section: Section, name: str, default: Budget) -> Budget:
