@@ -600,3 +600,28 @@ def test_item5_a_finetune_folder_that_is_the_test_dataset_is_refused(nnunet_env,
         config.check_inputs()
     data["test"]["split"] = "test"  # other split of the same dataset: no leak
     parse_config(data, source="exp.yaml", base_dir=tmp_path).check_inputs()
+
+
+def test_item9_an_unfinished_run_without_a_finished_case_is_replaced_without_asking(tmp_path):
+    """Item 9: a refused label command left a work folder; the corrected command was refused as 'other settings'."""
+    from kt_nnunet.labelling import OutputStateError
+    from kt_nnunet.labelling.output import LabelledDatasetWriter
+
+    target = tmp_path / "Dataset833_Retry"
+    assert LabelledDatasetWriter(target, {"tile_step_size": 0.0}, ".nii.gz").prepare(force=False)
+    corrected = LabelledDatasetWriter(target, {"tile_step_size": 0.5}, ".nii.gz")
+    assert corrected.prepare(force=False)
+    assert json.loads((corrected.state / "settings.json").read_text()) == {"tile_step_size": 0.5}
+    (corrected.state / "cases" / "case_000.json").write_text("{}")  # now it has work to lose: ask first
+    with pytest.raises(OutputStateError, match="unfinished labelling run with other settings.*--force"):
+        LabelledDatasetWriter(target, {"tile_step_size": 0.25}, ".nii.gz").prepare(force=False)
+
+
+def test_item9_label_checks_its_options_before_creating_the_work_folder(nnunet_env, teachers, transferal,  # noqa: F811
+                                                                        tmp_path):
+    """Item 9: --step-size, --device and the images are checked before the hidden work folder exists."""
+    base = ["label", "--teacher", str(teachers["unet"]), "--images", str(transferal), "--out",
+            str(tmp_path / "out" / "Dataset834_Order"), "--no-tta", "--no-progress"]
+    for bad in (["--step-size", "2"], ["--device", "tpu"], ["--num-parts", "2", "--part-id", "5"]):
+        _one_error_line(base + bad)
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir()), bad
