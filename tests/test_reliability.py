@@ -625,3 +625,36 @@ def test_item9_label_checks_its_options_before_creating_the_work_folder(nnunet_e
     for bad in (["--step-size", "2"], ["--device", "tpu"], ["--num-parts", "2", "--part-id", "5"]):
         _one_error_line(base + bad)
         assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir()), bad
+
+
+# ------------------------------------------------------------------------------------ lower items
+@pytest.mark.parametrize("case", ["transfer --force --continue", "finetune --force --continue",
+                                  "label --num-parts 0", "label --teacher FILE", "transfer --teacher FILE",
+                                  "transfer without checkpoints"])
+def test_lower_option_messages(nnunet_env, teachers, transferal, tmp_path, case):  # noqa: F811
+    """Lower items: --force --continue ran; --num-parts 0 said 'must be in 0..-1'; a --teacher file was reported
+    as missing; transfer suggested a --checkpoint option it does not have."""
+    a_file = tmp_path / "plans.json"
+    a_file.write_text("{}")
+    empty_model = make_model_folder(tmp_path / "nnUNetTrainer__untrained__2d", nnunet_plans())
+    for checkpoint in empty_model.glob("fold_*/*.pth"):
+        checkpoint.unlink()
+    (nnunet_env["nnUNet_raw"] / transferal.name).symlink_to(transferal)  # labelled: transfer loads the teachers
+    label = ["label", "--images", str(transferal), "--out", str(tmp_path / "out" / "Dataset835_Lower"),
+             "--no-tta", "--no-progress"]
+    transfer = ["transfer", "--dataset", "Dataset612_Options", "--arch", "unet"]
+    args, expected = {
+        "transfer --force --continue": (transfer + ["--force", "--continue"], "--force and --continue contradict"),
+        "finetune --force --continue": (["finetune", "--model", str(teachers["unet"]), "--dataset",
+                                         "Dataset612_Options", "--force", "--continue"],
+                                        "--force and --continue contradict"),
+        "label --num-parts 0": (label + ["--teacher", str(teachers["unet"]), "--num-parts", "0"],
+                                "--num-parts 0 must be at least 1"),
+        "label --teacher FILE": (label + ["--teacher", str(a_file)], "is a file, not a model folder"),
+        "transfer --teacher FILE": (transfer + ["--teacher", str(a_file)], "is a file, not a model folder"),
+        "transfer without checkpoints": (["transfer", "--dataset", transferal.name, "--arch", "unet", "--teacher",
+                                          str(empty_model)], "label/finetune --checkpoint"),
+    }[case]
+    line = _one_error_line(args, expected)
+    assert "0..-1" not in line
+    assert not (tmp_path / "out").exists()

@@ -200,7 +200,9 @@ class Labeller:
                     raise LabellingError("--num-parts/--part-id cannot be combined with a torchrun launch; each "
                                          "rank is one part")
                 num_parts, part_id = group.world_size, group.rank
-            if not (num_parts >= 1 and 0 <= part_id < num_parts):
+            if num_parts < 1:
+                raise LabellingError(f"--num-parts {num_parts} must be at least 1")
+            if not 0 <= part_id < num_parts:
                 raise LabellingError(f"--part-id {part_id} must be in 0..{num_parts - 1} (--num-parts {num_parts})")
             writer = LabelledDatasetWriter(target, self.settings(transferal, save_probabilities),
                                            transferal.file_ending)
