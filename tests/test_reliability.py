@@ -569,7 +569,8 @@ def test_item10_bad_options_give_one_error_line(nnunet_env, teachers, transferal
         "synth --classes 300": (synth + ["--classes", "300"], "at most 256 classes"),
         "synth --channels 0": (synth + ["--channels", "0"], "at least one image channel"),
         "synth --spacing -1,1": (synth + ["--spacing", "-1,1"], "positive number of mm"),
-        "experiment output is a file": (["experiment", str(_experiment_config(tmp_path, output_file, "a.yaml")), "--dry-run"],
+        "experiment output is a file": (
+            ["experiment", str(_experiment_config(tmp_path, output_file, "a.yaml")), "--dry-run"],
                                         "output: " + str(output_file) + " is a file"),
         "experiment output under a file": (
             ["experiment", str(_experiment_config(tmp_path, output_file / "run", "b.yaml")),

@@ -209,7 +209,8 @@ def finetune(model_folder: str | Path, dataset: str | int, fold: int = 0, source
     from kt_nnunet.nnunet.training_api import train_fold
 
     if force and continue_training:
-        raise FinetuneError("--force and --continue contradict each other (--force retrains the fold from scratch, --continue resumes it from its checkpoint); pass one of them")
+        raise FinetuneError("--force and --continue contradict each other (--force retrains the fold from scratch, "
+                            "--continue resumes it from its checkpoint); pass one of them")
     parse_device(device)  # before preprocessing, which takes minutes
     plan = prepare_finetune(model_folder, dataset, source_fold, checkpoint, epochs, lr, iterations, val_iterations,
                             force=force, num_processes=num_processes, seed=seed, from_scratch=from_scratch)

@@ -189,7 +189,8 @@ def transfer(teachers: Sequence, dataset: str | int, architecture: str, *, fold:
     from kt_nnunet.nnunet.training_api import train_fold
 
     if force and continue_training:
-        raise TransferError("--force and --continue contradict each other (--force retrains the fold from scratch, --continue resumes it from its checkpoint); pass one of them")
+        raise TransferError("--force and --continue contradict each other (--force retrains the fold from scratch, "
+                            "--continue resumes it from its checkpoint); pass one of them")
     parse_device(device)  # before labelling and planning, which take minutes
     plan = prepare_transfer(teachers, dataset, architecture, online=online, soft=soft, force=force, device=device,
                             **options)
