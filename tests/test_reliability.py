@@ -659,3 +659,17 @@ def test_lower_option_messages(nnunet_env, teachers, transferal, tmp_path, case)
     line = _one_error_line(args, expected)
     assert "0..-1" not in line
     assert not (tmp_path / "out").exists()
+
+
+def test_item7_experiment_arch_kwargs_are_checked_when_the_config_is_read(tmp_path):
+    """Item 7: an experiment's arch_kwargs typo would only fail (or silently train the default) steps later."""
+    from kt_nnunet.experiment.config import parse_config
+    from kt_nnunet.experiment.schema import ExperimentConfigError
+
+    data = {"name": "tiny", "output": "runs/tiny", "source": 501, "transferal": 502,
+            "test": {"dataset": 503, "split": "test"}, "teachers": [{"architecture": "unet"}],
+            "students": [{"architecture": "light_unet", "arch_kwargs": {"base_feature": 8}}],
+            "modes": ["single_teacher"]}
+    with pytest.raises(ExperimentConfigError, match=r"^exp\.yaml: students\[0\]\.arch_kwargs: .*'base_feature'; "
+                                                    r"did you mean 'base_features'"):
+        parse_config(data, source="exp.yaml", base_dir=tmp_path)

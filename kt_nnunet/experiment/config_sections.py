@@ -108,8 +108,17 @@ def parse_fold(top: Section) -> int | str:
     return top.integer("fold", 0, minimum=0, maximum=4)
 
 
-def parse_arch_kwargs(section: Section) -> dict:
-    return dict(section.mapping("arch_kwargs", {}))
+def parse_arch_kwargs(section: Section, architecture: Optional[str]) -> dict:
+    from kt_nnunet.architectures.spec import ArchitectureOptionError
+    from kt_nnunet.registry import get_architecture
+
+    kwargs = dict(section.mapping("arch_kwargs", {}))
+    if architecture and kwargs:
+        try:  # at parse time, not when the step that plans this model is reached
+            get_architecture(architecture).check_options(kwargs)
+        except ArchitectureOptionError as exc:
+            raise section.error("arch_kwargs", str(exc).removeprefix("--arch-kwargs: ")) from exc
+    return kwargs
 
 
 def parse_teachers(top: Section, ctx: Context, base_dir: Path, budget: Budget, sources: tuple, dim: int) -> tuple:
@@ -157,7 +166,7 @@ def parse_teachers(top: Section, ctx: Context, base_dir: Path, budget: Budget, s
         teachers.append(TeacherConfig(
             name=sub.string("name", f"teacher_{architecture}", pattern=NAME_PATTERN, pattern_help=NAME_HELP),
             architecture=architecture, source=source, budget=parse_budget(sub, "budget", budget),
-            tiny=sub.boolean("tiny", False), arch_kwargs=parse_arch_kwargs(sub)))
+            tiny=sub.boolean("tiny", False), arch_kwargs=parse_arch_kwargs(sub, architecture)))
     return tuple(teachers)
 
 
@@ -174,7 +183,7 @@ def parse_students(top: Section, ctx: Context, budget: Budget, dim: int) -> tupl
         students.append(StudentConfig(
             name=sub.string("name", architecture, pattern=NAME_PATTERN, pattern_help=NAME_HELP),
             architecture=architecture, budget=parse_budget(sub, "budget", budget), tiny=sub.boolean("tiny", False),
-            arch_kwargs=parse_arch_kwargs(sub)))
+            arch_kwargs=parse_arch_kwargs(sub, architecture)))
     return tuple(students)
 
 
