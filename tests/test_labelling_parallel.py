@@ -110,6 +110,8 @@ def test_other_settings_do_not_resume_an_unfinished_run(teachers, transferal, tm
     out = tmp_path / "Dataset843_Other"
     hidden_work_folder(out).joinpath(".kt-state").mkdir(parents=True)
     hidden_work_folder(out).joinpath(".kt-state", "settings.json").write_text('{"fusion": "mean"}')
+    hidden_work_folder(out).joinpath(".kt-state", "cases").mkdir()
+    hidden_work_folder(out).joinpath(".kt-state", "cases", "case_000.json").write_text("{}")  # a finished case
     from kt_nnunet.labelling import OutputStateError
 
     with pytest.raises(OutputStateError, match="unfinished labelling run with other settings.*--force"):

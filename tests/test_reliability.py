@@ -78,6 +78,21 @@ def test_item1_a_planted_pickle_in_checkpoint_latest_is_refused_on_continue(budg
     assert not marker.exists()
 
 
+class _RunsOsSystem:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_item3_a_pickle_calling_os_system_is_refused_as_code_not_corrupt(tmp_path):
+    """Item 3: torch 2.14 words a blocked module "unsupported GLOBAL posix.system"; it was reported as corrupt."""
+    from kt_nnunet.nnunet.model_folder import UnsafeCheckpointError, load_checkpoint_safely
+
+    path = tmp_path / "checkpoint_final.pth"
+    torch.save({"network_weights": {}, "payload": _RunsOsSystem()}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"could execute code"):
+        load_checkpoint_safely(path)
+
+
 def _hub_teacher(root: Path, marker: Path) -> Path:
     """A model folder whose plans name ``torch.hub.load`` on a local repo whose hubconf.py writes ``marker``."""
     plans = nnunet_plans()
@@ -450,3 +465,211 @@ def test_fuzz_broken_teacher_folders_give_one_error_line(nnunet_env, transferal,
                             f"{result.output.strip()[-300:]}")
     assert not failures, "\n".join(failures)
     assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == []
+
+
+# ------------------------------------------------------------------------------- options and budgets
+def _one_error_line(args, *expected):
+    from kt_nnunet.cli import main
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    for text in expected:
+        assert text in lines[0], result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    ('{"base_feature": 4}', ["no option 'base_feature'", "did you mean 'base_features'"]),
+    ('{"base_features": "x"}', ["'base_features' must be a whole number of at least 1", "'x'"]),
+    ('{"base_features": -4}', ["'base_features' must be a whole number of at least 1", "-4"]),
+    ('{"downsample": 2}', ["'downsample' must be a string"]),
+])
+@pytest.mark.parametrize("command", ["plan", "transfer"])
+def test_item7_arch_kwargs_are_checked_against_the_architecture(nnunet_env, kwargs, expected, command):
+    """Item 7: a misspelt --arch-kwargs name trained the default network; wrong values crashed after planning."""
+    args = (["plan", "Dataset612_Options", "--arch", "unet"] if command == "plan"
+            else ["transfer", "--dataset", "Dataset612_Options", "--arch", "unet"])
+    _one_error_line(args + ["--arch-kwargs", kwargs], "--arch-kwargs", *expected)
+    assert not any(nnunet_env["nnUNet_preprocessed"].iterdir())
+
+
+def test_item7_spec_options_of_every_architecture_accept_their_own_defaults():
+    """Item 7: the check must not refuse what the architectures declare (or nnU-Net's constructor names)."""
+    from kt_nnunet.registry import get_architecture, list_architectures
+
+    for name in list_architectures():
+        spec = get_architecture(name) if isinstance(name, str) else name
+        spec.check_options({**spec.default_kwargs, **spec.tiny_kwargs})
+    get_architecture("nnunet_plain").check_options({"n_conv_per_stage": [1, 1]})
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--iterations", "--val-iterations"])
+@pytest.mark.parametrize("command", ["plan", "transfer", "finetune"])
+def test_item7_budgets_below_one_are_refused(nnunet_env, tmp_path, command, option):
+    """Item 7: --epochs 0 was written into the plans; transfer --epochs 0 raised ZeroDivisionError."""
+    args = {"plan": ["plan", "Dataset612_Options", "--arch", "unet"],
+            "transfer": ["transfer", "--dataset", "Dataset612_Options", "--arch", "unet"],
+            "finetune": ["finetune", "--model", str(tmp_path), "--dataset", "Dataset612_Options"]}[command]
+    _one_error_line(args + [option, "0"], f"{option} must be a whole number of at least 1, got 0")
+    assert not any(nnunet_env["nnUNet_preprocessed"].iterdir())
+
+
+def test_item7_the_api_refuses_budgets_below_one_too(nnunet_env):
+    """Item 7: the Python API is checked as well, not only the CLI."""
+    from kt_nnunet.nnunet.planning import write_architecture_plans
+    from kt_nnunet.training.transferring import prepare_transfer
+
+    with pytest.raises(KtNnunetError, match="--epochs must be a whole number of at least 1"):
+        write_architecture_plans("Dataset612_Options", "unet", budget={"num_epochs": 0})
+    with pytest.raises(KtNnunetError, match="--iterations must be a whole number of at least 1"):
+        prepare_transfer([], "Dataset612_Options", "unet", iterations=-1)
+
+
+# ----------------------------------------------------------------------------- one line, not a traceback
+def _experiment_config(tmp_path, output, name) -> Path:
+    import yaml
+
+    config = {"name": "tiny", "output": str(output), "source": 501, "transferal": 502,
+              "test": {"dataset": 503, "split": "test"},
+              "budget": {"epochs": 1, "iterations_per_epoch": 2, "val_iterations_per_epoch": 1},
+              "teachers": [{"architecture": "unet", "tiny": True}], "students": ["light_unet"],
+              "modes": ["single_teacher"]}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("case", ["label --device tpu", "label --device cuda", "transfer --device cuda",
+                                  "finetune --device cuda", "transfer --device tpu", "label --step-size 0",
+                                  "synth --classes 300", "synth --channels 0", "synth --spacing -1,1",
+                                  "experiment output is a file", "experiment output under a file"])
+def test_item10_bad_options_give_one_error_line(nnunet_env, teachers, transferal, tmp_path, monkeypatch,  # noqa: F811
+                                                case):
+    """Item 10: these gave a traceback (torch, nnU-Net's assert, numpy, SimpleITK, mkdir) instead of one line."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    label = ["label", "--teacher", str(teachers["unet"]), "--images", str(transferal), "--out",
+             str(tmp_path / "Dataset831_Options"), "--no-tta", "--no-progress"]
+    synth = ["data", "synth", "--id", "832", "--name", "Options", "--out", str(tmp_path), "--shape", "16,16",
+             "--train", "1", "--test", "0"]
+    output_file = tmp_path / "afile"
+    output_file.write_text("")
+    args, expected = {
+        "label --device tpu": (label + ["--device", "tpu"], "--device 'tpu'"),
+        "label --device cuda": (label + ["--device", "cuda"], "no CUDA GPU"),
+        "transfer --device cuda": (["transfer", "--dataset", "Dataset612_Options", "--arch", "unet", "--device",
+                                    "cuda"], "no CUDA GPU"),
+        "finetune --device cuda": (["finetune", "--model", str(teachers["unet"]), "--dataset", "Dataset612_Options",
+                                    "--device", "cuda"], "no CUDA GPU"),
+        "transfer --device tpu": (["transfer", "--dataset", "Dataset612_Options", "--arch", "unet", "--device",
+                                   "tpu"], "--device 'tpu'"),
+        "label --step-size 0": (label + ["--step-size", "0"], "--step-size 0.0 must be in (0, 1]"),
+        "synth --classes 300": (synth + ["--classes", "300"], "at most 256 classes"),
+        "synth --channels 0": (synth + ["--channels", "0"], "at least one image channel"),
+        "synth --spacing -1,1": (synth + ["--spacing", "-1,1"], "positive number of mm"),
+        "experiment output is a file": (
+            ["experiment", str(_experiment_config(tmp_path, output_file, "a.yaml")), "--dry-run"],
+                                        "output: " + str(output_file) + " is a file"),
+        "experiment output under a file": (
+            ["experiment", str(_experiment_config(tmp_path, output_file / "run", "b.yaml")),
+             "--dry-run"], "cannot write to"),
+    }[case]
+    _one_error_line(args, expected)
+    assert not (tmp_path / "Dataset831_Options").exists() and not (tmp_path / "Dataset832_Options").exists()
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no hidden work folder left
+
+
+def test_item5_a_finetune_folder_that_is_the_test_dataset_is_refused(nnunet_env, tmp_path):
+    """Item 5: the fine-tune/test leak check compared ids or paths only, so a folder path and an id passed."""
+    from kt_nnunet.experiment.config import parse_config
+    from kt_nnunet.experiment.schema import ExperimentConfigError
+
+    raw = nnunet_env["nnUNet_raw"]
+    for folder in ("Dataset501_Src", "Dataset502_Trans", "Dataset503_Test"):
+        (raw / folder).mkdir()
+    (tmp_path / "alias").symlink_to(raw / "Dataset503_Test")
+    data = {"name": "tiny", "output": "runs/tiny", "source": 501, "transferal": 502,
+            "test": {"dataset": 503, "split": "train"},
+            "budget": {"epochs": 1, "iterations_per_epoch": 2, "val_iterations_per_epoch": 1},
+            "teachers": [{"architecture": "unet"}], "students": ["light_unet"],
+            "modes": ["single_teacher", "kt_finetune"],
+            "finetune": {"dataset": str(tmp_path / "alias"), "split": "train", "cases": 2}}
+    config = parse_config(data, source="exp.yaml", base_dir=tmp_path)
+    with pytest.raises(ExperimentConfigError, match=r"^exp\.yaml: finetune\.dataset: is the test set"):
+        config.check_inputs()
+    data["test"]["split"] = "test"  # other split of the same dataset: no leak
+    parse_config(data, source="exp.yaml", base_dir=tmp_path).check_inputs()
+
+
+def test_item9_an_unfinished_run_without_a_finished_case_is_replaced_without_asking(tmp_path):
+    """Item 9: a refused label command left a work folder; the corrected command was refused as 'other settings'."""
+    from kt_nnunet.labelling import OutputStateError
+    from kt_nnunet.labelling.output import LabelledDatasetWriter
+
+    target = tmp_path / "Dataset833_Retry"
+    assert LabelledDatasetWriter(target, {"tile_step_size": 0.0}, ".nii.gz").prepare(force=False)
+    corrected = LabelledDatasetWriter(target, {"tile_step_size": 0.5}, ".nii.gz")
+    assert corrected.prepare(force=False)
+    assert json.loads((corrected.state / "settings.json").read_text()) == {"tile_step_size": 0.5}
+    (corrected.state / "cases" / "case_000.json").write_text("{}")  # now it has work to lose: ask first
+    with pytest.raises(OutputStateError, match="unfinished labelling run with other settings.*--force"):
+        LabelledDatasetWriter(target, {"tile_step_size": 0.25}, ".nii.gz").prepare(force=False)
+
+
+def test_item9_label_checks_its_options_before_creating_the_work_folder(nnunet_env, teachers, transferal,  # noqa: F811
+                                                                        tmp_path):
+    """Item 9: --step-size, --device and the images are checked before the hidden work folder exists."""
+    base = ["label", "--teacher", str(teachers["unet"]), "--images", str(transferal), "--out",
+            str(tmp_path / "out" / "Dataset834_Order"), "--no-tta", "--no-progress"]
+    for bad in (["--step-size", "2"], ["--device", "tpu"], ["--num-parts", "2", "--part-id", "5"]):
+        _one_error_line(base + bad)
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir()), bad
+
+
+# ------------------------------------------------------------------------------------ lower items
+@pytest.mark.parametrize("case", ["transfer --force --continue", "finetune --force --continue",
+                                  "label --num-parts 0", "label --teacher FILE", "transfer --teacher FILE",
+                                  "transfer without checkpoints"])
+def test_lower_option_messages(nnunet_env, teachers, transferal, tmp_path, case):  # noqa: F811
+    """Lower items: --force --continue ran; --num-parts 0 said 'must be in 0..-1'; a --teacher file was reported
+    as missing; transfer suggested a --checkpoint option it does not have."""
+    a_file = tmp_path / "plans.json"
+    a_file.write_text("{}")
+    empty_model = make_model_folder(tmp_path / "nnUNetTrainer__untrained__2d", nnunet_plans())
+    for checkpoint in empty_model.glob("fold_*/*.pth"):
+        checkpoint.unlink()
+    (nnunet_env["nnUNet_raw"] / transferal.name).symlink_to(transferal)  # labelled: transfer loads the teachers
+    label = ["label", "--images", str(transferal), "--out", str(tmp_path / "out" / "Dataset835_Lower"),
+             "--no-tta", "--no-progress"]
+    transfer = ["transfer", "--dataset", "Dataset612_Options", "--arch", "unet"]
+    args, expected = {
+        "transfer --force --continue": (transfer + ["--force", "--continue"], "--force and --continue contradict"),
+        "finetune --force --continue": (["finetune", "--model", str(teachers["unet"]), "--dataset",
+                                         "Dataset612_Options", "--force", "--continue"],
+                                        "--force and --continue contradict"),
+        "label --num-parts 0": (label + ["--teacher", str(teachers["unet"]), "--num-parts", "0"],
+                                "--num-parts 0 must be at least 1"),
+        "label --teacher FILE": (label + ["--teacher", str(a_file)], "is a file, not a model folder"),
+        "transfer --teacher FILE": (transfer + ["--teacher", str(a_file)], "is a file, not a model folder"),
+        "transfer without checkpoints": (["transfer", "--dataset", transferal.name, "--arch", "unet", "--teacher",
+                                          str(empty_model)], "label/finetune --checkpoint"),
+    }[case]
+    line = _one_error_line(args, expected)
+    assert "0..-1" not in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_item7_experiment_arch_kwargs_are_checked_when_the_config_is_read(tmp_path):
+    """Item 7: an experiment's arch_kwargs typo would only fail (or silently train the default) steps later."""
+    from kt_nnunet.experiment.config import parse_config
+    from kt_nnunet.experiment.schema import ExperimentConfigError
+
+    data = {"name": "tiny", "output": "runs/tiny", "source": 501, "transferal": 502,
+            "test": {"dataset": 503, "split": "test"}, "teachers": [{"architecture": "unet"}],
+            "students": [{"architecture": "light_unet", "arch_kwargs": {"base_feature": 8}}],
+            "modes": ["single_teacher"]}
+    with pytest.raises(ExperimentConfigError, match=r"^exp\.yaml: students\[0\]\.arch_kwargs: .*'base_feature'; "
+                                                    r"did you mean 'base_features'"):
+        parse_config(data, source="exp.yaml", base_dir=tmp_path)

@@ -8,11 +8,21 @@ Building through the spec and building through stock nnU-Net give the same modul
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import torch.nn as nn
+
+from kt_nnunet.errors import KtNnunetError
+
+# nnU-Net passes these itself; a user override would be a second value for the same argument.
+_NNUNET_ARGUMENTS = ("self", "input_channels", "num_classes", "deep_supervision")
+
+
+class ArchitectureOptionError(KtNnunetError, ValueError):
+    """An ``arch_kwargs`` name or value the architecture does not take."""
 
 
 def _as_int_lists(values: Sequence[Sequence[int]]) -> list[list[int]]:
@@ -145,11 +155,54 @@ class ArchitectureSpec:
         """The ``arch_kwargs`` to write into a plans configuration for ``geometry``."""
         if geometry.dim not in self.dims:
             raise ValueError(f"architecture {self.name!r} supports {list(self.dims)}D, not {geometry.dim}D")
+        self.check_options(overrides)
         options = dict(self.default_kwargs)
         if tiny:
             options.update(self.tiny_kwargs)
         options.update(overrides)
         return dict(self.plan_kwargs(geometry, dict(nnunet_arch_kwargs or {}), options))
+
+    def check_options(self, options: Optional[dict]) -> None:
+        """Refuse names the network does not take and values of the wrong type for its declared options.
+
+        A misspelt name would otherwise be swallowed by a ``**kwargs`` constructor and the default network
+        trained silently, so only named constructor parameters and declared options count; a wrong value
+        would only fail when nnU-Net builds the network, after planning and preprocessing.
+        """
+        from kt_nnunet.experiment.schema import did_you_mean
+
+        if options is None:
+            return
+        if not isinstance(options, dict):
+            raise ArchitectureOptionError(f"--arch-kwargs for {self.name!r} must be a JSON object, got "
+                                          f"{type(options).__name__}")
+        declared = {**self.default_kwargs, **self.tiny_kwargs}
+        parameters = inspect.signature(self.network_class.__init__).parameters.values()
+        known = set(declared) | {p.name for p in parameters if p.kind not in (
+            inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)} - set(_NNUNET_ARGUMENTS)
+        for key, value in options.items():
+            if key not in known:
+                raise ArchitectureOptionError(
+                    f"--arch-kwargs: architecture {self.name!r} has no option {key!r}{did_you_mean(key, known)} "
+                    f"(options: {', '.join(sorted(known))})")
+            if key not in declared:
+                continue
+            default = declared[key]
+            if isinstance(default, bool):
+                ok, wanted = isinstance(value, bool), "true or false"
+            elif isinstance(default, int):
+                ok, wanted = isinstance(value, int) and not isinstance(value, bool) and value >= 1, \
+                    "a whole number of at least 1"
+            elif isinstance(default, float):
+                ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0, \
+                    "a number of at least 0"
+            elif isinstance(default, str):
+                ok, wanted = isinstance(value, str), "a string"
+            else:
+                continue
+            if not ok:
+                raise ArchitectureOptionError(f"--arch-kwargs: {self.name!r} option {key!r} must be {wanted}, "
+                                              f"got {value!r}")
 
     def check_patch_size(self, geometry: PlanGeometry, arch_kwargs: dict) -> None:
         divisors = self.divisibility(geometry, arch_kwargs)

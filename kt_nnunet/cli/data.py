@@ -56,6 +56,7 @@ def synth(dataset_id, name, out, shape, spacing, num_classes, num_train, num_tes
     from kt_nnunet.data.synth import synth_dataset
     from kt_nnunet.data.synth_domain import DOMAIN_PRESETS
     from kt_nnunet.data.synth_shapes import ShapeConfig
+    from kt_nnunet.nnunet.raw_dataset import DatasetError
 
     shape_keys = ("radius_mm", "size_std", "elongation", "irregularity")
     shape_options = {k: options.pop(k) for k in shape_keys if options.get(k) is not None}
@@ -66,7 +67,7 @@ def synth(dataset_id, name, out, shape, spacing, num_classes, num_train, num_tes
                              **shape_options)
         shapes.check()
     except ValueError as exc:
-        raise click.BadParameter(str(exc))
+        raise DatasetError(f"data synth: {exc}") from exc
     folder = synth_dataset(dataset_id, name, out, num_train=num_train, num_test=num_test, shapes=shapes,
                            domain=domain, num_channels=num_channels, seed=seed, file_ending=file_ending,
                            role="transferal" if unlabelled else "source", labelled=not unlabelled, force=force)

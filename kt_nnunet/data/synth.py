@@ -84,6 +84,8 @@ def synth_dataset(dataset_id: int, name: str, out: Optional[str | Path] = None, 
     shapes.check()
     if file_ending in NATURAL_2D_ENDINGS and shapes.dim != 2:
         raise FileEndingError(f"file ending {file_ending} holds 2D images only; use .nii.gz for 3D shapes")
+    if num_channels < 1:
+        raise DatasetError(f"num_channels={num_channels}: a dataset needs at least one image channel")
     if num_train < 1:
         raise DatasetError(f"num_train={num_train}: a dataset needs at least one training case")
     class_names = list(class_names or [f"class{i}" for i in range(1, shapes.num_classes)])

@@ -50,6 +50,10 @@ class ShapeConfig:
             raise ValueError(f"spacing {self.spacing} must have {self.dim} values, like shape {self.shape}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes={self.num_classes}: need background plus at least one class")
+        if self.num_classes > 256:  # labels are stored as uint8
+            raise ValueError(f"num_classes={self.num_classes}: at most 256 classes (incl. background)")
+        if not all(0 < s < float("inf") for s in self.spacing_or_default()):
+            raise ValueError(f"spacing {self.spacing}: every value must be a positive number of mm")
         if min(self.shape) < 2:
             raise ValueError(f"shape {self.shape}: every axis needs at least 2 pixels")
 

@@ -207,6 +207,12 @@ class ExperimentConfig:
         for ref in refs:
             if ref is not None and ref.key not in found:
                 found[ref.key] = ref.resolve(self.label)
+        from kt_nnunet.experiment.config_sections import same_split_folders
+
+        if self.finetune is not None and same_split_folders(
+                found[self.finetune.dataset.key], self.finetune.split, found[self.test.dataset.key], self.test.split):
+            # Parse time compares ids or paths only: a folder path and an id naming one dataset meet here.
+            raise _finetune_is_test_set(Context(self.label))
         for index, teacher in enumerate(self.teachers):
             if teacher.model_folder is not None:
                 key = f"teachers[{index}].model_folder"
@@ -219,6 +225,11 @@ class ExperimentConfig:
     def as_dict(self) -> dict:
         """A JSON-ready echo of the parsed config (paths as strings), for results.json."""
         return _jsonable(self)
+
+
+def _finetune_is_test_set(ctx: Context) -> ExperimentConfigError:
+    return ctx.error("finetune.dataset", "is the test set (same dataset and split): fine-tuning on test cases "
+                                         "leaks them; use another dataset or `split: train` with `test.split: test`")
 
 
 def _jsonable(value: Any) -> Any:
@@ -321,8 +332,7 @@ def parse_config(data: Any, *, source: str = "experiment config", base_dir: str 
     if transferal is None and {"single_teacher", "multi_teacher"} & set(modes):
         raise ctx.error("transferal", "is required: the teachers label the transferal dataset for the students")
     if finetune and same_split(finetune.dataset, finetune.split, test.dataset, test.split):
-        raise ctx.error("finetune.dataset", "is the test set (same dataset and split): fine-tuning on test cases "
-                                            "leaks them; use another dataset or `split: train` with `test.split: test`")
+        raise _finetune_is_test_set(ctx)
     seen = set()
     for i, n in enumerate(names):
         if n in seen:

@@ -6,6 +6,7 @@ returns a config dataclass, or raises one ``ExperimentConfigError`` naming the k
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -65,6 +66,11 @@ def same_split(a: DatasetRef, split_a: str, b: DatasetRef, split_b: str) -> bool
     return same and not splits_differ
 
 
+def same_split_folders(a: Path, split_a: str, b: Path, split_b: str) -> bool:
+    """:func:`same_split` on resolved dataset folders (symlinks and ``..`` followed)."""
+    return os.path.realpath(a) == os.path.realpath(b) and {split_a, split_b} != {"train", "test"}
+
+
 def parse_budget(section: Section, name: str, default: Budget) -> Budget:
     if not section.has(name):
         return default
@@ -102,8 +108,17 @@ def parse_fold(top: Section) -> int | str:
     return top.integer("fold", 0, minimum=0, maximum=4)
 
 
-def parse_arch_kwargs(section: Section) -> dict:
-    return dict(section.mapping("arch_kwargs", {}))
+def parse_arch_kwargs(section: Section, architecture: Optional[str]) -> dict:
+    from kt_nnunet.architectures.spec import ArchitectureOptionError
+    from kt_nnunet.registry import get_architecture
+
+    kwargs = dict(section.mapping("arch_kwargs", {}))
+    if architecture and kwargs:
+        try:  # at parse time, not when the step that plans this model is reached
+            get_architecture(architecture).check_options(kwargs)
+        except ArchitectureOptionError as exc:
+            raise section.error("arch_kwargs", str(exc).removeprefix("--arch-kwargs: ")) from exc
+    return kwargs
 
 
 CONFIGURATION_PATTERN = r"[23]d\w*"
@@ -158,7 +173,7 @@ def parse_teachers(top: Section, ctx: Context, base_dir: Path, budget: Budget, s
         teachers.append(TeacherConfig(
             name=sub.string("name", f"teacher_{architecture}", pattern=NAME_PATTERN, pattern_help=NAME_HELP),
             architecture=architecture, source=source, budget=parse_budget(sub, "budget", budget),
-            tiny=sub.boolean("tiny", False), arch_kwargs=parse_arch_kwargs(sub),
+            tiny=sub.boolean("tiny", False), arch_kwargs=parse_arch_kwargs(sub, architecture),
             configuration=None if own == configuration else own))
     return tuple(teachers)
 
@@ -176,7 +191,7 @@ def parse_students(top: Section, ctx: Context, budget: Budget, dim: int) -> tupl
         students.append(StudentConfig(
             name=sub.string("name", architecture, pattern=NAME_PATTERN, pattern_help=NAME_HELP),
             architecture=architecture, budget=parse_budget(sub, "budget", budget), tiny=sub.boolean("tiny", False),
-            arch_kwargs=parse_arch_kwargs(sub)))
+            arch_kwargs=parse_arch_kwargs(sub, architecture)))
     return tuple(students)
 
 

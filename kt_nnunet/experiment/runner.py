@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -313,12 +314,30 @@ class ExperimentRunner:
         return False
 
 
+def check_output_folder(config: ExperimentConfig) -> None:
+    """The experiment writes everything under ``output``: a file there or no write access fails at once."""
+    from kt_nnunet.experiment.schema import Context
+
+    output = Path(config.output)
+    if output.exists() and not output.is_dir():
+        raise Context(config.label).error("output", f"{output} is a file, not a folder; choose another output "
+                                                    "folder or move the file")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as exc:
+        raise Context(config.label).error("output", f"cannot write to {output} ({exc.strerror or exc}); choose a "
+                                                    "folder you can write to") from exc
+
+
 def experiment_runner(config: ExperimentConfig | str | Path, *, force: bool = False, verbose: bool = False,
                       progress: Optional[Callable[[str], None]] = None,
                       own_nnunet_folders: bool = False) -> ExperimentRunner:
     """A runner for ``config`` with nnU-Net's folder variables set (see :func:`run_experiment`)."""
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
+    check_output_folder(config)
     use_experiment_folders(Path(config.output), override=own_nnunet_folders)
     console = ExperimentConsole(Path(config.output), verbose=verbose,
                                 stream=None if progress is None else LineStream(progress))

@@ -68,11 +68,9 @@ def resolve_output(out: str | Path) -> Path:
 
 
 def _device(device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    from kt_nnunet.devices import parse_device
+
+    return parse_device(device)
 
 
 def _versions() -> dict:
@@ -100,6 +98,9 @@ class Labeller:
             raise LabellingError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSION_METHODS)}")
         if min_confidence is not None and not 0.0 < float(min_confidence) <= 1.0:
             raise LabellingError(f"--min-confidence {min_confidence} must be in (0, 1]")
+        if not 0.0 < float(tile_step_size) <= 1.0:  # nnU-Net asserts this only when predicting
+            raise LabellingError(f"--step-size {tile_step_size} must be in (0, 1] (a fraction of the patch size)")
+        device = _device(device)
         self.specs = [TeacherSpec.parse(t, checkpoint) for t in teachers]
         if weights is not None:
             weights = [float(w) for w in weights]
@@ -199,7 +200,9 @@ class Labeller:
                     raise LabellingError("--num-parts/--part-id cannot be combined with a torchrun launch; each "
                                          "rank is one part")
                 num_parts, part_id = group.world_size, group.rank
-            if not (num_parts >= 1 and 0 <= part_id < num_parts):
+            if num_parts < 1:
+                raise LabellingError(f"--num-parts {num_parts} must be at least 1")
+            if not 0 <= part_id < num_parts:
                 raise LabellingError(f"--part-id {part_id} must be in 0..{num_parts - 1} (--num-parts {num_parts})")
             writer = LabelledDatasetWriter(target, self.settings(transferal, save_probabilities),
                                            transferal.file_ending)

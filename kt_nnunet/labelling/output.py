@@ -80,8 +80,9 @@ class LabelledDatasetWriter:
     def prepare(self, force: bool) -> bool:
         """Make the work folder ready; return False when the target is already complete (nothing to do).
 
-        An existing target or unfinished run with *different* settings is replaced only with ``force``;
-        one with the same settings is kept (its labels would come out identical).
+        An existing target or unfinished run with *different* settings is replaced only with ``force``
+        (an unfinished run without a finished case is replaced anyway); one with the same settings is kept
+        (its labels would come out identical).
         """
         check_target_free(self.target, force=True)  # only the dataset-id clash check
         if self.target_is_complete():
@@ -96,8 +97,9 @@ class LabelledDatasetWriter:
                 existing = json.loads(settings_file.read_text())
             except json.JSONDecodeError:
                 existing = None
+            # A run that finished no case holds nothing to lose (e.g. a refused option): start it afresh.
             if existing != self.settings:
-                if not force:
+                if not force and self.finished_cases():
                     raise OutputStateError(
                         f"{self.work} holds an unfinished labelling run with other settings (teachers, fusion, TTA, "
                         "images...); re-run with those settings to resume it, or pass --force to discard it")

@@ -56,6 +56,9 @@ def resolve_model_folder(text: str) -> Path:
     path = Path(text).expanduser()
     if path.is_dir():
         return path
+    if path.is_file():
+        raise ModelFolderError(f"teacher {text} is a file, not a model folder; give the folder holding plans.json, "
+                               "dataset.json and fold_N/ (nnUNet_results/DatasetX/TRAINER__PLANS__CFG)")
     import os
 
     results = os.environ.get("nnUNet_results")

@@ -112,12 +112,15 @@ def load_checkpoint_safely(path: Path) -> dict:
     """``torch.load(weights_only=True)`` with nnU-Net's allow-list; refuses anything that would run code."""
     path = Path(path)
     if not path.is_file():
-        raise ModelFolderError(f"checkpoint {path} does not exist; check the model folder and --folds/--checkpoint")
+        raise ModelFolderError(f"checkpoint {path} does not exist; check the model folder and the folds asked for "
+                               "(DIR:0,1)")
     try:
         with torch.serialization.safe_globals(CHECKPOINT_ALLOW_LIST):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):  # not a blocked class/function: just not a readable pickle
+        # torch words it "Unsupported global: GLOBAL io.open" or, for blocked modules such as posix,
+        # "unsupported GLOBAL posix.system": both are a refused class/function, not a corrupt file.
+        if "unsupported global" not in str(exc).lower():
             raise ModelFolderError(f"cannot read checkpoint {path} (it is corrupt or not a PyTorch checkpoint: "
                                    f"{str(exc).splitlines()[-1][:200]})") from exc
         raise UnsafeCheckpointError(
@@ -226,6 +229,9 @@ def load_trained_model(folder: str | Path, folds: Optional[Sequence[int]] = None
                        checkpoint_name: str = DEFAULT_CHECKPOINT) -> TrainedModel:
     """Load a model folder's plans, dataset.json and the weights of ``folds`` (default: all found)."""
     folder = Path(folder)
+    if folder.is_file():
+        raise ModelFolderError(f"{folder} is a file, not a model folder; give the folder holding plans.json, "
+                               "dataset.json and fold_N/ (nnUNet_results/DatasetX/TRAINER__PLANS__CFG)")
     if not folder.is_dir():
         raise ModelFolderError(f"model folder {folder} does not exist")
     plans = _read_json(folder / "plans.json")
@@ -239,8 +245,8 @@ def load_trained_model(folder: str | Path, folds: Optional[Sequence[int]] = None
                                "nnUNetv2_train copied into the model folder")
     folds = tuple(folds) if folds is not None else available_folds(folder, checkpoint_name)
     if not folds:
-        raise ModelFolderError(f"no fold_*/{checkpoint_name} in {folder}; train a fold first or pass --checkpoint "
-                               "checkpoint_best.pth")
+        raise ModelFolderError(f"no fold_*/{checkpoint_name} in {folder}; train a fold first, or name another "
+                               "checkpoint (label/finetune --checkpoint checkpoint_best.pth)")
     state_dicts, hashes, first = [], {}, None
     for fold in folds:
         path = folder / f"fold_{fold}" / checkpoint_name

@@ -19,6 +19,8 @@ from kt_nnunet.nnunet.paths import preprocessed_folder, raw_folder
 
 NNUNET_PLANS = "nnUNetPlans"
 BUDGET_KEY = "kt_budget"  # read by kt_nnunet.training.budget.nnUNetTrainerKTBudget
+BUDGET_OPTIONS = {"num_epochs": "epochs", "num_iterations_per_epoch": "iterations",
+                  "num_val_iterations_per_epoch": "val_iterations"}
 SEED_KEY = "kt_seed"      # read by the same trainer: seeds initialisation, patch sampling and augmentation
 BUDGET_TRAINER = "nnUNetTrainerKTBudget"
 KT_PLANS_PREFIX = "ktPlans_"
@@ -131,6 +133,14 @@ def seeded_plans_name(plans_name: str, seed: Optional[int]) -> str:
     return plans_name if seed is None else f"{plans_name}_seed{int(seed)}"
 
 
+def check_budget(error: type = PlanningError, **budget) -> None:
+    """Refuse epochs/iterations below 1 before anything is planned: 0 is written into the plans as is,
+    and transfer divides by the epochs."""
+    for name, value in budget.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise error(f"--{name.replace('_', '-')} must be a whole number of at least 1, got {value!r}")
+
+
 def architecture_plans(plans: dict, configuration: str, spec, arch_kwargs_overrides: Optional[dict] = None,
                        tiny: bool = False, budget: Optional[dict] = None, seed: Optional[int] = None) -> dict:
     """A copy of nnU-Net's ``plans`` holding ``configuration`` built with ``spec``'s architecture.
@@ -186,6 +196,8 @@ def write_architecture_plans(dataset: str | int, architecture: str, configuratio
     from kt_nnunet.registry import get_architecture
 
     spec = get_architecture(architecture)
+    check_budget(**{BUDGET_OPTIONS[k]: v for k, v in (budget or {}).items() if k in BUDGET_OPTIONS})
+    spec.check_options(arch_kwargs)
     name = ensure_preprocessed(dataset, configuration, num_processes=num_processes)
     new_plans = architecture_plans(load_plans(name), configuration, spec, arch_kwargs, tiny=tiny, budget=budget,
                                    seed=seed)

@@ -144,8 +144,12 @@ def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: 
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
-    from kt_nnunet.nnunet.planning import check_raw_dataset, dataset_id, dataset_name
+    from kt_nnunet.nnunet.planning import check_budget, check_raw_dataset, dataset_id, dataset_name
     from kt_nnunet.nnunet.serial_pools import serial_pools
+
+    check_budget(FinetuneError, epochs=epochs, iterations=iterations, val_iterations=val_iterations)
+    if lr is not None and not lr > 0:
+        raise FinetuneError(f"--lr must be a positive number, got {lr!r}")
 
     folds = [source_fold] if source_fold is not None else available_folds(Path(model_folder), checkpoint)[:1]
     student = load_trained_model(model_folder, folds, checkpoint)  # weights_only=True, allow-list
@@ -201,8 +205,13 @@ def finetune(model_folder: str | Path, dataset: str | int, fold: int = 0, source
     labelled dataset to train. An existing finished fold is kept unless ``force``; ``continue_training``
     resumes it. ``from_scratch`` trains the same network without the student's weights (the baseline).
     """
+    from kt_nnunet.devices import parse_device
     from kt_nnunet.nnunet.training_api import train_fold
 
+    if force and continue_training:
+        raise FinetuneError("--force and --continue contradict each other (--force retrains the fold from scratch, "
+                            "--continue resumes it from its checkpoint); pass one of them")
+    parse_device(device)  # before preprocessing, which takes minutes
     plan = prepare_finetune(model_folder, dataset, source_fold, checkpoint, epochs, lr, iterations, val_iterations,
                             force=force, num_processes=num_processes, seed=seed, from_scratch=from_scratch)
     trainer = nnUNetTrainerKTScratch if from_scratch else nnUNetTrainerKTFinetune

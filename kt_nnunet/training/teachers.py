@@ -132,6 +132,9 @@ def parse_teacher(text, checkpoint: str = DEFAULT_CHECKPOINT) -> TeacherSpec:
     results = os.environ.get("nnUNet_results")
     if not path.is_dir() and not path.is_absolute() and results and (Path(results) / path).is_dir():
         path = Path(results) / path
+    if path.is_file():
+        raise TeacherSettingsError(f"teacher {text} is a file, not a model folder; give the folder holding plans.json, "
+                                   "dataset.json and fold_N/ (nnUNet_results/DatasetX/TRAINER__PLANS__CFG)")
     if not path.is_dir():
         raise TeacherSettingsError(f"teacher model folder {text} does not exist (also not under nnUNet_results="
                                    f"{results or '<unset>'}); give the folder holding plans.json and fold_N/")

@@ -121,8 +121,11 @@ def prepare_transfer(teachers: Sequence, dataset: str | int, architecture: str, 
 
     ``seed`` makes the training repeatable (plans key ``kt_seed``; plans name ``..._seed<S>``).
     """
-    from kt_nnunet.nnunet.planning import dataset_name, load_plans
+    from kt_nnunet.nnunet.planning import check_budget, dataset_name, load_plans
+    from kt_nnunet.registry import get_architecture
 
+    check_budget(TransferError, epochs=epochs, iterations=iterations, val_iterations=val_iterations)
+    get_architecture(architecture).check_options(arch_kwargs)  # before labelling, not after
     cls = trainer_class(online, soft)
     specs = [parse_teacher(t) for t in teachers]
     if online and not specs:
@@ -182,8 +185,13 @@ def transfer(teachers: Sequence, dataset: str | int, architecture: str, *, fold:
     teachers: model folders (``DIR``, ``DIR:0,1``; relative to ``$nnUNet_results`` allowed). Offline they
         are checked against the dataset's labels and used to label an unlabelled transferal set.
     """
+    from kt_nnunet.devices import parse_device
     from kt_nnunet.nnunet.training_api import train_fold
 
+    if force and continue_training:
+        raise TransferError("--force and --continue contradict each other (--force retrains the fold from scratch, "
+                            "--continue resumes it from its checkpoint); pass one of them")
+    parse_device(device)  # before labelling and planning, which take minutes
     plan = prepare_transfer(teachers, dataset, architecture, online=online, soft=soft, force=force, device=device,
                             **options)
     return train_fold(trainer_class(online, soft), plan.dataset_name, plan.configuration, fold, plan.plans_name,
