@@ -327,12 +327,21 @@ def _check_usable(model: TrainedModel) -> None:
 def make_predictor(model: TrainedModel, device: torch.device = torch.device("cpu"), use_mirroring: bool = True,
                    tile_step_size: float = 0.5, verbose: bool = False):
     """An ``nnUNetPredictor`` for ``model``, initialised manually (no trainer-class lookup, no unsafe load)."""
+    return predictor_for_network(model.build_network(), model.plans_manager, model.configuration_manager,
+                                 model.state_dicts, model.dataset_json, model.trainer_name, model.mirroring_axes,
+                                 device=device, use_mirroring=use_mirroring, tile_step_size=tile_step_size,
+                                 verbose=verbose)
+
+
+def predictor_for_network(network, plans_manager, configuration_manager, state_dicts: list, dataset_json: dict,
+                          trainer_name: str, mirroring_axes, device: torch.device = torch.device("cpu"),
+                          use_mirroring: bool = True, tile_step_size: float = 0.5, verbose: bool = False):
+    """An ``nnUNetPredictor`` around a network already in memory (a trainer's own, during validation)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=use_mirroring,
                                 perform_everything_on_device=device.type == "cuda", device=device,
                                 verbose=verbose, verbose_preprocessing=False, allow_tqdm=False)
-    predictor.manual_initialization(model.build_network(), model.plans_manager, model.configuration_manager,
-                                    model.state_dicts, model.dataset_json, model.trainer_name,
-                                    model.mirroring_axes)
+    predictor.manual_initialization(network, plans_manager, configuration_manager, state_dicts, dataset_json,
+                                    trainer_name, mirroring_axes)
     return predictor

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.nnunet.paths import preprocessed_folder, raw_folder
@@ -126,6 +126,27 @@ def ensure_preprocessed(dataset: str | int, configuration: str = "2d", num_proce
                                 f"{sorted(plans['configurations'])}); pick one of those with -c")
         preprocess([did], NNUNET_PLANS, configurations=[configuration], num_processes=[num_processes])
     return name
+
+
+def preprocess_with_own_plans(name: str, plans: dict, configuration: str, dataset_json: dict,
+                              write_plans: Callable[[dict], Path], num_processes: int = 2) -> Path:
+    """Fingerprint raw dataset ``name`` and preprocess it with ``plans`` that nnU-Net did not plan for it (a
+    trained model's, when fine-tuning). ``write_plans(plans)`` stores the plans file and returns its path."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, preprocess
+
+    from kt_nnunet.nnunet.serial_pools import serial_pools
+
+    folder = preprocessed_folder() / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))  # what nnU-Net's preprocessor reads
+    with serial_pools(num_processes <= 1):
+        if not (folder / "dataset_fingerprint.json").is_file():  # copied into the model folder by the trainer
+            extract_fingerprints([dataset_id(name)], num_processes=num_processes, check_dataset_integrity=True)
+        plans_file = write_plans(plans)
+        if not _is_preprocessed(name, plans, configuration):
+            preprocess([dataset_id(name)], plans["plans_name"], configurations=[configuration],
+                       num_processes=[num_processes])
+    return plans_file
 
 
 def seeded_plans_name(plans_name: str, seed: Optional[int]) -> str:

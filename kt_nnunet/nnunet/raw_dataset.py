@@ -134,6 +134,21 @@ def reader_class(file_ending: str, example_file: str | Path):
                            "not an image. Replace it with a valid file (or remove it and its case).")
 
 
+def labelled_training_cases(folder: str | Path, dataset_json: dict) -> dict:
+    """``{case: {"images": [...], "label": ...}}`` of a raw dataset, as nnU-Net's planner and trainer see it."""
+    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+    return get_filenames_of_train_images_and_targets(str(folder), dataset_json)
+
+
+def dataset_reader_name(dataset_json: dict, example_file: str | Path) -> str:
+    """The reader nnU-Net uses for a dataset (``overwrite_image_reader_writer`` in dataset.json, else by file)."""
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+
+    return determine_reader_writer_from_dataset_json(dataset_json, str(example_file), allow_nonmatching_filename=True,
+                                                     verbose=False).__name__
+
+
 def check_file_complete(path: str | Path) -> None:
     """Refuse an empty file and a cut-short ``.gz`` file: SimpleITK reads the latter without complaint (the
     missing voxels come back as zeros), so a half-copied image would silently train and label as a black region.

@@ -24,7 +24,7 @@ from typing import Optional
 
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT, TrainedModel, available_folds, load_trained_model
-from kt_nnunet.nnunet.paths import preprocessed_folder, raw_folder
+from kt_nnunet.nnunet.paths import raw_folder
 from kt_nnunet.training.base import nnUNetTrainerKTBase
 from kt_nnunet.training.plans import write_plans
 
@@ -126,11 +126,6 @@ def finetune_plans(student: TrainedModel, dataset_name: str, dataset_json: dict,
     return plans
 
 
-def _preprocessed(folder: Path, data_identifier: str, num_cases: int) -> bool:
-    data = folder / data_identifier
-    return data.is_dir() and len(list(data.glob("*.pkl"))) == num_cases
-
-
 def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: Optional[int] = None,
                      checkpoint: str = DEFAULT_CHECKPOINT, epochs: Optional[int] = None, lr: Optional[float] = None,
                      iterations: Optional[int] = None, val_iterations: Optional[int] = None, force: bool = False,
@@ -140,12 +135,8 @@ def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: 
     ``from_scratch``: the fine-tune-only baseline, ``ktScratch_<arch>.json``: the same network and
     preprocessing, trained without the student's weights (so a comparison of the two is between equal networks).
     """
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, preprocess
-    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
-    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
-
-    from kt_nnunet.nnunet.planning import check_budget, check_raw_dataset, dataset_id, dataset_name
-    from kt_nnunet.nnunet.serial_pools import serial_pools
+    from kt_nnunet.nnunet.planning import check_budget, check_raw_dataset, dataset_name, preprocess_with_own_plans
+    from kt_nnunet.nnunet.raw_dataset import dataset_reader_name, labelled_training_cases
 
     check_budget(FinetuneError, epochs=epochs, iterations=iterations, val_iterations=val_iterations)
     if lr is not None and not lr > 0:
@@ -166,27 +157,18 @@ def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: 
     if problems:
         raise FinetuneError(f"cannot fine-tune {model_folder} on {name}: " + "; ".join(problems)
                             + ". Fine-tuning keeps the student's network, so the dataset needs its labels and channels")
-    cases = get_filenames_of_train_images_and_targets(str(raw), dataset_json)
+    cases = labelled_training_cases(raw, dataset_json)
     if not cases:
         raise FinetuneError(f"{raw} has no labelled training cases; fine-tuning needs imagesTr + labelsTr")
     example = next(iter(cases.values()))["images"][0]
-    reader = determine_reader_writer_from_dataset_json(dataset_json, example, allow_nonmatching_filename=True,
-                                                       verbose=False).__name__
+    reader = dataset_reader_name(dataset_json, example)
     budget = {k: v for k, v in {"num_epochs": epochs, "num_iterations_per_epoch": iterations,
                                 "num_val_iterations_per_epoch": val_iterations, "initial_lr": lr}.items()
               if v is not None}
     plans = finetune_plans(student, name, dataset_json, budget, reader, seed=seed, from_scratch=from_scratch)
-    folder = preprocessed_folder() / name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))  # what nnU-Net's preprocessor reads
-    with serial_pools(num_processes <= 1):
-        if not (folder / "dataset_fingerprint.json").is_file():  # copied into the model folder by the trainer
-            extract_fingerprints([dataset_id(name)], num_processes=num_processes, check_dataset_integrity=True)
-        plans_file = write_plans(name, plans, student.configuration, force=force)
-        data_identifier = plans["configurations"][student.configuration]["data_identifier"]
-        if not _preprocessed(folder, data_identifier, len(cases)):
-            preprocess([dataset_id(name)], plans["plans_name"], configurations=[student.configuration],
-                       num_processes=[num_processes])
+    plans_file = preprocess_with_own_plans(
+        name, plans, student.configuration, dataset_json,
+        lambda p: write_plans(name, p, student.configuration, force=force), num_processes=num_processes)
     if from_scratch:
         return FinetunePlan(name, student.configuration, plans["plans_name"], plans_file, None,
                             nnUNetTrainerKTScratch.__name__)

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from nnunetv2.evaluation.evaluate_predictions import compute_metrics
-from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
+from kt_nnunet.nnunet.evaluation import case_metrics
+from kt_nnunet.nnunet.model_folder import predictor_for_network
 from kt_nnunet.training.base import nnUNetTrainerKTBase, write_json_atomically
 
 REFERENCE_KEY = "kt_reference"
@@ -103,22 +103,19 @@ class nnUNetTrainerKTOffline(nnUNetTrainerKTBase):
             predictions.mkdir(exist_ok=True)
             self.set_deep_supervision_enabled(False)
             self.network.eval()
-            predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
-                                        perform_everything_on_device=self.device.type == "cuda", device=self.device,
-                                        verbose=False, verbose_preprocessing=False, allow_tqdm=False)
             network = self.network.module if self.is_ddp else self.network
             network = getattr(network, "_orig_mod", network)  # torch.compile wrapper
-            predictor.manual_initialization(network, self.plans_manager, self.configuration_manager,
-                                            [network.state_dict()], self.dataset_json, type(self).__name__,
-                                            self.inference_allowed_mirroring_axes)
+            predictor = predictor_for_network(network, self.plans_manager, self.configuration_manager,
+                                              [network.state_dict()], self.dataset_json, type(self).__name__,
+                                              self.inference_allowed_mirroring_axes, device=self.device)
             predictor.predict_from_files_sequential(str(images_folder), str(predictions), False, True, None)
             self.set_deep_supervision_enabled(True)
         else:
             predictions = Path(self.output_folder) / "validation"
         reader = self.plans_manager.image_reader_writer_class()
         labels = self.label_manager.foreground_labels
-        per_case = [compute_metrics(str(Path(labels_folder) / p.name), str(p), reader, labels,
-                                    self.label_manager.ignore_label)
+        per_case = [{"metrics": case_metrics(Path(labels_folder) / p.name, p, reader, labels,
+                                             self.label_manager.ignore_label).metrics}
                     for p in sorted(predictions.glob(f"*{ending}")) if (Path(labels_folder) / p.name).is_file()]
         return {"what": f"Dice against reference labels in {labels_folder}"
                         + (f" (images {images_folder})" if images_folder else " (validation cases)"),
