@@ -45,6 +45,13 @@ def augmentation_workers(num_workers: Optional[int]):
             os.environ["nnUNet_n_proc_DA"] = saved
 
 
+def augmentation_is_reproducible() -> bool:
+    """True when nnU-Net will augment in the training process (``nnUNet_n_proc_DA=0``), in a fixed order."""
+    from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+
+    return get_allowed_n_proc_DA() == 0
+
+
 def ensure_splits(name: str) -> None:
     """Give nnU-Net a ``splits_final.json`` where its 5-fold split cannot be made.
 

@@ -34,7 +34,8 @@ from kt_nnunet.data.atomic import atomic_file
 from kt_nnunet.nnunet.model_folder import (ModelFolderError, UnsafeCheckpointError, check_plans_architecture,
                                            load_checkpoint_safely)
 from kt_nnunet.nnunet.planning import BUDGET_KEY, SEED_KEY
-from kt_nnunet.training.seeding import augmentation_is_reproducible, seed_everything
+from kt_nnunet.nnunet.training_api import augmentation_is_reproducible
+from kt_nnunet.training.seeding import seed_everything
 
 BUDGET_FIELDS = ("num_epochs", "num_iterations_per_epoch", "num_val_iterations_per_epoch", "initial_lr")
 FLOAT_FIELDS = ("initial_lr",)  # the others are counts

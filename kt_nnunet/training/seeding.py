@@ -21,9 +21,3 @@ def seed_everything(seed: int, device: torch.device | None = None) -> None:
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
 
-
-def augmentation_is_reproducible() -> bool:
-    """True when nnU-Net will augment in the training process (``nnUNet_n_proc_DA=0``), in a fixed order."""
-    from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
-
-    return get_allowed_n_proc_DA() == 0
