@@ -169,7 +169,7 @@ class ArchitectureSpec:
         trained silently, so only named constructor parameters and declared options count; a wrong value
         would only fail when nnU-Net builds the network, after planning and preprocessing.
         """
-        from kt_nnunet.experiment.schema import did_you_mean
+        from kt_nnunet.errors import did_you_mean
 
         if options is None:
             return

@@ -149,7 +149,7 @@ def register_folder(folder, dataset_id, name, like, num_channels, out, force):
 @click.argument("dataset")
 def check(dataset):
     """Validate DATASET (a folder, or an id/name in nnUNet_raw): one message naming the file and fix."""
-    from kt_nnunet.data.validate import validate_dataset
+    from kt_nnunet.nnunet.raw_validation import validate_dataset
 
     folder = Path(dataset)
     if not folder.is_dir():

@@ -25,8 +25,8 @@ _EXPORTS = {
     "build_crossmodality": "kt_nnunet.data.crossmodality",
     "fetch_totalsegmentator": "kt_nnunet.data.fetch", "FetchError": "kt_nnunet.data.fetch",
     "import_msd": "kt_nnunet.data.msd_import", "write_msd_task": "kt_nnunet.data.msd_layout",
-    "register_folder": "kt_nnunet.data.transferal", "validate_dataset": "kt_nnunet.data.validate",
-    "DatasetSummary": "kt_nnunet.data.validate",
+    "register_folder": "kt_nnunet.data.transferal", "validate_dataset": "kt_nnunet.nnunet.raw_validation",
+    "DatasetSummary": "kt_nnunet.nnunet.raw_validation",
     "make_subset": "kt_nnunet.data.subset", "labelled_cases": "kt_nnunet.data.subset",
     "staged_directory": "kt_nnunet.data.atomic", "atomic_write_text": "kt_nnunet.data.atomic",
 }

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from kt_nnunet.data.atomic import check_target_free, staged_directory
-from kt_nnunet.data.validate import validate_dataset
+from kt_nnunet.nnunet.raw_validation import validate_dataset
 from kt_nnunet.nnunet.msd import check_msd_folder, parse_task_name, run_msd_converter
 from kt_nnunet.nnunet.raw_dataset import DatasetError, DatasetExistsError, nnunet_dataset_name
 

@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from kt_nnunet.data.atomic import staged_directory
-from kt_nnunet.data.validate import check_labels_declaration
+from kt_nnunet.nnunet.raw_validation import check_labels_declaration
 from kt_nnunet.nnunet.raw_dataset import (SUPPORTED_FILE_ENDINGS, DatasetError, EmptyFolderError, FileEndingError,
                                           GeometryMismatchError, MissingChannelError, file_ending_of, geometry,
                                           image_name, load_dataset_json, nnunet_dataset_name, read_images,

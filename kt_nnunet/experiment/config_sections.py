@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+from kt_nnunet.errors import closest
 from kt_nnunet.experiment.config import (
     MODES,
     NAME_HELP,
@@ -33,7 +34,6 @@ from kt_nnunet.experiment.schema import (
     check_choice,
     check_integer,
     check_number,
-    closest,
     describe,
     join_key,
 )

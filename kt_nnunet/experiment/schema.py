@@ -7,12 +7,11 @@ the error says what was wrong and what would be right, e.g.
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from kt_nnunet.errors import KtNnunetError
+from kt_nnunet.errors import KtNnunetError, did_you_mean
 
 MISSING = object()
 
@@ -35,16 +34,6 @@ class Context:
     def error(self, key: str, problem: str) -> ExperimentConfigError:
         where = f"{self.source}: {key}: " if key else f"{self.source}: "
         return ExperimentConfigError(where + problem, key=key, source=self.source)
-
-
-def closest(name: str, choices: Iterable[str]) -> Optional[str]:
-    matches = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
-    return matches[0] if matches else None
-
-
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    match = closest(name, choices)
-    return f"; did you mean {match!r}?" if match else ""
 
 
 def join_key(parent: str, child: str | int) -> str:

@@ -93,8 +93,7 @@ def check_raw_dataset(name: str) -> None:
     """kt-nnunet's dataset validation before nnU-Net reads ``nnUNet_raw/<name>``: one error naming the file and
     the fix, and nothing written. nnU-Net's own check prints per-file tracebacks and raises a bare
     AssertionError or RuntimeError, and only after it has started writing into ``nnUNet_preprocessed``."""
-    # Validation is the data stage's; imported here, at call time, because it builds on this adapter's I/O.
-    from kt_nnunet.data.validate import validate_dataset
+    from kt_nnunet.nnunet.raw_validation import validate_dataset
 
     validate_dataset(raw_folder() / name, require_labels=True, check_test=False)
 
