@@ -5,7 +5,9 @@ import io
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import click
 import pytest
 
 from kt_nnunet import progress
@@ -114,3 +116,29 @@ def test_time_left_from_earlier_runs_then_steps_of_the_same_kind_then_family():
     # same kind; an earlier run's seconds; the family's mean; nothing known about evaluations
     assert estimates.left(["b", "c", "d", "e"]) == (10.0 + 30.0 + 10.0, 1)
     assert clock(3725) == "1:02:05" and clock(65) == "1:05"
+
+
+@click.command()
+@click.argument("folder")
+def failing_experiment(folder):
+    """A command whose step fails with a bug (not a KtNnunetError), as a crashing nnU-Net step would."""
+    console = ExperimentConsole(Path(folder), interactive=False)
+    console.start([("train:x", "Train", "training")], {})
+    with console.step(1, "train:x"):
+        raise RuntimeError("CUDA out of memory")
+
+
+def test_the_command_line_shows_a_failed_step_once_without_a_second_traceback(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from kt_nnunet.cli import COMMANDS, main
+
+    monkeypatch.setitem(COMMANDS, "failing-experiment", f"{__name__}:failing_experiment")
+    result = CliRunner().invoke(main, ["failing-experiment", str(tmp_path)])
+    # SystemExit: Python prints no traceback of its own (an escaping RuntimeError would print a second one).
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("[1/1] train:x: FAILED after") and "RuntimeError: CUDA out of memory" in lines[0]
+    assert lines[1] == f"log: {tmp_path / 'logs' / log_name('train:x')}"
+    # The traceback is shown once, inside the log's tail, not again by the command line.
+    assert sum("Traceback" in line for line in lines) == 1

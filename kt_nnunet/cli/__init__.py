@@ -9,7 +9,7 @@ import importlib
 import click
 
 from kt_nnunet import __version__
-from kt_nnunet.errors import KtNnunetError
+from kt_nnunet.errors import KtNnunetError, was_reported
 
 # name -> "module:attribute"; each module is one command family.
 COMMANDS = {
@@ -42,9 +42,18 @@ class LazyGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except KtNnunetError as exc:
-            # User errors are one message naming the file/key and the fix, never a traceback.
-            raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            if was_reported(exc):
+                # The console showed the failing step, its error and its log's tail (the traceback is in the log).
+                raise SystemExit(1) from exc
+            if isinstance(exc, KtNnunetError):
+                # User errors are one message naming the file/key and the fix, never a traceback.
+                raise click.ClickException(str(exc)) from exc
+            raise
+        except KeyboardInterrupt as exc:
+            if was_reported(exc):
+                raise SystemExit(130) from exc
+            raise
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence, TextIO
 
 from kt_nnunet import progress
+from kt_nnunet.errors import mark_reported
 
 LOGS_FOLDER = "logs"
 FAILURE_TAIL_LINES = 20
@@ -328,6 +329,7 @@ class ExperimentConsole:
                 lines += [f"  | {line}" for line in tail]
         for line in lines:
             self.say(line)
+        mark_reported(exc)
 
 
 @dataclass
