@@ -118,6 +118,17 @@ def test_time_left_from_earlier_runs_then_steps_of_the_same_kind_then_family():
     assert clock(3725) == "1:02:05" and clock(65) == "1:05"
 
 
+def test_a_resumed_run_estimates_from_the_work_an_earlier_run_timed():
+    """Resuming after a failure: finished steps are expected to take no time, but how long their work took
+    still tells how long the unfinished steps of the same kind will take."""
+    kinds = {"t1": ("TrainTeacher", "training"), "s1": ("TrainStudent", "training"), "e1": ("Evaluate", "Evaluate")}
+    estimates = _Estimates(previous={"t1": 0.0}, kinds=kinds, worked_before={"t1": 60.0})
+    assert estimates.left(["t1", "s1", "e1"]) == (60.0, 1)  # t1 reused (0 s), s1 like the training family
+    console = ExperimentConsole(Path("/nonexistent"), stream=io.StringIO(), interactive=False)
+    console.start([("t1", "TrainTeacher", "training"), ("e1", "Evaluate", "Evaluate")], {"t1": 0.0})
+    assert console._left_text(0) == "1 step(s) not timed yet"  # not "about 0:00 left + 1 ..."
+
+
 @click.command()
 @click.argument("folder")
 def failing_experiment(folder):

@@ -163,14 +163,15 @@ class _StepProgress:
 class _Estimates:
     """Seconds expected for the steps not yet run (see the module docstring)."""
 
-    previous: dict            # step name -> seconds of an earlier run
+    previous: dict            # step name -> seconds expected from an earlier run (0 for a finished step)
     kinds: dict               # step name -> (kind, family), e.g. ("TrainStudent", "training")
     done: dict = field(default_factory=dict)  # step name -> seconds in this run (steps that did work)
+    worked_before: dict = field(default_factory=dict)  # step name -> seconds its work took in an earlier run
 
     def left(self, remaining: Sequence[str]) -> tuple[float, int]:
         """(seconds expected for ``remaining``, how many of them nothing is known about yet)."""
         timed: dict[str, list[float]] = {}
-        for name, seconds in self.done.items():
+        for name, seconds in {**self.worked_before, **self.done}.items():
             for group in self.kinds.get(name, ()):
                 timed.setdefault(group, []).append(seconds)
         total, untimed = 0.0, 0
@@ -214,11 +215,15 @@ class ExperimentConsole:
             self.stream.flush()
 
     # -- the run -----------------------------------------------------------------------------------
-    def start(self, steps: Sequence[tuple[str, str, str]], previous_seconds: Optional[dict] = None) -> None:
+    def start(self, steps: Sequence[tuple[str, str, str]], previous_seconds: Optional[dict] = None,
+              worked_before: Optional[dict] = None) -> None:
         """``steps``: (name, kind, family) in order, where steps of one family (e.g. all trainings) take
-        comparable time; ``previous_seconds``: step name -> seconds of an earlier run."""
+        comparable time; ``previous_seconds``: step name -> seconds it is expected to take, from an earlier
+        run; ``worked_before``: step name -> seconds its work took in an earlier run (so a resumed run
+        estimates its other steps of that kind)."""
         self.names = [name for name, *_ in steps]
-        self.estimates = _Estimates(dict(previous_seconds or {}), {name: tuple(groups) for name, *groups in steps})
+        self.estimates = _Estimates(dict(previous_seconds or {}), {name: tuple(groups) for name, *groups in steps},
+                                    worked_before=dict(worked_before or {}))
         self.started = time.perf_counter()
         if self.interactive:
             self._start_live()
@@ -241,9 +246,13 @@ class ExperimentConsole:
             self._live = None
 
     def _left_text(self, index: int) -> str:
-        seconds, untimed = self.estimates.left(self.names[index:])
-        if untimed == len(self.names) - index:
+        remaining = self.names[index:]
+        seconds, untimed = self.estimates.left(remaining)
+        if untimed == len(remaining):
             return ""
+        to_work = [name for name in remaining if self.estimates.previous.get(name) != 0.0]  # not finished before
+        if untimed and untimed == len(to_work):  # only reused steps are timed: "about 0:00 left" would mislead
+            return f"{untimed} step(s) not timed yet"
         return f"about {clock(seconds)} left" + (f" + {untimed} step(s) not timed yet" if untimed else "")
 
     @contextlib.contextmanager

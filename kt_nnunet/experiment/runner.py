@@ -89,7 +89,8 @@ class ExperimentRunner:
         started = time.perf_counter()
         recorded = {name: r["seconds"] for name, r in self.state["steps"].items() if "seconds" in r}
         expected = recorded if self.force else {name: 0.0 for name in recorded if self.is_done(name)}
-        self.console.start([(step.name, step.kind, _family(step)) for step in steps], expected)
+        self.console.start([(step.name, step.kind, _family(step)) for step in steps], expected,
+                           worked_before=recorded)
         try:
             for index, step in enumerate(steps, start=1):
                 with self.console.step(index, step.name) as outcome:
