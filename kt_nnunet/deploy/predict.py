@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT, ModelFolderError
+from kt_nnunet.nnunet.paths import describe_folder, under_results
 
 
 @dataclass
@@ -39,15 +40,10 @@ def _is_model_folder(path: Path) -> bool:
 
 
 def _resolve(model: str | Path) -> Path:
-    import os
-
-    path = Path(model).expanduser()
+    path = under_results(model)  # as `kt-nnunet label` resolves teachers
     if path.exists():
         return path
-    results = os.environ.get("nnUNet_results")
-    if results and not path.is_absolute() and (Path(results) / path).is_dir():
-        return Path(results) / path  # as `kt-nnunet label` resolves teachers
-    raise ModelFolderError(f"model {model} does not exist (also not under nnUNet_results={results or '<unset>'}); "
+    raise ModelFolderError(f"model {model} does not exist (also not under {describe_folder('nnUNet_results')}); "
                            "give a model folder (holding plans.json, dataset.json, fold_N/) or an exported "
                            "NAME.onnx / NAME.pt with its NAME.json")
 

@@ -1,7 +1,6 @@
 """`kt-nnunet demo`: the demo experiment on the embedded brain MRI data, in its own folder."""
 from __future__ import annotations
 
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Optional
@@ -21,6 +20,7 @@ def demo_runner(out: Path, *, force: bool = False, verbose: bool = False,
     from kt_nnunet.data.demo import build_demo
     from kt_nnunet.experiment.config import parse_config
     from kt_nnunet.experiment.runner import experiment_runner
+    from kt_nnunet.nnunet.paths import raw_folder
 
     out = Path(out).absolute()
     data = yaml.safe_load(demo_config_text())
@@ -28,7 +28,7 @@ def demo_runner(out: Path, *, force: bool = False, verbose: bool = False,
     config = parse_config(data, source="kt-nnunet demo (kt_nnunet/experiment/demo.yaml)", base_dir=out)
     # the demo never touches a user's own nnU-Net folders
     runner = experiment_runner(config, force=force, verbose=verbose, progress=progress, own_nnunet_folders=True)
-    raw = Path(os.environ["nnUNet_raw"])
+    raw = raw_folder()
     if not any(raw.glob(f"Dataset{DEMO_BASE_ID}_*")):
         runner.console.say("building the demo datasets from the MNI152 template in nilearn ...")
         with runner.console.capture("build_demo_data"):

@@ -26,6 +26,7 @@ import torch
 
 from kt_nnunet.labelling.errors import LabelMapError, TeacherMismatchError
 from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT, ModelFolderError, TrainedModel, load_trained_model
+from kt_nnunet.nnunet.paths import describe_folder, under_results
 
 _FOLDS_SUFFIX = re.compile(r"^(?P<folder>.+):(?P<folds>\d+(?:,\d+)*|all)$")
 
@@ -59,13 +60,11 @@ def resolve_model_folder(text: str) -> Path:
     if path.is_file():
         raise ModelFolderError(f"teacher {text} is a file, not a model folder; give the folder holding plans.json, "
                                "dataset.json and fold_N/ (nnUNet_results/DatasetX/TRAINER__PLANS__CFG)")
-    import os
-
-    results = os.environ.get("nnUNet_results")
-    if results and not path.is_absolute() and (Path(results) / path).is_dir():
-        return Path(results) / path
-    raise ModelFolderError(f"teacher model folder {text} does not exist (also not under nnUNet_results="
-                           f"{results or '<unset>'}); give the folder holding plans.json, dataset.json and fold_N/")
+    if under_results(path).is_dir():
+        return under_results(path)
+    raise ModelFolderError(f"teacher model folder {text} does not exist (also not under "
+                           f"{describe_folder('nnUNet_results')}); give the folder holding plans.json, "
+                           "dataset.json and fold_N/")
 
 
 def output_labels_of(model: TrainedModel) -> dict:

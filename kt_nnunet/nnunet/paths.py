@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 from kt_nnunet.errors import KtNnunetError
 
@@ -35,3 +36,24 @@ def preprocessed_folder() -> Path:
 
 def results_folder() -> Path:
     return nnunet_folder("nnUNet_results")
+
+
+def folder_if_set(variable: str) -> Optional[Path]:
+    """The folder named by ``variable`` if it is set (nothing created), else None."""
+    value = os.environ.get(variable)
+    return Path(value) if value else None
+
+
+def under_results(path: str | Path) -> Path:
+    """``path`` itself if it exists; else ``nnUNet_results/path`` if that is a folder (a model folder given
+    relative to the results, ``DatasetX/TRAINER__PLANS__CFG``); else ``path`` unchanged."""
+    path = Path(path).expanduser()
+    results = folder_if_set("nnUNet_results")
+    if not path.exists() and not path.is_absolute() and results is not None and (results / path).is_dir():
+        return results / path
+    return path
+
+
+def describe_folder(variable: str) -> str:
+    """``nnUNet_results=/x`` or ``nnUNet_results=<unset>``, for messages."""
+    return f"{variable}={os.environ.get(variable) or '<unset>'}"

@@ -15,7 +15,6 @@ So training is nnU-Net's own; this trainer adds two seams:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -24,6 +23,7 @@ import numpy as np
 
 from kt_nnunet.nnunet.evaluation import case_metrics
 from kt_nnunet.nnunet.model_folder import predictor_for_network
+from kt_nnunet.nnunet.paths import folder_if_set
 from kt_nnunet.training.base import nnUNetTrainerKTBase, write_json_atomically
 
 REFERENCE_KEY = "kt_reference"
@@ -33,10 +33,10 @@ LABELLING_PROVENANCE_COPY = "kt_labelling_provenance.json"
 
 def labelling_provenance_file(dataset_name: str) -> Optional[Path]:
     """The ``provenance.json`` that ``kt-nnunet label`` wrote beside the raw dataset, if reachable."""
-    raw = os.environ.get("nnUNet_raw")
-    if not raw:
+    raw = folder_if_set("nnUNet_raw")
+    if raw is None:
         return None
-    folder = Path(raw) / dataset_name
+    folder = raw / dataset_name
     try:
         meta = json.loads((folder / "dataset.json").read_text()).get("kt_nnunet") or {}
     except (OSError, json.JSONDecodeError):

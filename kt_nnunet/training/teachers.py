@@ -13,7 +13,6 @@ and STAPLE run that module's accumulators per case.
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -26,6 +25,7 @@ from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.labelling.fusion import FUSION_METHODS, make_fusion
 from kt_nnunet.nnunet.raw_dataset import labels_without_ignore
 from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT, TrainedModel, load_trained_model
+from kt_nnunet.nnunet.paths import describe_folder, under_results
 
 ONLINE_KEY = "kt_online"
 # Normalization schemes that use dataset-level statistics (the others normalise each image on its own).
@@ -128,16 +128,13 @@ def parse_teacher(text, checkpoint: str = DEFAULT_CHECKPOINT) -> TeacherSpec:
     head, sep, tail = text.rpartition(":")
     if sep and not Path(text).exists() and (tail == "all" or all(p.isdigit() for p in tail.split(","))):
         text, folds = head, None if tail == "all" else tuple(int(p) for p in tail.split(","))
-    path = Path(text).expanduser()
-    results = os.environ.get("nnUNet_results")
-    if not path.is_dir() and not path.is_absolute() and results and (Path(results) / path).is_dir():
-        path = Path(results) / path
+    path = under_results(text)
     if path.is_file():
         raise TeacherSettingsError(f"teacher {text} is a file, not a model folder; give the folder holding plans.json, "
                                    "dataset.json and fold_N/ (nnUNet_results/DatasetX/TRAINER__PLANS__CFG)")
     if not path.is_dir():
-        raise TeacherSettingsError(f"teacher model folder {text} does not exist (also not under nnUNet_results="
-                                   f"{results or '<unset>'}); give the folder holding plans.json and fold_N/")
+        raise TeacherSettingsError(f"teacher model folder {text} does not exist (also not under "
+                                   f"{describe_folder('nnUNet_results')}); give the folder holding plans.json and fold_N/")
     return TeacherSpec(str(path.absolute()), folds, checkpoint)
 
 
