@@ -673,3 +673,55 @@ def test_item7_experiment_arch_kwargs_are_checked_when_the_config_is_read(tmp_pa
     with pytest.raises(ExperimentConfigError, match=r"^exp\.yaml: students\[0\]\.arch_kwargs: .*'base_feature'; "
                                                     r"did you mean 'base_features'"):
         parse_config(data, source="exp.yaml", base_dir=tmp_path)
+
+
+def test_item11_a_part_never_removes_the_work_folder_another_part_is_creating(tmp_path, monkeypatch):
+    """Item 11: two `--num-parts` processes started in the same instant: one deleted the other's half-created
+    work folder, which then died with FileNotFoundError (5 of 300 trials). Here part 1 runs its whole
+    ``prepare()`` while part 0 is paused right after its first mkdir."""
+    import threading
+
+    from kt_nnunet.labelling.output import LabelledDatasetWriter
+
+    target = tmp_path / "Dataset836_Race"
+    settings = {"tile_step_size": 0.5}
+    paused, second_done = threading.Event(), threading.Event()
+    real_mkdir, real_rmtree = os.mkdir, shutil.rmtree
+    removed, failures, results = [], [], {}
+
+    def mkdir(path, *args, **kwargs):
+        real_mkdir(path, *args, **kwargs)
+        if threading.current_thread().name == "part0" and not paused.is_set():
+            paused.set()
+            second_done.wait(timeout=1)  # part 1 prepares now, unless it has to wait for part 0
+
+    def rmtree(path, *args, **kwargs):
+        removed.append(Path(path))
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+
+    def part(index):
+        try:
+            results[index] = LabelledDatasetWriter(target, settings, ".nii.gz").prepare(force=False)
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            failures.append(f"part {index}: {type(exc).__name__}: {exc}")
+        finally:
+            if index == 1:
+                second_done.set()
+
+    first = threading.Thread(target=part, args=(0,), name="part0")
+    first.start()
+    assert paused.wait(timeout=10)
+    second = threading.Thread(target=part, args=(1,), name="part1")
+    second.start()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    work = LabelledDatasetWriter(target, settings, ".nii.gz").work
+    assert not failures, failures
+    assert results == {0: True, 1: True}
+    assert [p for p in removed if p == work or work in p.parents] == []
+    assert json.loads((work / ".kt-state" / "settings.json").read_text()) == settings
+    assert (work / "imagesTr").is_dir() and (work / "labelsTr").is_dir() and (work / ".kt-state/cases").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [work.name]  # no staging folder or lock file left
