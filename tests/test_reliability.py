@@ -725,3 +725,34 @@ def test_item11_a_part_never_removes_the_work_folder_another_part_is_creating(tm
     assert json.loads((work / ".kt-state" / "settings.json").read_text()) == settings
     assert (work / "imagesTr").is_dir() and (work / "labelsTr").is_dir() and (work / ".kt-state/cases").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == [work.name]  # no staging folder or lock file left
+
+
+def test_lower_a_killed_finalisation_leaves_no_temporary_file_in_the_published_dataset(tmp_path):
+    """Lower: a kill during finalisation left `.provenance.json.*.tmp` in the work folder, and the resumed run
+    moved it into the final dataset."""
+    from kt_nnunet.labelling.output import LabelledDatasetWriter
+
+    writer = LabelledDatasetWriter(tmp_path / "Dataset837_Final", {"tile_step_size": 0.5}, ".nii.gz")
+    assert writer.prepare(force=False)
+    writer.write_label("case_000", lambda path: Path(path).write_bytes(b"label"))
+    writer.finish_case("case_000", {})
+    (writer.work / ".provenance.json.k1ll3d0k.tmp").write_text('{"half": ')  # what the killed run left
+    (writer.work / "labelsTr" / ".case_000.nii.gz.a1b2c3d4.tmp").write_bytes(b"torn")
+
+    def metadata(folder, records):
+        (folder / "dataset.json").write_text("{}")
+        (folder / "provenance.json").write_text(json.dumps({"settings_fingerprint": writer.fingerprint}))
+
+    assert writer.finalize(["case_000"], metadata)
+    published = sorted(str(p.relative_to(writer.target)) for p in writer.target.rglob("*"))
+    assert published == ["dataset.json", "imagesTr", "labelsTr", "labelsTr/case_000.nii.gz", "provenance.json"]
+
+
+def test_lower_staged_datasets_publish_no_temporary_file(tmp_path):
+    """Lower: the same for every dataset built in a staging folder (`staged_directory`)."""
+    from kt_nnunet.data.atomic import staged_directory
+
+    with staged_directory(tmp_path / "Dataset838_Staged") as staging:
+        (staging / "dataset.json").write_text("{}")
+        (staging / ".dataset.json.abcdefgh.tmp").write_text("{")  # a killed atomic write's leftover
+    assert sorted(p.name for p in (tmp_path / "Dataset838_Staged").iterdir()) == ["dataset.json"]

@@ -42,6 +42,18 @@ def remove_stale_staging(parent: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def remove_atomic_leftovers(folder: Path) -> None:
+    """Delete the hidden ``.NAME.*.tmp`` files that atomic writes killed midway left anywhere in ``folder``.
+
+    Only for a folder nobody else writes into any more (a staging folder about to be published): a leftover
+    names no process, so a live writer's temporary file would look the same.
+    """
+    for leftover in Path(folder).rglob(".*.tmp"):
+        if leftover.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
 def check_target_free(target: Path, force: bool) -> None:
     """Refuse an existing ``target`` (and, for ``DatasetNNN_*`` folders, another name with the same id)."""
     target = Path(target)
@@ -72,6 +84,7 @@ def staged_directory(target: str | Path, force: bool = False) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}-pid{os.getpid()}-", dir=target.parent))
     try:
         yield staging
+        remove_atomic_leftovers(staging)
         os.chmod(staging, _directory_mode())  # mkdtemp made it private; give it the usual permissions
         check_target_free(target, force)  # it may have appeared while we were writing
         if target.exists():

@@ -29,7 +29,7 @@ from typing import Iterator
 import numpy as np
 
 from kt_nnunet.data.atomic import (STAGING_PREFIX, _directory_mode, _pid_alive, atomic_write_text,
-                                   check_target_free, remove_stale_staging)
+                                   check_target_free, remove_atomic_leftovers, remove_stale_staging)
 from kt_nnunet.labelling.errors import OutputStateError
 
 WORK_PREFIX = ".kt-label-"
@@ -280,6 +280,8 @@ class LabelledDatasetWriter:
             records = {case: self.record(case) for case in sorted(all_cases)}
             write_metadata(self.work, records)
             _remove_dead_temporaries(self.work)
+            # A run killed while writing provenance.json left its temporary file here; it must not be published.
+            remove_atomic_leftovers(self.work)
             if self.target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".kt-old-{self.target.name}-pid{os.getpid()}-",
                                             dir=self.target.parent))
