@@ -3,7 +3,8 @@
 What is done is judged from the files, never from memory: a model step is done when its fold holds
 ``checkpoint_final.pth``; a labelling step resumes inside ``label_dataset`` (finished cases are skipped);
 an evaluation is reused when the checkpoint checksums and test cases are unchanged. ``state.json`` in the
-experiment folder records each step's output and wall time, for the report and for the next run.
+experiment folder records each step's output and wall time (over all the runs that worked on it), for the
+report and for the next run.
 
 Models are trained without nnU-Net's final fold validation: the experiment scores every model on the
 held-out test set instead, and the validation export costs a process pool per model on a CPU.
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from kt_nnunet import progress
 from kt_nnunet.experiment.console import ExperimentConsole, LineStream
 from kt_nnunet.experiment.config import ExperimentConfig, load_config
 from kt_nnunet.experiment.steps import (Evaluate, Finetune, LabelTransferal, MakeFinetuneSubset, ModelStep, Report,
@@ -26,6 +28,7 @@ from kt_nnunet.experiment.steps import (Evaluate, Finetune, LabelTransferal, Mak
 STATE_FILE = "state.json"
 RESULTS_FILE = "results.json"
 TIMING_FILE = "inference_timing.json"
+UNFINISHED_SAVE_INTERVAL_S = 15.0  # how often a running step's seconds so far are saved (on an epoch or a case)
 NNUNET_FOLDERS = {"nnUNet_raw": "nnUNet_raw", "nnUNet_preprocessed": "nnUNet_preprocessed",
                   "nnUNet_results": "nnUNet_results"}
 
@@ -80,9 +83,9 @@ class ExperimentRunner:
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def _save_state(self) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2))
-        os.replace(tmp, self.state_path)
+        from kt_nnunet.data.atomic import atomic_write_text
+
+        atomic_write_text(self.state_path, json.dumps(self.state, indent=2))
 
     def check(self) -> None:
         """Everything that can refuse the config without running a step; it creates nothing."""
@@ -101,18 +104,46 @@ class ExperimentRunner:
         self.console.start([(step.name, step.kind, _family(step)) for step in steps], expected)
         try:
             for index, step in enumerate(steps, start=1):
-                with self.console.step(index, step.name) as outcome:
-                    outcome.reused = self.execute(step)
-                record = self.state["steps"].setdefault(step.name, {})
-                if not outcome.reused or "seconds" not in record:
-                    record["seconds"] = round(outcome.seconds, 2)
-                record["finished"] = True
-                self._save_state()
+                self._run_step(index, step)
         finally:
             self.console.close()
         self.state["total_seconds_last_run"] = round(time.perf_counter() - started, 2)
         self._save_state()
         return self.output / RESULTS_FILE
+
+    def _run_step(self, index: int, step: Step) -> None:
+        """Run one step and record its seconds in the state.
+
+        A step finished by an earlier run keeps that run's seconds. A step resumed from unfinished work adds what
+        the interrupted runs spent on it (``unfinished_seconds``), which is saved while it runs too, so a kill -9
+        loses only the time since the last epoch or case.
+        """
+        record = self.state["steps"].setdefault(step.name, {})
+        if self.force:  # it starts over: the interrupted runs' work is discarded, and so is their time
+            record.pop("unfinished_seconds", None)
+        earlier = record.get("unfinished_seconds", 0.0)
+        started = last_saved = time.perf_counter()
+
+        def save_unfinished(event, fields):
+            nonlocal last_saved
+            now = time.perf_counter()
+            if now - last_saved >= UNFINISHED_SAVE_INTERVAL_S:
+                record["unfinished_seconds"] = round(earlier + now - started, 2)
+                self._save_state()
+                last_saved = now
+
+        try:
+            with progress.listening(save_unfinished), self.console.step(index, step.name) as outcome:
+                outcome.reused = self.execute(step)
+        except BaseException:
+            record["unfinished_seconds"] = round(earlier + time.perf_counter() - started, 2)
+            self._save_state()
+            raise
+        if not outcome.reused or "seconds" not in record:
+            record["seconds"] = round(earlier + outcome.seconds, 2)
+        record.pop("unfinished_seconds", None)
+        record["finished"] = True
+        self._save_state()
 
     def is_done(self, name: str) -> bool:
         """Whether step ``name``'s result is on disk (a dry run's view: inputs are not re-checked)."""
