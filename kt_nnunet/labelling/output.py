@@ -133,7 +133,7 @@ class LabelledDatasetWriter:
         (an unfinished run without a finished case is replaced anyway); one with the same settings is kept
         (its labels would come out identical).
         """
-        check_target_free(self.target, force=True)  # only the dataset-id clash check
+        check_target_free(self.target, force=True)  # id clashes, and folders kt-nnunet did not write
         if self.target_is_complete():
             return False
         if self.target.exists() and not force:
