@@ -529,14 +529,14 @@ def test_item7_the_api_refuses_budgets_below_one_too(nnunet_env):
 
 
 # ----------------------------------------------------------------------------- one line, not a traceback
-def _experiment_config(tmp_path, output, name) -> Path:
+def _experiment_config(tmp_path, output, name, **changes) -> Path:
     import yaml
 
     config = {"name": "tiny", "output": str(output), "source": 501, "transferal": 502,
               "test": {"dataset": 503, "split": "test"},
               "budget": {"epochs": 1, "iterations_per_epoch": 2, "val_iterations_per_epoch": 1},
               "teachers": [{"architecture": "unet", "tiny": True}], "students": ["light_unet"],
-              "modes": ["single_teacher"]}
+              "modes": ["single_teacher"], **changes}
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config))
     return path
@@ -586,9 +586,12 @@ def test_item5_a_finetune_folder_that_is_the_test_dataset_is_refused(nnunet_env,
     from kt_nnunet.experiment.config import parse_config
     from kt_nnunet.experiment.schema import ExperimentConfigError
 
+    from kt_nnunet.data import tiny_dataset
+
     raw = nnunet_env["nnUNet_raw"]
-    for folder in ("Dataset501_Src", "Dataset502_Trans", "Dataset503_Test"):
+    for folder in ("Dataset501_Src", "Dataset502_Trans"):
         (raw / folder).mkdir()
+    tiny_dataset(503, "Test", raw, num_train=2, num_test=0)  # the fine-tune set needs its 2 cases
     (tmp_path / "alias").symlink_to(raw / "Dataset503_Test")
     data = {"name": "tiny", "output": "runs/tiny", "source": 501, "transferal": 502,
             "test": {"dataset": 503, "split": "train"},
@@ -673,3 +676,235 @@ def test_item7_experiment_arch_kwargs_are_checked_when_the_config_is_read(tmp_pa
     with pytest.raises(ExperimentConfigError, match=r"^exp\.yaml: students\[0\]\.arch_kwargs: .*'base_feature'; "
                                                     r"did you mean 'base_features'"):
         parse_config(data, source="exp.yaml", base_dir=tmp_path)
+
+
+def test_item11_a_part_never_removes_the_work_folder_another_part_is_creating(tmp_path, monkeypatch):
+    """Item 11: two `--num-parts` processes started in the same instant: one deleted the other's half-created
+    work folder, which then died with FileNotFoundError (5 of 300 trials). Here part 1 runs its whole
+    ``prepare()`` while part 0 is paused right after its first mkdir."""
+    import threading
+
+    from kt_nnunet.labelling.output import LabelledDatasetWriter
+
+    target = tmp_path / "Dataset836_Race"
+    settings = {"tile_step_size": 0.5}
+    paused, second_done = threading.Event(), threading.Event()
+    real_mkdir, real_rmtree = os.mkdir, shutil.rmtree
+    removed, failures, results = [], [], {}
+
+    def mkdir(path, *args, **kwargs):
+        real_mkdir(path, *args, **kwargs)
+        if threading.current_thread().name == "part0" and not paused.is_set():
+            paused.set()
+            second_done.wait(timeout=1)  # part 1 prepares now, unless it has to wait for part 0
+
+    def rmtree(path, *args, **kwargs):
+        removed.append(Path(path))
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+
+    def part(index):
+        try:
+            results[index] = LabelledDatasetWriter(target, settings, ".nii.gz").prepare(force=False)
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            failures.append(f"part {index}: {type(exc).__name__}: {exc}")
+        finally:
+            if index == 1:
+                second_done.set()
+
+    first = threading.Thread(target=part, args=(0,), name="part0")
+    first.start()
+    assert paused.wait(timeout=10)
+    second = threading.Thread(target=part, args=(1,), name="part1")
+    second.start()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    work = LabelledDatasetWriter(target, settings, ".nii.gz").work
+    assert not failures, failures
+    assert results == {0: True, 1: True}
+    assert [p for p in removed if p == work or work in p.parents] == []
+    assert json.loads((work / ".kt-state" / "settings.json").read_text()) == settings
+    assert (work / "imagesTr").is_dir() and (work / "labelsTr").is_dir() and (work / ".kt-state/cases").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [work.name]  # no staging folder or lock file left
+
+
+def test_lower_a_killed_finalisation_leaves_no_temporary_file_in_the_published_dataset(tmp_path):
+    """Lower: a kill during finalisation left `.provenance.json.*.tmp` in the work folder, and the resumed run
+    moved it into the final dataset."""
+    from kt_nnunet.labelling.output import LabelledDatasetWriter
+
+    writer = LabelledDatasetWriter(tmp_path / "Dataset837_Final", {"tile_step_size": 0.5}, ".nii.gz")
+    assert writer.prepare(force=False)
+    writer.write_label("case_000", lambda path: Path(path).write_bytes(b"label"))
+    writer.finish_case("case_000", {})
+    (writer.work / ".provenance.json.k1ll3d0k.tmp").write_text('{"half": ')  # what the killed run left
+    (writer.work / "labelsTr" / ".case_000.nii.gz.a1b2c3d4.tmp").write_bytes(b"torn")
+
+    def metadata(folder, records):
+        (folder / "dataset.json").write_text("{}")
+        (folder / "provenance.json").write_text(json.dumps({"settings_fingerprint": writer.fingerprint}))
+
+    assert writer.finalize(["case_000"], metadata)
+    published = sorted(str(p.relative_to(writer.target)) for p in writer.target.rglob("*"))
+    assert published == ["dataset.json", "imagesTr", "labelsTr", "labelsTr/case_000.nii.gz", "provenance.json"]
+
+
+def test_lower_staged_datasets_publish_no_temporary_file(tmp_path):
+    """Lower: the same for every dataset built in a staging folder (`staged_directory`)."""
+    from kt_nnunet.data.atomic import staged_directory
+
+    with staged_directory(tmp_path / "Dataset838_Staged") as staging:
+        (staging / "dataset.json").write_text("{}")
+        (staging / ".dataset.json.abcdefgh.tmp").write_text("{")  # a killed atomic write's leftover
+    assert sorted(p.name for p in (tmp_path / "Dataset838_Staged").iterdir()) == ["dataset.json"]
+
+
+def _hand_labelled(folder: Path) -> Path:
+    """A dataset kt-nnunet never wrote: nnU-Net's own dataset.json keys, no kt-nnunet record or provenance."""
+    (folder / "labelsTr").mkdir(parents=True)
+    (folder / "labelsTr" / "case_000.nii.gz").write_bytes(b"drawn by hand for a week")
+    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "MRI"}, "labels": {"background": 0},
+                                                     "numTraining": 1, "file_ending": ".nii.gz"}))
+    return folder
+
+
+@pytest.mark.parametrize("command", ["label", "data synth"])
+def test_lower_force_never_replaces_a_dataset_kt_nnunet_did_not_write(nnunet_env, teachers, transferal,  # noqa: F811
+                                                                      tmp_path, command):
+    """Lower: `label --out X --force` replaced a hand-labelled dataset kt-nnunet never wrote; the data writers'
+    `--force` did the same. Only folders with a kt-nnunet provenance.json / dataset.json record are replaced."""
+    target = _hand_labelled(tmp_path / "out" / "Dataset839_Hand")
+    args = {"label": ["label", "--teacher", str(teachers["unet"]), "--images", str(transferal), "--out", str(target),
+                      "--no-tta", "--no-progress", "--force"],
+            "data synth": ["data", "synth", "--id", "839", "--name", "Hand", "--out", str(target.parent), "--shape",
+                           "16,16", "--train", "1", "--test", "0", "--force"]}[command]
+    line = _one_error_line(args, str(target), "not written by kt-nnunet", "would delete its 2 file(s)",
+                           "move it elsewhere", "--out")
+    assert "--force" not in line
+    assert (target / "labelsTr" / "case_000.nii.gz").read_bytes() == b"drawn by hand for a week"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["Dataset839_Hand"]  # no work or staging folder
+
+
+def test_lower_force_still_replaces_what_kt_nnunet_wrote(tmp_path):
+    """Lower (no false alarm): kt-nnunet's own datasets, labelled ones and empty folders are still replaced."""
+    from kt_nnunet.data import tiny_dataset
+    from kt_nnunet.data.atomic import check_replaceable
+
+    check_replaceable(tiny_dataset(840, "Ours", tmp_path, num_train=1, num_test=0))
+    labelled = tmp_path / "Dataset841_Labelled"
+    labelled.mkdir()
+    (labelled / "provenance.json").write_text(json.dumps({"settings_fingerprint": "0123"}))
+    check_replaceable(labelled)
+    (tmp_path / "Dataset842_Empty" / "imagesTr").mkdir(parents=True)
+    check_replaceable(tmp_path / "Dataset842_Empty")
+    tiny_dataset(840, "Ours", tmp_path, num_train=2, num_test=0, force=True)
+
+
+def _experiment_inputs(raw: Path) -> None:
+    from kt_nnunet.data import tiny_dataset
+
+    for dataset_id, name in ((501, "Src"), (502, "Trans"), (503, "Test")):
+        tiny_dataset(dataset_id, name, raw, num_train=2, num_test=1)
+
+
+@pytest.fixture
+def no_step_runs(monkeypatch):
+    """These configs must be refused before the first step; a step that starts fails the test at once."""
+    from kt_nnunet.experiment.runner import ExperimentRunner
+
+    def execute(self, step):
+        raise AssertionError(f"step {step.name} ran before the config was refused")
+
+    monkeypatch.setattr(ExperimentRunner, "execute", execute)
+
+
+def test_lower_finetune_cases_beyond_the_dataset_are_refused_before_any_step(nnunet_env, tmp_path, no_step_runs):
+    """Lower: `finetune.cases` larger than the fine-tune dataset was refused only after every model was trained,
+    when the fine-tune subset was made."""
+    _experiment_inputs(nnunet_env["nnUNet_raw"])
+    config = _experiment_config(tmp_path, tmp_path / "run", "ft.yaml", modes=["single_teacher", "kt_finetune"],
+                                finetune={"dataset": 503, "split": "train", "cases": 5})
+    _one_error_line(["experiment", str(config)], "ft.yaml: finetune.cases: 5 cases asked for",
+                    "Dataset503_Test has only 2 labelled case(s) in its train split", "choose at most 2")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("case", ["another name has the id", "an input has the id", "a hand-made folder"])
+def test_lower_a_derived_dataset_id_clash_is_refused_before_any_step(nnunet_env, tmp_path, no_step_runs, case):
+    """Lower: a `derived_dataset_ids` clash was found only at the first label step, after the teachers trained."""
+    raw = nnunet_env["nnUNet_raw"]
+    _experiment_inputs(raw)
+    changes, expected = {
+        "another name has the id": ({}, [str(nnunet_env["nnUNet_preprocessed"] / "Dataset800_Other"),
+                                         "already has id 800"]),
+        "an input has the id": ({"derived_dataset_ids": 502}, ["derived_dataset_ids: 502 gives", "which transferal"]),
+        "a hand-made folder": ({}, [str(raw / "Dataset800_tiny_labels_teacher_unet"), "kt-nnunet did not write it"]),
+    }[case]
+    if case == "another name has the id":  # planned by someone else: nnU-Net would mix the two up
+        (nnunet_env["nnUNet_preprocessed"] / "Dataset800_Other").mkdir()
+    if case == "a hand-made folder":
+        _hand_labelled(raw / "Dataset800_tiny_labels_teacher_unet")
+    config = _experiment_config(tmp_path, tmp_path / "run", "ids.yaml", **changes)
+    _one_error_line(["experiment", str(config)], "ids.yaml: derived_dataset_ids: ", *expected,
+                    "choose derived_dataset_ids so that ids")
+    assert not (tmp_path / "run").exists()
+
+
+def test_lower_a_refused_config_leaves_no_output_folder(nnunet_env, tmp_path, monkeypatch, no_step_runs):
+    """Lower: refused configs left an empty output folder (and, with nnU-Net's variables unset, its empty
+    nnUNet_raw/preprocessed/results)."""
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.delenv(variable)  # the experiment's own nnU-Net folders: none holds the inputs yet
+    config = _experiment_config(tmp_path, tmp_path / "runs" / "tiny", "missing.yaml")
+    _one_error_line(["experiment", str(config)], "missing.yaml: source: dataset 501 is not in nnUNet_raw")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_lower_step_seconds_add_up_over_resumed_runs(nnunet_env, tmp_path, monkeypatch):
+    """Lower: after a resume, results.json timings kept only the last run's seconds. Now a step finished earlier
+    keeps its seconds, and a step resumed from unfinished work adds those of every run (a kill -9 included)."""
+    from kt_nnunet import progress
+    from kt_nnunet.experiment import runner as runner_module
+    from kt_nnunet.experiment.config import load_config
+    from kt_nnunet.experiment.runner import ExperimentRunner, experiment_runner
+
+    clock = [0.0]
+    monkeypatch.setattr(runner_module.time, "perf_counter", lambda: clock[0])  # the console reads the same clock
+    monkeypatch.setattr(runner_module, "UNFINISHED_SAVE_INTERVAL_S", 0.0, raising=False)
+    monkeypatch.setattr(ExperimentRunner, "check", lambda self: None)
+    config = load_config(_experiment_config(tmp_path, tmp_path / "run", "timing.yaml"))
+    teacher, label = "train_teacher:teacher_unet", "label:teacher_unet"
+    state_path = tmp_path / "run" / "state.json"
+
+    class Killed(BaseException):
+        """kill -9: the process ends where it is; only what is on disk survives."""
+
+    killed_with = []
+
+    def run(plan):
+        def execute(self, step):
+            seconds, outcome = plan.get(step.name, (0.0, False))
+            for done in (1, 2):  # two cases (or epochs): each lets the runner save the seconds so far
+                clock[0] += seconds / 2
+                progress.announce(progress.CASE, done=done, total=2)
+            if outcome == "killed":
+                killed_with.append(state_path.read_text())
+                raise Killed
+            return outcome
+
+        monkeypatch.setattr(ExperimentRunner, "execute", execute)
+        try:
+            experiment_runner(config, progress=lambda line: None).run()
+        except Killed:
+            state_path.write_text(killed_with[-1])  # nothing the runner does after the kill reaches the disk
+            assert json.loads(killed_with[-1])["steps"][label]["unfinished_seconds"] == 40.0
+        return json.loads(state_path.read_text())["steps"]
+
+    run({teacher: (100.0, False), label: (40.0, "killed")})
+    steps = run({teacher: (1.0, True), label: (30.0, False)})  # the teacher is reused; labelling resumes
+    assert steps[teacher]["seconds"] == 100.0
+    assert steps[label]["seconds"] == 70.0 and "unfinished_seconds" not in steps[label]
+    steps = run({teacher: (1.0, True), label: (2.0, True)})  # both finished earlier: nothing changes
+    assert steps[teacher]["seconds"] == 100.0 and steps[label]["seconds"] == 70.0

@@ -3,11 +3,12 @@
 A dataset is either absent or complete: an exception (or Ctrl-C) removes the temporary folder, and a
 ``kill -9`` leaves only a hidden ``.kt-tmp-*`` folder that nnU-Net never lists (it looks for
 ``Dataset*``) and that the next write to the same parent removes. An existing target is replaced only
-with ``force=True``.
+with ``force=True``, and only if kt-nnunet wrote it (:func:`check_replaceable`).
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -42,9 +43,52 @@ def remove_stale_staging(parent: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def check_target_free(target: Path, force: bool) -> None:
-    """Refuse an existing ``target`` (and, for ``DatasetNNN_*`` folders, another name with the same id)."""
+def remove_atomic_leftovers(folder: Path) -> None:
+    """Delete the hidden ``.NAME.*.tmp`` files that atomic writes killed midway left anywhere in ``folder``.
+
+    Only for a folder nobody else writes into any more (a staging folder about to be published): a leftover
+    names no process, so a live writer's temporary file would look the same.
+    """
+    for leftover in Path(folder).rglob(".*.tmp"):
+        if leftover.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+def written_by_kt_nnunet(folder: Path) -> bool:
+    """Whether kt-nnunet wrote ``folder``: its dataset.json carries the ``kt_nnunet`` record that every kt-nnunet
+    writer adds, or its provenance.json is one of ``kt-nnunet label``'s."""
+    for name, mark in (("dataset.json", "kt_nnunet"), ("provenance.json", "settings_fingerprint")):
+        with contextlib.suppress(OSError, ValueError):
+            content = json.loads((Path(folder) / name).read_text())
+            if isinstance(content, dict) and mark in content:
+                return True
+    return False
+
+
+def check_replaceable(target: Path) -> None:
+    """``--force`` replaces only what kt-nnunet wrote (or an empty folder): never a dataset made by hand."""
     target = Path(target)
+    if not target.exists() or (target.is_dir() and written_by_kt_nnunet(target)):
+        return
+    files = [target] if not target.is_dir() else [p for p in target.rglob("*") if p.is_file()]
+    if not files:
+        return
+    raise DatasetExistsError(
+        f"{target} was not written by kt-nnunet (no kt-nnunet provenance.json or dataset.json 'kt_nnunet' record), "
+        f"so replacing it would delete its {len(files)} file(s), e.g. hand-made labels; move it elsewhere, or "
+        "choose another output folder (--out) / dataset id")
+
+
+def check_target_free(target: Path, force: bool, only_ours: bool = True) -> None:
+    """Refuse an existing ``target`` (and, for ``DatasetNNN_*`` folders, another name with the same id).
+
+    With ``force`` it may be replaced, but only if kt-nnunet wrote it (``only_ours=False``: a folder kt-nnunet
+    owns whatever it holds, such as a download cache).
+    """
+    target = Path(target)
+    if only_ours:
+        check_replaceable(target)  # first: --force would not help, so the message must not suggest it
     if target.exists() and not force:
         raise DatasetExistsError(f"{target} already exists; pass --force (force=True) to replace it, or choose "
                                  "another output folder / dataset id")
@@ -63,17 +107,19 @@ def _directory_mode() -> int:
 
 
 @contextlib.contextmanager
-def staged_directory(target: str | Path, force: bool = False) -> Iterator[Path]:
-    """Yield an empty hidden folder beside ``target``; on success it replaces ``target`` in one rename."""
+def staged_directory(target: str | Path, force: bool = False, only_ours: bool = True) -> Iterator[Path]:
+    """Yield an empty hidden folder beside ``target``; on success it replaces ``target`` in one rename
+    (see :func:`check_target_free` for ``force`` and ``only_ours``)."""
     target = Path(target).absolute()
-    check_target_free(target, force)
+    check_target_free(target, force, only_ours)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(target.parent)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}-pid{os.getpid()}-", dir=target.parent))
     try:
         yield staging
+        remove_atomic_leftovers(staging)
         os.chmod(staging, _directory_mode())  # mkdtemp made it private; give it the usual permissions
-        check_target_free(target, force)  # it may have appeared while we were writing
+        check_target_free(target, force, only_ours)  # it may have appeared while we were writing
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".kt-old-{target.name}-pid{os.getpid()}-", dir=target.parent))
             os.replace(target, old / target.name)

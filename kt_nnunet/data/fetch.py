@@ -106,7 +106,7 @@ def fetch_totalsegmentator(cache_dir: Optional[str | Path] = None, sdist: Option
     folder = totalsegmentator_cache(cache_dir)
     if _is_complete(folder) and not force:
         return folder
-    with staged_directory(folder, force=True) as staging:
+    with staged_directory(folder, force=True, only_ours=False) as staging:  # our cache, complete or not
         if sdist is not None:
             extract_reference_files(Path(sdist), staging)
         else:

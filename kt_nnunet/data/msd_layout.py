@@ -60,6 +60,7 @@ def write_msd_task(task_folder: str | Path, *, num_train: int = 4, num_test: int
             "modality": {str(i): m for i, m in enumerate(modalities)},
             "labels": {"0": "background", **{str(i): n for i, n in enumerate(class_names, start=1)}},
             "numTraining": num_train, "numTest": num_test, "training": training, "test": test,
+            "kt_nnunet": {"generator": "kt_nnunet.data.msd_layout", "seed": seed},  # so --force may replace it
         }
         (staging / "dataset.json").write_text(json.dumps(dataset_json, indent=4))
     return task_folder

@@ -59,9 +59,9 @@ class DatasetRef:
             if not self.path.is_dir():
                 raise ctx.error(self.key, f"dataset folder {self.path} does not exist")
             return self.path
-        from kt_nnunet.nnunet.paths import raw_folder
+        from kt_nnunet.nnunet.paths import nnunet_folder
 
-        raw = raw_folder()
+        raw = nnunet_folder("nnUNet_raw", create=False)  # a refused config must leave no folder behind
         if isinstance(self.spec, str) and self.spec.startswith("Dataset"):
             found = [raw / self.spec] if (raw / self.spec).is_dir() else []
         else:
@@ -213,6 +213,8 @@ class ExperimentConfig:
                 found[self.finetune.dataset.key], self.finetune.split, found[self.test.dataset.key], self.test.split):
             # Parse time compares ids or paths only: a folder path and an id naming one dataset meet here.
             raise _finetune_is_test_set(Context(self.label))
+        if self.finetune is not None:
+            self._check_finetune_cases(found[self.finetune.dataset.key])
         for index, teacher in enumerate(self.teachers):
             if teacher.model_folder is not None:
                 key = f"teachers[{index}].model_folder"
@@ -221,6 +223,21 @@ class ExperimentConfig:
                                                          "(no plans.json); give nnUNet_results/DatasetX/TR__PLANS__CFG")
                 found[key] = teacher.model_folder
         return found
+
+    def _check_finetune_cases(self, folder: Path) -> None:
+        """The fine-tune subset is made after every transfer student is trained: too few cases must fail now."""
+        from kt_nnunet.data.subset import labelled_cases
+        from kt_nnunet.nnunet.raw_dataset import DatasetError
+
+        ctx = Context(self.label)
+        try:
+            available = len(labelled_cases(folder, self.finetune.split))
+        except DatasetError as exc:
+            raise ctx.error("finetune.dataset", str(exc)) from exc
+        if self.finetune.cases > available:
+            raise ctx.error("finetune.cases", f"{self.finetune.cases} cases asked for, but {folder.name} has only "
+                                              f"{available} labelled case(s) in its {self.finetune.split} split; "
+                                              f"choose at most {available}, or another finetune.dataset")
 
     def as_dict(self) -> dict:
         """A JSON-ready echo of the parsed config (paths as strings), for results.json."""

@@ -3,7 +3,8 @@
 What is done is judged from the files, never from memory: a model step is done when its fold holds
 ``checkpoint_final.pth``; a labelling step resumes inside ``label_dataset`` (finished cases are skipped);
 an evaluation is reused when the checkpoint checksums and test cases are unchanged. ``state.json`` in the
-experiment folder records each step's output and wall time, for the report and for the next run.
+experiment folder records each step's output and wall time (over all the runs that worked on it), for the
+report and for the next run.
 
 Models are trained without nnU-Net's final fold validation: the experiment scores every model on the
 held-out test set instead, and the validation export costs a process pool per model on a CPU.
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from kt_nnunet import progress
 from kt_nnunet.experiment.console import ExperimentConsole, LineStream
 from kt_nnunet.experiment.config import ExperimentConfig, load_config
 from kt_nnunet.experiment.steps import (Evaluate, Finetune, LabelTransferal, MakeFinetuneSubset, ModelStep, Report,
@@ -26,18 +28,21 @@ from kt_nnunet.experiment.steps import (Evaluate, Finetune, LabelTransferal, Mak
 STATE_FILE = "state.json"
 RESULTS_FILE = "results.json"
 TIMING_FILE = "inference_timing.json"
+UNFINISHED_SAVE_INTERVAL_S = 15.0  # how often a running step's seconds so far are saved (on an epoch or a case)
 NNUNET_FOLDERS = {"nnUNet_raw": "nnUNet_raw", "nnUNet_preprocessed": "nnUNet_preprocessed",
                   "nnUNet_results": "nnUNet_results"}
 
 
-def use_experiment_folders(output: Path, override: bool = False) -> dict:
-    """Point nnU-Net's folder variables into ``output`` (only those unset, unless ``override``)."""
+def use_experiment_folders(output: Path, override: bool = False, create: bool = True) -> dict:
+    """Point nnU-Net's folder variables into ``output`` (only those unset, unless ``override``); make the folders
+    with ``create``."""
     chosen = {}
     for variable, folder in NNUNET_FOLDERS.items():
         if override or not os.environ.get(variable):
             os.environ[variable] = str((output / folder).absolute())
         chosen[variable] = os.environ[variable]
-        Path(chosen[variable]).mkdir(parents=True, exist_ok=True)
+        if create:
+            Path(chosen[variable]).mkdir(parents=True, exist_ok=True)
     return chosen
 
 
@@ -78,14 +83,21 @@ class ExperimentRunner:
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def _save_state(self) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2))
-        os.replace(tmp, self.state_path)
+        from kt_nnunet.data.atomic import atomic_write_text
+
+        atomic_write_text(self.state_path, json.dumps(self.state, indent=2))
+
+    def check(self) -> None:
+        """Everything that can refuse the config without running a step; it creates nothing."""
+        self.config.check_inputs()
+        check_derived_datasets(self.config, self.steps)
 
     def run(self) -> Path:
+        self.check()  # first: a refused config leaves no output folder behind
         self.output.mkdir(parents=True, exist_ok=True)
+        for variable in NNUNET_FOLDERS:
+            Path(os.environ[variable]).mkdir(parents=True, exist_ok=True)
         steps = self.steps
-        self.config.check_inputs()
         started = time.perf_counter()
         recorded = {name: r["seconds"] for name, r in self.state["steps"].items() if "seconds" in r}
         expected = recorded if self.force else {name: 0.0 for name in recorded if self.is_done(name)}
@@ -93,18 +105,46 @@ class ExperimentRunner:
                            worked_before=recorded)
         try:
             for index, step in enumerate(steps, start=1):
-                with self.console.step(index, step.name) as outcome:
-                    outcome.reused = self.execute(step)
-                record = self.state["steps"].setdefault(step.name, {})
-                if not outcome.reused or "seconds" not in record:
-                    record["seconds"] = round(outcome.seconds, 2)
-                record["finished"] = True
-                self._save_state()
+                self._run_step(index, step)
         finally:
             self.console.close()
         self.state["total_seconds_last_run"] = round(time.perf_counter() - started, 2)
         self._save_state()
         return self.output / RESULTS_FILE
+
+    def _run_step(self, index: int, step: Step) -> None:
+        """Run one step and record its seconds in the state.
+
+        A step finished by an earlier run keeps that run's seconds. A step resumed from unfinished work adds what
+        the interrupted runs spent on it (``unfinished_seconds``), which is saved while it runs too, so a kill -9
+        loses only the time since the last epoch or case.
+        """
+        record = self.state["steps"].setdefault(step.name, {})
+        if self.force:  # it starts over: the interrupted runs' work is discarded, and so is their time
+            record.pop("unfinished_seconds", None)
+        earlier = record.get("unfinished_seconds", 0.0)
+        started = last_saved = time.perf_counter()
+
+        def save_unfinished(event, fields):
+            nonlocal last_saved
+            now = time.perf_counter()
+            if now - last_saved >= UNFINISHED_SAVE_INTERVAL_S:
+                record["unfinished_seconds"] = round(earlier + now - started, 2)
+                self._save_state()
+                last_saved = now
+
+        try:
+            with progress.listening(save_unfinished), self.console.step(index, step.name) as outcome:
+                outcome.reused = self.execute(step)
+        except BaseException:
+            record["unfinished_seconds"] = round(earlier + time.perf_counter() - started, 2)
+            self._save_state()
+            raise
+        if not outcome.reused or "seconds" not in record:
+            record["seconds"] = round(earlier + outcome.seconds, 2)
+        record.pop("unfinished_seconds", None)
+        record["finished"] = True
+        self._save_state()
 
     def is_done(self, name: str) -> bool:
         """Whether step ``name``'s result is on disk (a dry run's view: inputs are not re-checked)."""
@@ -315,17 +355,57 @@ class ExperimentRunner:
         return False
 
 
-def check_output_folder(config: ExperimentConfig) -> None:
-    """The experiment writes everything under ``output``: a file there or no write access fails at once."""
+def check_derived_datasets(config: ExperimentConfig, steps: list[Step]) -> None:
+    """The datasets the experiment makes get fixed ids (``derived_dataset_ids``); an id that an input or another
+    dataset already has, or a same-named folder kt-nnunet did not write, would stop the run at its first label
+    step, after the teachers were trained."""
+    from kt_nnunet.data.atomic import written_by_kt_nnunet
     from kt_nnunet.experiment.schema import Context
 
-    output = Path(config.output)
+    ctx = Context(config.label)
+    derived = {s.output_id: f"Dataset{s.output_id:03d}_{s.output_name}" for s in steps
+               if isinstance(s, (LabelTransferal, MakeFinetuneSubset))}
+    if not derived:
+        return
+    free = f"choose derived_dataset_ids so that ids {min(derived)}-{max(derived)} are free"
+    inputs = [*config.sources, config.transferal, config.test.dataset,
+              config.finetune.dataset if config.finetune else None, *(t.source for t in config.teachers)]
+    for ref in inputs:
+        if ref is not None and ref.dataset_id in derived:
+            raise ctx.error("derived_dataset_ids", f"{config.derived_dataset_ids} gives the derived dataset "
+                                                   f"{derived[ref.dataset_id]} id {ref.dataset_id}, which {ref.key} "
+                                                   f"({ref.as_json()}) has; {free}")
+    for variable in NNUNET_FOLDERS:
+        root = Path(os.environ[variable])
+        for dataset_id, name in derived.items():
+            other = next((p for p in sorted(root.glob(f"Dataset{dataset_id:03d}_*")) if p.name != name), None)
+            if other is not None:
+                raise ctx.error("derived_dataset_ids", f"{other} already has id {dataset_id}, which the derived "
+                                                       f"dataset {name} needs (nnU-Net ids are unique); {free}, or "
+                                                       "remove that dataset")
+    raw = Path(os.environ["nnUNet_raw"])
+    for name in derived.values():
+        if (raw / name).exists() and not written_by_kt_nnunet(raw / name):
+            raise ctx.error("derived_dataset_ids", f"{raw / name} exists but kt-nnunet did not write it, and the "
+                                                   f"experiment would replace it; move it elsewhere, or {free}")
+
+
+def check_output_folder(config: ExperimentConfig) -> None:
+    """The experiment writes everything under ``output``: a file there or no write access fails at once, and
+    without creating the folder (that waits until the config's inputs are checked too)."""
+    from kt_nnunet.experiment.schema import Context
+
+    output = Path(config.output).absolute()
     if output.exists() and not output.is_dir():
         raise Context(config.label).error("output", f"{output} is a file, not a folder; choose another output "
                                                     "folder or move the file")
+    existing = output
+    while not existing.exists():
+        existing = existing.parent
     try:
-        output.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=output):
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         raise Context(config.label).error("output", f"cannot write to {output} ({exc.strerror or exc}); choose a "
@@ -339,7 +419,7 @@ def experiment_runner(config: ExperimentConfig | str | Path, *, force: bool = Fa
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
     check_output_folder(config)
-    use_experiment_folders(Path(config.output), override=own_nnunet_folders)
+    use_experiment_folders(Path(config.output), override=own_nnunet_folders, create=False)
     console = ExperimentConsole(Path(config.output), verbose=verbose,
                                 stream=None if progress is None else LineStream(progress))
     return ExperimentRunner(config, force=force, console=console)

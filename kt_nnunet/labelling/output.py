@@ -9,6 +9,11 @@ which is written last. When all cases have records, the run writes ``dataset.jso
 So a killed run leaves only the hidden folder, and the next run with the same settings skips the
 finished cases. Several processes (``--num-parts``, torchrun ranks) share the folder: each writes its own
 cases, and whichever finishes last finalises it (a lock file keeps that to one process).
+
+Parts started in the same instant must not undo each other's start: the work folder appears complete (its
+sub-folders and ``settings.json`` built in a hidden staging folder, then renamed), and deciding whether to
+join, create or discard it happens under a lock beside it, so no part removes a folder another part has just
+made.
 """
 from __future__ import annotations
 
@@ -19,10 +24,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from kt_nnunet.data.atomic import _pid_alive, atomic_write_text, check_target_free
+from kt_nnunet.data.atomic import (STAGING_PREFIX, _directory_mode, _pid_alive, atomic_write_text,
+                                   check_target_free, remove_atomic_leftovers, remove_stale_staging)
 from kt_nnunet.labelling.errors import OutputStateError
 
 WORK_PREFIX = ".kt-label-"
@@ -30,6 +37,7 @@ STATE_DIR = ".kt-state"
 SETTINGS_FILE = "settings.json"
 PROVENANCE_FILE = "provenance.json"
 LOCK_FILE = "finalize.lock"
+PREPARE_LOCK_SUFFIX = ".lock"
 PROBABILITIES_DIR = "probabilitiesTr"
 
 
@@ -51,6 +59,47 @@ def _remove_dead_temporaries(folder: Path) -> None:
         if not _pid_alive(pid):
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing, removed on release).
+
+    ``flock`` is released by the kernel when its holder dies, so a killed part never blocks the next one. A
+    waiter that wakes up on a file its predecessor already removed locks the new one instead.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): the atomic creation alone keeps parts from clashing
+        yield
+        return
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.path.samestat(os.stat(path), os.fstat(fd)):
+                    break
+            except FileNotFoundError:
+                pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _discard(folder: Path) -> None:
+    """Remove ``folder``, renaming it away first so that a kill midway leaves no half-deleted work folder."""
+    old = Path(tempfile.mkdtemp(prefix=f".kt-old-{folder.name}-pid{os.getpid()}-", dir=folder.parent))
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(folder, old / folder.name)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 class LabelledDatasetWriter:
@@ -84,34 +133,54 @@ class LabelledDatasetWriter:
         (an unfinished run without a finished case is replaced anyway); one with the same settings is kept
         (its labels would come out identical).
         """
-        check_target_free(self.target, force=True)  # only the dataset-id clash check
+        check_target_free(self.target, force=True)  # id clashes, and folders kt-nnunet did not write
         if self.target_is_complete():
             return False
         if self.target.exists() and not force:
             raise OutputStateError(
                 f"{self.target} already exists and was not labelled with these settings; pass --force to replace "
                 "it (it is replaced only when the new labelling finishes), or choose another --out")
-        settings_file = self.state / SETTINGS_FILE
-        if settings_file.is_file():
-            try:
-                existing = json.loads(settings_file.read_text())
-            except json.JSONDecodeError:
-                existing = None
-            # A run that finished no case holds nothing to lose (e.g. a refused option): start it afresh.
-            if existing != self.settings:
-                if not force and self.finished_cases():
-                    raise OutputStateError(
-                        f"{self.work} holds an unfinished labelling run with other settings (teachers, fusion, TTA, "
-                        "images...); re-run with those settings to resume it, or pass --force to discard it")
-                shutil.rmtree(self.work, ignore_errors=True)
-        elif self.work.exists() and not self.state.exists():
-            shutil.rmtree(self.work, ignore_errors=True)
-        for sub in ("imagesTr", "labelsTr", f"{STATE_DIR}/cases"):
-            (self.work / sub).mkdir(parents=True, exist_ok=True)
-        if not settings_file.is_file():
-            atomic_write_text(settings_file, json.dumps(self.settings, indent=1, sort_keys=True))
-        _remove_dead_temporaries(self.work)
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive_lock(self.target.parent / f"{self.work.name}{PREPARE_LOCK_SUFFIX}"):
+            remove_stale_staging(self.target.parent)
+            settings_file = self.state / SETTINGS_FILE
+            if settings_file.is_file():
+                try:
+                    existing = json.loads(settings_file.read_text())
+                except json.JSONDecodeError:
+                    existing = None
+                # A run that finished no case holds nothing to lose (e.g. a refused option): start it afresh.
+                if existing != self.settings:
+                    if not force and self.finished_cases():
+                        raise OutputStateError(
+                            f"{self.work} holds an unfinished labelling run with other settings (teachers, fusion, "
+                            "TTA, images...); re-run with those settings to resume it, or pass --force to discard it")
+                    _discard(self.work)
+            elif self.work.exists():  # no settings: not made by this version's atomic creation, so nobody's
+                _discard(self.work)
+            if not self.work.exists():
+                self._create_work()
+            _remove_dead_temporaries(self.work)
         return True
+
+    def _create_work(self) -> None:
+        """Build the work folder in a staging folder and rename it into place, so it is never seen half made."""
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{self.work.name}-pid{os.getpid()}-",
+                                        dir=self.target.parent))
+        try:
+            os.chmod(staging, _directory_mode())  # mkdtemp made it private; the dataset gets the usual mode
+            for sub in ("imagesTr", "labelsTr", f"{STATE_DIR}/cases"):
+                (staging / sub).mkdir(parents=True)
+            atomic_write_text(staging / STATE_DIR / SETTINGS_FILE,
+                              json.dumps(self.settings, indent=1, sort_keys=True))
+            try:
+                os.rename(staging, self.work)
+            except OSError:
+                if not (self.state / SETTINGS_FILE).is_file():
+                    raise
+                # Without flock another part may have won the rename: its folder is as good as ours.
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def finished_cases(self) -> set:
         folder = self.state / "cases"
@@ -211,6 +280,8 @@ class LabelledDatasetWriter:
             records = {case: self.record(case) for case in sorted(all_cases)}
             write_metadata(self.work, records)
             _remove_dead_temporaries(self.work)
+            # A run killed while writing provenance.json left its temporary file here; it must not be published.
+            remove_atomic_leftovers(self.work)
             if self.target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".kt-old-{self.target.name}-pid{os.getpid()}-",
                                             dir=self.target.parent))

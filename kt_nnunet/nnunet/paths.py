@@ -14,15 +14,16 @@ class NnUNetPathsError(KtNnunetError, RuntimeError):
     """An nnU-Net folder variable is needed but not set."""
 
 
-def nnunet_folder(variable: str) -> Path:
-    """The folder named by ``variable`` (one of ``NNUNET_FOLDER_VARIABLES``), created if missing."""
+def nnunet_folder(variable: str, create: bool = True) -> Path:
+    """The folder named by ``variable`` (one of ``NNUNET_FOLDER_VARIABLES``), created if missing (``create``)."""
     value = os.environ.get(variable)
     if not value:
         raise NnUNetPathsError(
             f"{variable} is not set. Export it (e.g. `export {variable}=$PWD/{variable}`) or run "
             "`kt-nnunet env` to print the exports for all nnU-Net folders.")
     path = Path(value)
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
