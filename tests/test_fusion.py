@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from kt_nnunet.labelling.fusion import StapleFusion, make_fusion, mean_pairwise_dice
+from kt_nnunet.teachers.fusion import StapleFusion, make_fusion, mean_pairwise_dice
 
 
 def probs(*voxels):
@@ -163,7 +163,7 @@ def test_fusion_argument_errors():
 
 def test_reliability_weights_by_hand():
     """Two teachers agree on a 4-voxel foreground, the third marks the other four voxels (two classes)."""
-    from kt_nnunet.labelling.fusion import dice_between, reliability_weights
+    from kt_nnunet.teachers.fusion import dice_between, reliability_weights
 
     one_hot = lambda labels: probs(*[[1 - v, v] for v in labels])  # noqa: E731
     good = [1, 1, 1, 1, 0, 0, 0, 0]

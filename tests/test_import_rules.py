@@ -2,7 +2,8 @@
 test is their single source).
 
 * Layers, earliest first: the base (errors, plugins, registry, architectures and other leaf modules), the
-  nnU-Net adapter (``kt_nnunet/nnunet/``), then the stages ``data``, ``labelling``, ``training``, then
+  nnU-Net adapter (``kt_nnunet/nnunet/``), then ``data`` and ``teachers`` (the one teacher concept every
+  stage shares), then the stages ``labelling``, ``training``, then
   ``experiment`` and ``deploy``, then ``cli``. A module imports only from its own layer or earlier ones,
   at module level or inside a function alike. The one exception is ``nnunet/ext_trainers/``, the folder
   that ``nnUNet_extTrainer`` points at, which re-exports the trainers by definition.
@@ -22,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kt_nnunet"
 LAYERS = (
     {"errors", "checksums", "progress", "devices", "__version__", "plugins", "registry", "architectures"},
     {"nnunet"},
-    {"data"},
+    {"data", "teachers"},
     {"labelling"},
     {"training"},
     {"experiment", "deploy"},

@@ -134,6 +134,6 @@ def test_cli_prints_errors_as_one_line(teachers, transferal, tmp_path):  # noqa:
 
 def test_cli_fusion_choices_are_the_fusion_methods():
     from kt_nnunet.cli.label import FUSION_METHODS as choices
-    from kt_nnunet.labelling.fusion import FUSION_METHODS
+    from kt_nnunet.teachers.methods import FUSION_METHODS
 
     assert choices == FUSION_METHODS

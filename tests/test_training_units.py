@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from kt_nnunet.labelling.fusion import make_fusion
+from kt_nnunet.teachers.fusion import make_fusion
 from kt_nnunet.training.losses import SoftTargetLoss, pack_targets, soft_target_kl
-from kt_nnunet.training.teachers import (OnlineSettings, TeacherMismatchError, TeacherSettingsError, check_teachers,
-                                         downsample_labels, downsample_probabilities, fuse_probabilities)
+from kt_nnunet.teachers.compatibility import check_online_teachers as check_teachers
+from kt_nnunet.teachers.errors import TeacherMismatchError, TeacherSettingsError
+from kt_nnunet.teachers.fusion import fuse_probabilities
+from kt_nnunet.training.online_settings import OnlineSettings
+from kt_nnunet.training.targets import downsample_labels, downsample_probabilities
 
 PLANS = json.loads((Path(__file__).parent / "data" / "nnUNetPlans_2d_48px.json").read_text())
 DATASET_JSON = {"channel_names": {"0": "MR"}, "labels": {"background": 0, "a": 1, "b": 2}, "numTraining": 4,
@@ -114,7 +117,7 @@ def test_deep_supervision_targets_match_nnunets_transform():
 def test_online_settings_are_validated():
     configuration = {"kt_online": {"teachers": ["/t"], "fusion": "weighted", "weights": [1.0]}}
     settings = OnlineSettings.from_configuration(configuration)
-    assert settings.teachers[0].model_folder == "/t" and settings.normalized_weights() == [1.0]
+    assert settings.teachers[0].folder == Path("/t") and settings.normalized_weights() == [1.0]
     with pytest.raises(TeacherSettingsError, match="unknown fields \\['tempreature'\\]"):
         OnlineSettings.from_configuration({"kt_online": {"teachers": ["/t"], "tempreature": 3}})
     with pytest.raises(TeacherSettingsError, match="fusion 'weighted' needs one weight per teacher"):

@@ -135,7 +135,7 @@ def test_an_existing_fold_is_not_overwritten_without_force(world, offline_studen
 def test_online_train_step_uses_teacher_targets_at_every_scale(world, soft):
     from kt_nnunet.nnunet.model_folder import load_trained_model
     from kt_nnunet.nnunet.training_api import augmentation_workers, build_trainer
-    from kt_nnunet.training.teachers import downsample_labels
+    from kt_nnunet.training.targets import downsample_labels
     from kt_nnunet.training.transferring import prepare_transfer, trainer_class
 
     plan = prepare_transfer([str(world.teacher)], DATASET, "light_unet", online=True, **BUDGET)
@@ -202,7 +202,7 @@ def test_online_trainer_refuses_a_teacher_with_other_preprocessing(world):
     from kt_nnunet.nnunet.paths import preprocessed_folder
     from kt_nnunet.nnunet.training_api import build_trainer
     from kt_nnunet.training.online import nnUNetTrainerKTOnline
-    from kt_nnunet.training.teachers import TeacherMismatchError
+    from kt_nnunet.teachers.errors import TeacherMismatchError
     from kt_nnunet.training.transferring import prepare_transfer
 
     plan = prepare_transfer([str(world.teacher)], DATASET, "light_unet", online=True, **BUDGET)
@@ -217,7 +217,7 @@ def test_online_trainer_refuses_a_teacher_with_other_preprocessing(world):
 
 
 def test_teachers_with_other_labels_are_one_clear_error(world, tmp_path):
-    from kt_nnunet.training.teachers import TeacherMismatchError
+    from kt_nnunet.teachers.errors import TeacherMismatchError
     from kt_nnunet.training.transferring import prepare_transfer
 
     other = tmp_path / "other_teacher"

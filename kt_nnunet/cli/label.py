@@ -6,7 +6,7 @@ import re
 import click
 
 # From a torch-free module, so that `--help` does not import torch (tested).
-from kt_nnunet.labelling.methods import FUSION_METHODS
+from kt_nnunet.teachers.methods import FUSION_METHODS
 
 
 def _parse_weights(value):

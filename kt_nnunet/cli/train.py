@@ -5,7 +5,7 @@ import json
 
 import click
 
-from kt_nnunet.labelling.methods import FUSION_METHODS as FUSIONS
+from kt_nnunet.teachers.methods import FUSION_METHODS as FUSIONS
 
 
 def _floats(value, name):

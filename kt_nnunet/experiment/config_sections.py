@@ -196,7 +196,7 @@ def parse_students(top: Section, ctx: Context, budget: Budget, dim: int) -> tupl
 
 
 def parse_fusion(top: Section, ctx: Context, num_teachers: int) -> FusionConfig:
-    from kt_nnunet.labelling.fusion import FUSION_METHODS
+    from kt_nnunet.teachers.methods import FUSION_METHODS
 
     if not top.has("fusion"):
         return FusionConfig()

@@ -8,8 +8,8 @@ Public API (imports are lazy, so ``import kt_nnunet.labelling`` stays cheap):
 - ``make_fusion`` / ``FUSION_METHODS``: the streaming fusion accumulators;
 - ``TeacherSpec``: a model folder, folds and checkpoint.
 
-Modules: ``teachers`` (loading, label/channel checks, label maps), ``images`` (the transferal set),
-``fusion``, ``output`` (resumable atomic writer), ``api``.
+Modules: ``images`` (the transferal set), ``output`` (resumable atomic writer), ``api``. Teachers
+themselves (spec, loading, checks, label maps, fusion) are ``kt_nnunet.teachers``.
 """
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ import importlib
 _EXPORTS = {
     "label_dataset": "kt_nnunet.labelling.api", "Labeller": "kt_nnunet.labelling.api",
     "LabellingResult": "kt_nnunet.labelling.api",
-    "make_fusion": "kt_nnunet.labelling.fusion", "FUSION_METHODS": "kt_nnunet.labelling.fusion",
-    "FusedLabels": "kt_nnunet.labelling.fusion",
-    "TeacherSpec": "kt_nnunet.labelling.teachers",
-    "LabellingError": "kt_nnunet.labelling.errors", "TeacherMismatchError": "kt_nnunet.labelling.errors",
-    "ChannelMismatchError": "kt_nnunet.labelling.errors", "LabelMapError": "kt_nnunet.labelling.errors",
+    "make_fusion": "kt_nnunet.teachers.fusion", "FUSION_METHODS": "kt_nnunet.teachers.methods",
+    "FusedLabels": "kt_nnunet.teachers.fusion",
+    "TeacherSpec": "kt_nnunet.teachers.spec",
+    "LabellingError": "kt_nnunet.labelling.errors", "TeacherMismatchError": "kt_nnunet.teachers.errors",
+    "ChannelMismatchError": "kt_nnunet.labelling.errors", "LabelMapError": "kt_nnunet.teachers.errors",
     "OutputStateError": "kt_nnunet.labelling.errors",
 }
 __all__ = sorted(_EXPORTS)

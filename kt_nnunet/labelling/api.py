@@ -25,12 +25,14 @@ import torch
 
 from kt_nnunet.labelling.errors import LabellingError
 from kt_nnunet.progress import CASE, announce
-from kt_nnunet.labelling.fusion import FUSION_METHODS, make_fusion
+from kt_nnunet.teachers.fusion import FUSION_METHODS, make_fusion
 from kt_nnunet.labelling.images import (TransferalImages, check_channel_files, check_channels_read,
                                         resolve_images)
 from kt_nnunet.labelling.output import PROBABILITIES_DIR, PROVENANCE_FILE, LabelledDatasetWriter
-from kt_nnunet.labelling.teachers import (TeacherSpec, check_inputs, load_teacher_models, parse_label_map,
-                                          reconcile_labels)
+from kt_nnunet.teachers.compatibility import check_same_inputs
+from kt_nnunet.teachers.labels import parse_label_map, reconcile_labels
+from kt_nnunet.teachers.loading import load_teachers
+from kt_nnunet.teachers.spec import TeacherSpec
 from kt_nnunet.nnunet.inference import (TeacherInference, default_reader_writer_name, write_segmentation)
 from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT
 from kt_nnunet.nnunet.raw_dataset import check_file_complete, read_images, write_dataset_json
@@ -111,8 +113,8 @@ class Labeller:
             make_fusion(fusion, max(len(self.specs), 1), weights)  # argument checks only
         except ValueError as exc:
             raise LabellingError(str(exc)) from exc
-        self.models = load_teacher_models(self.specs)
-        self.num_channels, self.reader_name = check_inputs(self.models)
+        self.models = load_teachers(self.specs)
+        self.num_channels, self.reader_name = check_same_inputs(self.models)
         self.label_map = parse_label_map(label_map)
         self.reconciliation = reconcile_labels(self.models, self.label_map)
         self.labels = dict(self.reconciliation.labels)

@@ -8,16 +8,8 @@ class LabellingError(KtNnunetError):
     """Labelling cannot run as asked."""
 
 
-class TeacherMismatchError(LabellingError):
-    """Teachers disagree on label sets, channel counts or image readers."""
-
-
 class ChannelMismatchError(LabellingError):
     """A transferal image has a channel count the teachers do not take."""
-
-
-class LabelMapError(LabellingError):
-    """A ``--label-map`` is malformed or does not reconcile the teachers."""
 
 
 class OutputStateError(LabellingError):

@@ -115,15 +115,12 @@ def load_test_set(folder: str | Path, split: str = "auto") -> TestSet:
 
 def check_compatible(model, test_set: TestSet) -> None:
     """The model must predict the test set's labels from its channels (nnU-Net's ``ignore`` label aside)."""
-    from kt_nnunet.nnunet.raw_dataset import labels_without_ignore
+    from kt_nnunet.nnunet.model_folder import dataset_mismatches
 
-    if labels_without_ignore(model.labels) != labels_without_ignore(test_set.labels):
-        raise EvaluationError(f"model {model.folder} predicts labels {model.labels} but test set {test_set.folder} "
-                              f"is labelled {test_set.labels}; evaluate on a dataset with the same labels")
-    model_channels = len(model.dataset_json["channel_names"])
-    if model_channels != len(test_set.channel_names):
-        raise EvaluationError(f"model {model.folder} takes {model_channels} channel(s) but test set "
-                              f"{test_set.folder} has {len(test_set.channel_names)}")
+    problems = dataset_mismatches(model, test_set.labels, test_set.channel_names, ours="test set", theirs="model")
+    if problems:
+        raise EvaluationError(f"model {model.folder} cannot be evaluated on test set {test_set.folder}: "
+                              + "; ".join(problems) + ". Evaluate on a dataset with the model's labels and channels")
 
 
 def evaluated_labels(model) -> list:

@@ -345,3 +345,19 @@ def predictor_for_network(network, plans_manager, configuration_manager, state_d
     predictor.manual_initialization(network, plans_manager, configuration_manager, state_dicts, dataset_json,
                                     trainer_name, mirroring_axes)
     return predictor
+
+
+def dataset_mismatches(model: TrainedModel, labels: dict, channel_names: dict, ours: str = "dataset",
+                       theirs: str = "model") -> list[str]:
+    """How a dataset (called ``ours``) and ``model`` (called ``theirs``) disagree on what the model predicts
+    (labels, nnU-Net's ``ignore`` label aside) and what it takes (input channels): one phrase per problem."""
+    from kt_nnunet.nnunet.raw_dataset import labels_without_ignore
+
+    problems = []
+    if labels_without_ignore(labels) != labels_without_ignore(model.labels):
+        problems.append(f"labels differ: {ours} {labels_without_ignore(labels)}, {theirs} "
+                        f"{labels_without_ignore(model.labels)}")
+    if len(channel_names) != len(model.dataset_json["channel_names"]):
+        problems.append(f"input channels differ: {ours} {len(channel_names)}, {theirs} "
+                        f"{len(model.dataset_json['channel_names'])}")
+    return problems

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Optional
 
 from kt_nnunet.errors import KtNnunetError
-from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT, TrainedModel, available_folds, load_trained_model
+from kt_nnunet.nnunet.model_folder import (DEFAULT_CHECKPOINT, TrainedModel, available_folds, dataset_mismatches,
+                                          load_trained_model)
 from kt_nnunet.nnunet.paths import raw_folder
 from kt_nnunet.training.base import nnUNetTrainerKTBase
 from kt_nnunet.training.plans import write_plans
@@ -85,12 +86,6 @@ def architecture_name(plans: dict, configuration_manager) -> str:
         ".")[-1]
 
 
-def _labels(dataset_json: dict) -> dict:
-    from kt_nnunet.nnunet.raw_dataset import labels_without_ignore
-
-    return labels_without_ignore(dataset_json["labels"])
-
-
 def finetune_plans(student: TrainedModel, dataset_name: str, dataset_json: dict, budget: dict,
                    reader_writer: Optional[str] = None, seed: Optional[int] = None, from_scratch: bool = False) -> dict:
     """The student's plans for ``dataset_name``: same network and preprocessing, new data identifier.
@@ -148,12 +143,8 @@ def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: 
     check_raw_dataset(name)
     raw = raw_folder() / name
     dataset_json = json.loads((raw / "dataset.json").read_text())
-    problems = []
-    if _labels(dataset_json) != _labels(student.dataset_json):
-        problems.append(f"labels {_labels(dataset_json)} vs the student's {_labels(student.dataset_json)}")
-    if len(dataset_json["channel_names"]) != len(student.dataset_json["channel_names"]):
-        problems.append(f"{len(dataset_json['channel_names'])} input channels vs the student's "
-                        f"{len(student.dataset_json['channel_names'])}")
+    problems = dataset_mismatches(student, dataset_json["labels"], dataset_json["channel_names"],
+                                  ours="dataset", theirs="student")
     if problems:
         raise FinetuneError(f"cannot fine-tune {model_folder} on {name}: " + "; ".join(problems)
                             + ". Fine-tuning keeps the student's network, so the dataset needs its labels and channels")

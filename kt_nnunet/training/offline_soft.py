@@ -33,7 +33,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from kt_nnunet.nnunet.soft_targets import SoftTargetDataset
 from kt_nnunet.training.losses import SoftTargetLoss, pack_targets
 from kt_nnunet.training.offline import nnUNetTrainerKTOffline
-from kt_nnunet.training.teachers import downsample_probabilities
+from kt_nnunet.training.targets import downsample_probabilities
 
 SOFT_KEY = "kt_soft"
 # Transforms that move pixels (the probabilities must move with the image) or touch the segmentation only.

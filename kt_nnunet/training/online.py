@@ -22,8 +22,11 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from kt_nnunet.training.base import nnUNetTrainerKTBase
 from kt_nnunet.training.losses import SoftTargetLoss, pack_targets
-from kt_nnunet.training.teachers import (OnlineSettings, TeacherEnsemble, check_teachers, downsample_labels,
-                                         downsample_probabilities, load_teacher)
+from kt_nnunet.teachers.compatibility import check_online_teachers
+from kt_nnunet.teachers.ensemble import TeacherEnsemble
+from kt_nnunet.teachers.loading import load_teacher
+from kt_nnunet.training.online_settings import OnlineSettings
+from kt_nnunet.training.targets import downsample_labels, downsample_probabilities
 
 
 class nnUNetTrainerKTOnline(nnUNetTrainerKTBase):
@@ -40,7 +43,7 @@ class nnUNetTrainerKTOnline(nnUNetTrainerKTBase):
     def initialize(self):
         super().initialize()
         models = [load_teacher(spec) for spec in self.kt_settings.teachers]
-        check_teachers(self.plans_manager.plans, self.configuration_manager.configuration, self.dataset_json, models)
+        check_online_teachers(self.plans_manager.plans, self.configuration_manager.configuration, self.dataset_json, models)
         self.teachers = TeacherEnsemble(models, self.kt_settings, self.label_manager.ignore_label, self.device)
         self.print_to_log_file(f"kt-nnunet: {len(models)} online teacher(s), fusion {self.kt_settings.fusion}"
                                + (f", soft targets T={self.kt_settings.temperature} alpha={self.kt_settings.alpha}"

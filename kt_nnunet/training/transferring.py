@@ -22,7 +22,7 @@ returns the equivalent stock ``nnUNetv2_train`` command.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -32,8 +32,11 @@ from kt_nnunet.training.offline import REFERENCE_KEY, nnUNetTrainerKTOffline
 from kt_nnunet.training.offline_soft import SOFT_KEY, nnUNetTrainerKTOfflineSoft
 from kt_nnunet.training.online import nnUNetTrainerKTOnline, nnUNetTrainerKTOnlineSoft
 from kt_nnunet.training.plans import transfer_plans
-from kt_nnunet.training.teachers import (ONLINE_KEY, OnlineSettings, TeacherMismatchError, TeacherSettingsError,
-                                         check_teachers, label_differences, load_teacher, parse_teacher)
+from kt_nnunet.teachers.compatibility import check_online_teachers, check_student_dataset
+from kt_nnunet.teachers.errors import TeacherSettingsError
+from kt_nnunet.teachers.loading import load_teacher
+from kt_nnunet.teachers.spec import TeacherSpec
+from kt_nnunet.training.online_settings import ONLINE_KEY, OnlineSettings
 
 
 class TransferError(KtNnunetError):
@@ -101,8 +104,7 @@ def _label_first(teachers, dataset: str, labelled_out, fusion, weights, min_conf
     except ImportError as exc:  # pragma: no cover - only while the labelling package is incomplete
         raise TransferError("teacher labelling (`kt-nnunet label`) is not available in this installation; label "
                             f"{dataset} first and pass the labelled dataset") from exc
-    result = label_dataset([t.model_folder if not t.folds else f"{t.model_folder}:{','.join(map(str, t.folds))}"
-                            for t in teachers], dataset, labelled_out, fusion=fusion, weights=weights,
+    result = label_dataset(teachers, dataset, labelled_out, fusion=fusion, weights=weights,
                            min_confidence=min_confidence, device=device, force=force, progress=False,
                            save_probabilities=save_probabilities)
     return result.dataset
@@ -127,7 +129,7 @@ def prepare_transfer(teachers: Sequence, dataset: str | int, architecture: str, 
     check_budget(TransferError, epochs=epochs, iterations=iterations, val_iterations=val_iterations)
     get_architecture(architecture).check_options(arch_kwargs)  # before labelling, not after
     cls = trainer_class(online, soft)
-    specs = [parse_teacher(t) for t in teachers]
+    specs = [TeacherSpec.parse(t) for t in teachers]
     if online and not specs:
         raise TransferError("online transfer needs at least one --teacher model folder")
     name = str(dataset_name(dataset))
@@ -137,17 +139,13 @@ def prepare_transfer(teachers: Sequence, dataset: str | int, architecture: str, 
                                 save_probabilities=soft and not online)
         name = labelled.name
     models = [load_teacher(spec) for spec in specs]  # weights_only=True, allow-list
-    dataset_json = _raw_dataset_json(name)
-    problems = [f"teacher {m.folder}: {p}" for m in models for p in label_differences(dataset_json, m)]
-    if problems:
-        raise TeacherMismatchError(f"dataset {name} is inconsistent with its teachers: " + "; ".join(problems)
-                                   + ". The student learns the teachers' label set; give a dataset labelled by them")
+    check_student_dataset(name, _raw_dataset_json(name), models)
     budget = {k: v for k, v in {"num_epochs": epochs, "num_iterations_per_epoch": iterations,
                                 "num_val_iterations_per_epoch": val_iterations}.items() if v is not None}
     settings = {}
     if online:
         online_settings = OnlineSettings(
-            tuple(type(s)(s.model_folder, m.folds, s.checkpoint, m.checkpoint_sha256) for s, m in zip(specs, models)),
+            tuple(replace(s, folds=m.folds, checkpoint_sha256=m.checkpoint_sha256) for s, m in zip(specs, models)),
             fusion, tuple(weights) if weights is not None else None, min_confidence, float(temperature), float(alpha))
         try:
             online_settings.validate()
@@ -173,7 +171,7 @@ def prepare_transfer(teachers: Sequence, dataset: str | int, architecture: str, 
     if online:  # fail before training starts; the trainer checks again (stock nnUNetv2_train path)
         plans = load_plans(name, plans_name)
         student_json = json.loads((preprocessed_folder() / name / "dataset.json").read_text())
-        check_teachers(plans, plans["configurations"][configuration], student_json, models)
+        check_online_teachers(plans, plans["configurations"][configuration], student_json, models)
     return TransferPlan(name, configuration, plans_name, cls.__name__, labelled)
 
 

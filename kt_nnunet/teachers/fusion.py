@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from kt_nnunet.labelling.methods import FUSION_METHODS  # noqa: F401  (re-exported)
+from kt_nnunet.teachers.methods import FUSION_METHODS  # noqa: F401  (re-exported)
 
 RELIABILITY_ROUNDS = 3
 RELIABILITY_POWER = 2.0
@@ -245,3 +245,37 @@ def make_fusion(method: str, num_teachers: int, weights: Optional[Sequence[float
     cls = {"mean": MeanFusion, "weighted": MeanFusion, "majority": MajorityVoteFusion, "staple": StapleFusion,
            "reliability": ReliabilityFusion}[method]
     return cls(num_teachers, weights=weights, min_confidence=min_confidence, ignore_label=ignore_label)
+
+
+# --- batched forms (online training) ---------------------------------------------------------------
+
+def fuse_probabilities(probabilities: Sequence[torch.Tensor], method: str = "mean",
+                       weights: Optional[Sequence[float]] = None, min_confidence: Optional[float] = None,
+                       ignore_label: Optional[int] = None) -> torch.Tensor:
+    """The batched form of the accumulators above, for online training: per-teacher softmax outputs
+    ``(B, C, *spatial)`` fused into labels ``(B, 1, *spatial)`` (int64), as :func:`make_fusion` would fuse
+    each case (mean and weighted run batched on the device, the others per case through the accumulators)."""
+    if method in ("mean", "weighted"):
+        if weights is None:  # a sum divided once, as the labelling fusion and nnUNetv2_ensemble do
+            fused = sum(p.float() for p in probabilities) / len(probabilities)
+        else:
+            total = float(sum(weights))
+            fused = sum(p.float() * (float(w) / total) for p, w in zip(probabilities, weights))
+        labels = fused.argmax(1, keepdim=True)
+        confidence = fused.gather(1, labels)
+        if min_confidence is not None:
+            labels[confidence < min_confidence] = ignore_label
+        return labels
+    results = []
+    for case in range(probabilities[0].shape[0]):
+        fusion = make_fusion(method, len(probabilities), None, min_confidence, ignore_label)
+        for p in probabilities:
+            fusion.add(p[case].float().cpu())
+        results.append(fusion.result().labels)
+    return torch.stack(results)[:, None].to(probabilities[0].device)
+
+
+def fuse_probabilities_soft(probabilities: Sequence[torch.Tensor], weights: Optional[Sequence[float]] = None):
+    """Soft targets: (weighted) mean of the teachers' tempered probabilities (equal weights unless 'weighted')."""
+    weights = weights if weights is not None else [1.0 / len(probabilities)] * len(probabilities)
+    return sum(p * float(w) for p, w in zip(probabilities, weights))

@@ -1,9 +1,4 @@
-"""Teachers: finding and safely loading model folders, and checking that they can label together.
-
-A teacher is any trained nnU-Net model folder (stock or kt-nnunet, any architecture). Teachers must
-agree on what they output (the label set) and what they take (the number of input channels, and the
-image reader, which fixes the axis order). They may differ in everything else: architecture, spacing,
-normalisation and intensity statistics, patch size, 2D vs 3D, folds.
+"""Teachers' label sets: one output label set for teachers that may name or number their classes differently.
 
 Label sets that differ are an error unless a label map reconciles them::
 
@@ -17,59 +12,20 @@ every teacher, so no teacher silently votes against a class it cannot see.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from kt_nnunet.labelling.errors import LabelMapError, TeacherMismatchError
-from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT, ModelFolderError, TrainedModel, load_trained_model
-from kt_nnunet.nnunet.paths import describe_folder, under_results
-
-_FOLDS_SUFFIX = re.compile(r"^(?P<folder>.+):(?P<folds>\d+(?:,\d+)*|all)$")
-
-
-@dataclass(frozen=True)
-class TeacherSpec:
-    """Where a teacher lives: a model folder, the folds to use (None: all found) and the checkpoint file."""
-
-    folder: Path
-    folds: Optional[tuple] = None
-    checkpoint: str = DEFAULT_CHECKPOINT
-
-    @classmethod
-    def parse(cls, text: str | Path, checkpoint: str = DEFAULT_CHECKPOINT) -> "TeacherSpec":
-        """``DIR``, ``DIR:0,1`` or ``DIR:all``; ``DIR`` may be relative to ``$nnUNet_results``."""
-        if isinstance(text, TeacherSpec):
-            return text
-        text = str(text)
-        folds = None
-        match = _FOLDS_SUFFIX.match(text)
-        if match and not Path(text).exists():
-            text = match["folder"]
-            folds = None if match["folds"] == "all" else tuple(int(f) for f in match["folds"].split(","))
-        return cls(resolve_model_folder(text), folds, checkpoint)
-
-
-def resolve_model_folder(text: str) -> Path:
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return path
-    if path.is_file():
-        raise ModelFolderError(f"teacher {text} is a file, not a model folder; give the folder holding plans.json, "
-                               "dataset.json and fold_N/ (nnUNet_results/DatasetX/TRAINER__PLANS__CFG)")
-    if under_results(path).is_dir():
-        return under_results(path)
-    raise ModelFolderError(f"teacher model folder {text} does not exist (also not under "
-                           f"{describe_folder('nnUNet_results')}); give the folder holding plans.json, "
-                           "dataset.json and fold_N/")
+from kt_nnunet.nnunet.model_folder import TrainedModel
+from kt_nnunet.nnunet.raw_dataset import labels_without_ignore
+from kt_nnunet.teachers.errors import LabelMapError, TeacherMismatchError
 
 
 def output_labels_of(model: TrainedModel) -> dict:
     """``{name: value}`` of the classes the network predicts (dataset.json labels without ``ignore``)."""
-    return {name: int(value) for name, value in model.dataset_json["labels"].items() if name != "ignore"}
+    return labels_without_ignore(model.labels)
 
 
 def _class_names(labels: dict) -> list[str]:
@@ -161,30 +117,3 @@ def reconcile_labels(models: Sequence[TrainedModel], label_map: Optional[dict] =
         identity = targets == list(range(len(targets))) and len(targets) == len(output)
         indices.append(None if identity else torch.tensor(targets, dtype=torch.long))
     return LabelReconciliation(output, indices)
-
-
-def check_inputs(models: Sequence[TrainedModel]) -> tuple[int, str]:
-    """The shared number of input channels and image reader name; a clear error if teachers differ."""
-    channels = [m.num_input_channels for m in models]
-    for i, n in enumerate(channels[1:], start=1):
-        if n != channels[0]:
-            raise TeacherMismatchError(
-                f"teacher {i} ({models[i].folder}) takes {n} input channel(s) "
-                f"{models[i].dataset_json['channel_names']} but teacher 0 ({models[0].folder}) takes {channels[0]} "
-                f"{models[0].dataset_json['channel_names']}; teachers labelling one image set must take the same "
-                "channels")
-    readers = [m.plans["image_reader_writer"] for m in models]
-    for i, name in enumerate(readers[1:], start=1):
-        if name != readers[0]:
-            raise TeacherMismatchError(
-                f"teacher {i} ({models[i].folder}) reads images with {name} but teacher 0 with {readers[0]}; these "
-                "readers return different axis orders, so their outputs cannot be fused. Use teachers trained with "
-                "the same image_reader_writer (plans.json)")
-    return channels[0], readers[0]
-
-
-def load_teacher_models(specs: Sequence[TeacherSpec]) -> list[TrainedModel]:
-    """Load every teacher's plans and weights (``weights_only=True`` with nnU-Net's allow-list)."""
-    if not specs:
-        raise TeacherMismatchError("no teacher given; pass --teacher MODEL_FOLDER at least once")
-    return [load_trained_model(spec.folder, spec.folds, spec.checkpoint) for spec in specs]

@@ -1,0 +1,12 @@
+"""Teachers: the one teacher concept every stage uses (labelling, online and offline transfer, fine-tuning,
+evaluation).
+
+- ``spec.py``: ``TeacherSpec`` and its ``DIR[:folds]`` syntax;
+- ``loading.py``: safe loading (``weights_only=True``, nnU-Net's allow-list), changed checkpoints refused;
+- ``compatibility.py``: whether teachers fit each other and a student's data, one ``TeacherMismatchError``;
+- ``labels.py``: the output label set, label maps between teachers;
+- ``fusion.py`` / ``methods.py``: the fusion registry, each method as a streaming accumulator (labelling)
+  and in batched form (online training);
+- ``ensemble.py``: frozen teacher networks labelling training batches;
+- ``errors.py``.
+"""
