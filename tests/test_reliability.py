@@ -908,3 +908,29 @@ def test_lower_step_seconds_add_up_over_resumed_runs(nnunet_env, tmp_path, monke
     assert steps[label]["seconds"] == 70.0 and "unfinished_seconds" not in steps[label]
     steps = run({teacher: (1.0, True), label: (2.0, True)})  # both finished earlier: nothing changes
     assert steps[teacher]["seconds"] == 100.0 and steps[label]["seconds"] == 70.0
+
+
+def test_an_experiment_sets_nnunet_folder_variables_only_while_it_runs(nnunet_env, tmp_path, monkeypatch):
+    """Restructuring (one boundary): the runner pointed nnU-Net's folder variables into the experiment for the
+    whole process and never restored them, so later work in the same process used the experiment's folders."""
+    from kt_nnunet.experiment.runner import ExperimentRunner, experiment_runner
+
+    names = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+    before = {name: os.environ[name] for name in names}
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def check(self):
+        seen.update({name: os.environ[name] for name in names})
+        raise Stop
+
+    monkeypatch.setattr(ExperimentRunner, "check", check)
+    output = tmp_path / "own"
+    runner = experiment_runner(_experiment_config(tmp_path, output, "own.yaml"), own_nnunet_folders=True)
+    assert {name: os.environ[name] for name in names} == before  # building the runner changes nothing
+    with pytest.raises(Stop):
+        runner.run()
+    assert seen == {name: str((output / name).absolute()) for name in names}
+    assert {name: os.environ[name] for name in names} == before

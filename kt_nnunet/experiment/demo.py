@@ -20,7 +20,7 @@ def demo_runner(out: Path, *, force: bool = False, verbose: bool = False,
     from kt_nnunet.data.demo import build_demo
     from kt_nnunet.experiment.config import parse_config
     from kt_nnunet.experiment.runner import experiment_runner
-    from kt_nnunet.nnunet.paths import raw_folder
+    from kt_nnunet.nnunet.paths import nnunet_folders
 
     out = Path(out).absolute()
     data = yaml.safe_load(demo_config_text())
@@ -28,10 +28,10 @@ def demo_runner(out: Path, *, force: bool = False, verbose: bool = False,
     config = parse_config(data, source="kt-nnunet demo (kt_nnunet/experiment/demo.yaml)", base_dir=out)
     # the demo never touches a user's own nnU-Net folders
     runner = experiment_runner(config, force=force, verbose=verbose, progress=progress, own_nnunet_folders=True)
-    raw = raw_folder()
+    raw = Path(runner.folders["nnUNet_raw"])
     if not any(raw.glob(f"Dataset{DEMO_BASE_ID}_*")):
         runner.console.say("building the demo datasets from the MNI152 template in nilearn ...")
-        with runner.console.capture("build_demo_data"):
+        with runner.console.capture("build_demo_data"), nnunet_folders(runner.folders):
             build_demo(raw, base_id=DEMO_BASE_ID, with_downstream=True)
     return runner
 

@@ -11,6 +11,7 @@ held-out test set instead, and the validation export costs a process pool per mo
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -24,6 +25,7 @@ from kt_nnunet.experiment.config import ExperimentConfig, load_config
 from kt_nnunet.experiment.steps import (Evaluate, Finetune, LabelTransferal, MakeFinetuneSubset, ModelStep, Report,
                                         Step, TimeInference, TrainBaseline, TrainStudent, TrainTeacher, UseTeacher,
                                         plan_steps, repeat_suffix)
+from kt_nnunet.nnunet.paths import nnunet_folders
 
 STATE_FILE = "state.json"
 RESULTS_FILE = "results.json"
@@ -33,17 +35,20 @@ NNUNET_FOLDERS = {"nnUNet_raw": "nnUNet_raw", "nnUNet_preprocessed": "nnUNet_pre
                   "nnUNet_results": "nnUNet_results"}
 
 
-def use_experiment_folders(output: Path, override: bool = False, create: bool = True) -> dict:
-    """Point nnU-Net's folder variables into ``output`` (only those unset, unless ``override``); make the folders
-    with ``create``."""
-    chosen = {}
-    for variable, folder in NNUNET_FOLDERS.items():
-        if override or not os.environ.get(variable):
-            os.environ[variable] = str((output / folder).absolute())
-        chosen[variable] = os.environ[variable]
-        if create:
-            Path(chosen[variable]).mkdir(parents=True, exist_ok=True)
-    return chosen
+def experiment_folders(output: Path, override: bool = False) -> dict:
+    """nnU-Net's folder variables for an experiment in ``output``: their values where set, else folders in
+    ``output`` (all of them in ``output`` with ``override``)."""
+    return {variable: (str((output / folder).absolute()) if override or not os.environ.get(variable)
+                       else os.environ[variable]) for variable, folder in NNUNET_FOLDERS.items()}
+
+
+def _in_experiment_folders(method):
+    """Run a runner method with the experiment's nnU-Net folder variables, restored afterwards."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with nnunet_folders(self.folders):
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 def _budget(budget) -> dict:
@@ -66,9 +71,11 @@ def model_folder_of(dataset_name: str, trainer: str, plans_name: str, configurat
 
 
 class ExperimentRunner:
-    def __init__(self, config: ExperimentConfig, *, force: bool = False, console: Optional[ExperimentConsole] = None):
+    def __init__(self, config: ExperimentConfig, *, force: bool = False, console: Optional[ExperimentConsole] = None,
+                 folders: Optional[dict] = None):
         self.config = config
         self.output = Path(config.output)
+        self.folders = folders if folders is not None else experiment_folders(self.output)
         self.console = console if console is not None else ExperimentConsole(self.output)
         self.force = force
         self.state_path = self.output / STATE_FILE
@@ -87,16 +94,18 @@ class ExperimentRunner:
 
         atomic_write_text(self.state_path, json.dumps(self.state, indent=2))
 
+    @_in_experiment_folders
     def check(self) -> None:
         """Everything that can refuse the config without running a step; it creates nothing."""
         self.config.check_inputs()
         check_derived_datasets(self.config, self.steps)
 
+    @_in_experiment_folders
     def run(self) -> Path:
         self.check()  # first: a refused config leaves no output folder behind
         self.output.mkdir(parents=True, exist_ok=True)
-        for variable in NNUNET_FOLDERS:
-            Path(os.environ[variable]).mkdir(parents=True, exist_ok=True)
+        for folder in self.folders.values():
+            Path(folder).mkdir(parents=True, exist_ok=True)
         steps = self.steps
         started = time.perf_counter()
         recorded = {name: r["seconds"] for name, r in self.state["steps"].items() if "seconds" in r}
@@ -169,6 +178,7 @@ class ExperimentRunner:
             return (self.output / "evaluations" / TIMING_FILE).is_file()
         return False
 
+    @_in_experiment_folders
     def dry_run(self) -> list[tuple[str, bool]]:
         """Every step in order, with whether its result is already on disk; runs nothing."""
         return [(step.name, self.is_done(step.name)) for step in self.steps]
@@ -419,10 +429,10 @@ def experiment_runner(config: ExperimentConfig | str | Path, *, force: bool = Fa
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
     check_output_folder(config)
-    use_experiment_folders(Path(config.output), override=own_nnunet_folders, create=False)
     console = ExperimentConsole(Path(config.output), verbose=verbose,
                                 stream=None if progress is None else LineStream(progress))
-    return ExperimentRunner(config, force=force, console=console)
+    return ExperimentRunner(config, force=force, console=console,
+                            folders=experiment_folders(Path(config.output), override=own_nnunet_folders))
 
 
 def run_experiment(config: ExperimentConfig | str | Path, *, force: bool = False, verbose: bool = False,
@@ -430,7 +440,7 @@ def run_experiment(config: ExperimentConfig | str | Path, *, force: bool = False
     """Run (or resume) the experiment; returns the path of ``results.json``.
 
     nnU-Net's folder variables keep their values when set; unset ones (or all, with ``own_nnunet_folders``)
-    point into the experiment's output folder. nnU-Net's output goes to ``logs/<step>.log`` there (also to
+    point into the experiment's output folder while it runs, and are restored afterwards. nnU-Net's output goes to ``logs/<step>.log`` there (also to
     the console with ``verbose``); kt-nnunet's own progress lines go to standard output, or to ``progress``
     one line at a time (see ``kt_nnunet.experiment.console``).
     """

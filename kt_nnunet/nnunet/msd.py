@@ -89,20 +89,12 @@ def check_msd_folder(task_folder: str | Path) -> dict:
 @contextlib.contextmanager
 def _private_nnunet_folders(raw_root: Path) -> Iterator[None]:
     """nnU-Net folder variables pointing at ``raw_root`` and two empty folders, restored afterwards."""
-    names = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-    saved = {name: os.environ.get(name) for name in names}
-    with tempfile.TemporaryDirectory(prefix="kt-msd-") as scratch:
-        os.environ["nnUNet_raw"] = str(raw_root)
-        os.environ["nnUNet_preprocessed"] = os.path.join(scratch, "preprocessed")
-        os.environ["nnUNet_results"] = os.path.join(scratch, "results")
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+    from kt_nnunet.nnunet.paths import nnunet_folders
+
+    with tempfile.TemporaryDirectory(prefix="kt-msd-") as scratch, nnunet_folders(
+            {"nnUNet_raw": raw_root, "nnUNet_preprocessed": os.path.join(scratch, "preprocessed"),
+             "nnUNet_results": os.path.join(scratch, "results")}):
+        yield
 
 
 def run_msd_converter(task_folder: str | Path, raw_root: str | Path, target_id: Optional[int] = None,

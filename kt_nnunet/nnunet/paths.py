@@ -1,9 +1,10 @@
 """nnU-Net's folder variables, read at each use as nnU-Net itself does."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Mapping, Optional
 
 from kt_nnunet.errors import KtNnunetError
 
@@ -58,3 +59,22 @@ def under_results(path: str | Path) -> Path:
 def describe_folder(variable: str) -> str:
     """``nnUNet_results=/x`` or ``nnUNet_results=<unset>``, for messages."""
     return f"{variable}={os.environ.get(variable) or '<unset>'}"
+
+
+@contextlib.contextmanager
+def nnunet_folders(values: Mapping[str, str | Path]) -> Iterator[None]:
+    """nnU-Net's folder variables set to ``values`` while the block runs, then restored (or unset again).
+
+    nnU-Net reads them from the environment wherever it needs a folder, so they are set for the process; the
+    block keeps a run's folders from leaking into whatever the process does afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            os.environ[name] = str(value)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
