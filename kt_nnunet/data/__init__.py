@@ -28,7 +28,7 @@ _EXPORTS = {
     "register_folder": "kt_nnunet.data.transferal", "validate_dataset": "kt_nnunet.nnunet.raw_validation",
     "DatasetSummary": "kt_nnunet.nnunet.raw_validation",
     "make_subset": "kt_nnunet.data.subset", "labelled_cases": "kt_nnunet.data.subset",
-    "staged_directory": "kt_nnunet.data.atomic", "atomic_write_text": "kt_nnunet.data.atomic",
+    "staged_directory": "kt_nnunet.data.atomic", "atomic_write_text": "kt_nnunet.atomic_files",
 }
 _ERRORS = ("DatasetError", "DatasetExistsError", "EmptyFolderError", "FileEndingError", "MissingChannelError",
            "MissingLabelError", "GeometryMismatchError", "UnexpectedLabelError", "NonConsecutiveLabelsError",

@@ -16,21 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from kt_nnunet.atomic_files import directory_mode, pid_alive, remove_leftovers
 from kt_nnunet.nnunet.raw_dataset import DatasetExistsError
 
 STAGING_PREFIX = ".kt-tmp-"
 _STAGING_PID = re.compile(r"^\.kt-(?:tmp|old)-.*-pid(?P<pid>\d+)-")
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs (its staging/work folders are then not stale)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_stale_staging(parent: Path) -> None:
@@ -39,20 +29,8 @@ def remove_stale_staging(parent: Path) -> None:
         return
     for entry in parent.iterdir():
         match = _STAGING_PID.match(entry.name)
-        if match and entry.is_dir() and not _pid_alive(int(match["pid"])):
+        if match and entry.is_dir() and not pid_alive(int(match["pid"])):
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def remove_atomic_leftovers(folder: Path) -> None:
-    """Delete the hidden ``.NAME.*.tmp`` files that atomic writes killed midway left anywhere in ``folder``.
-
-    Only for a folder nobody else writes into any more (a staging folder about to be published): a leftover
-    names no process, so a live writer's temporary file would look the same.
-    """
-    for leftover in Path(folder).rglob(".*.tmp"):
-        if leftover.is_file():
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
 
 
 def written_by_kt_nnunet(folder: Path) -> bool:
@@ -100,12 +78,6 @@ def check_target_free(target: Path, force: bool, only_ours: bool = True) -> None
                                      "nnU-Net needs ids to be unique: choose another id (or delete that folder)")
 
 
-def _directory_mode() -> int:
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o777 & ~umask
-
-
 @contextlib.contextmanager
 def staged_directory(target: str | Path, force: bool = False, only_ours: bool = True) -> Iterator[Path]:
     """Yield an empty hidden folder beside ``target``; on success it replaces ``target`` in one rename
@@ -117,8 +89,8 @@ def staged_directory(target: str | Path, force: bool = False, only_ours: bool = 
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}-pid{os.getpid()}-", dir=target.parent))
     try:
         yield staging
-        remove_atomic_leftovers(staging)
-        os.chmod(staging, _directory_mode())  # mkdtemp made it private; give it the usual permissions
+        remove_leftovers(staging)
+        os.chmod(staging, directory_mode())  # mkdtemp made it private; give it the usual permissions
         check_target_free(target, force, only_ours)  # it may have appeared while we were writing
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".kt-old-{target.name}-pid{os.getpid()}-", dir=target.parent))
@@ -129,37 +101,4 @@ def staged_directory(target: str | Path, force: bool = False, only_ours: bool = 
             os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    with atomic_file(path) as tmp:
-        tmp.write_text(text)
-    return Path(path)
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` to write (by any writer); on success it is fsynced and renamed
-    onto ``path``. An exception, Ctrl-C or kill leaves ``path`` as it was (a kill leaves a hidden ``.tmp``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the mode open() would give it
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
         raise

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from kt_nnunet.data.atomic import atomic_write_text
+from kt_nnunet.atomic_files import atomic_write_text
 from kt_nnunet.deploy.sidecar import NETWORK_SUFFIXES, SIDECAR_FORMAT, SIDECAR_KIND, network_file
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT, load_trained_model

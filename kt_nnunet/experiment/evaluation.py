@@ -150,7 +150,7 @@ def evaluate_model(model_folder: str | Path, test_set, output_folder: str | Path
     ``extra`` is stored as is. With ``force=False`` a matching earlier evaluation in ``output_folder``
     is returned without predicting again.
     """
-    from kt_nnunet.data.atomic import atomic_write_text
+    from kt_nnunet.atomic_files import atomic_write_text
     from kt_nnunet.nnunet import evaluation as nnunet_eval
     from kt_nnunet.nnunet.model_folder import load_trained_model, make_predictor
 

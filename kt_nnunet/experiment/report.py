@@ -199,7 +199,7 @@ def write_report(results: dict | str | Path, folder: Optional[str | Path] = None
                  overlay_cases: int = 3) -> ReportFiles:
     """Write ``report.md``, ``report.html`` (self-contained) and ``plots/*.png`` into ``folder`` (default: the
     folder holding results.json)."""
-    from kt_nnunet.data.atomic import atomic_write_text
+    from kt_nnunet.atomic_files import atomic_write_text
 
     if isinstance(results, (str, Path)):
         path = Path(results)

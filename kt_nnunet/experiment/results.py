@@ -210,7 +210,7 @@ def validate_results(results: Any, source: str = RESULTS_FILE) -> dict:
 
 def write_results(results: dict, path: str | Path) -> Path:
     """Validate and write ``results`` atomically (strict JSON, NaN as null)."""
-    from kt_nnunet.data.atomic import atomic_write_text
+    from kt_nnunet.atomic_files import atomic_write_text
 
     path = Path(path)
     cleaned = clean_json(results)

@@ -90,7 +90,7 @@ class ExperimentRunner:
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def _save_state(self) -> None:
-        from kt_nnunet.data.atomic import atomic_write_text
+        from kt_nnunet.atomic_files import atomic_write_text
 
         atomic_write_text(self.state_path, json.dumps(self.state, indent=2))
 

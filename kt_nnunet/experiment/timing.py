@@ -36,7 +36,7 @@ def time_inference(model_folders: dict[str, Path], test_folder, output: Path, *,
     rounds) and ``rounds`` (each round's seconds per case). The result is stored in ``output`` and reused
     while the models' checkpoints and the settings are unchanged.
     """
-    from kt_nnunet.data.atomic import atomic_write_text
+    from kt_nnunet.atomic_files import atomic_write_text
     from kt_nnunet.nnunet import evaluation as nnunet_eval
     from kt_nnunet.nnunet import lean_predictor as lean
     from kt_nnunet.nnunet.model_folder import load_trained_model, make_predictor

@@ -275,7 +275,7 @@ class Labeller:
 
     def _write_metadata(self, folder: Path, records: dict, transferal: TransferalImages,
                         writer: LabelledDatasetWriter, save_probabilities: bool) -> None:
-        from kt_nnunet.data.atomic import atomic_write_text
+        from kt_nnunet.atomic_files import atomic_write_text
 
         first = records and next(iter(records))
         extra = {}

@@ -28,8 +28,9 @@ from typing import Iterator
 
 import numpy as np
 
-from kt_nnunet.data.atomic import (STAGING_PREFIX, _directory_mode, _pid_alive, atomic_write_text,
-                                   check_target_free, remove_atomic_leftovers, remove_stale_staging)
+from kt_nnunet.atomic_files import (atomic_file, atomic_write_text, directory_mode, pid_alive, remove_leftovers,
+                                    temporary_path)
+from kt_nnunet.data.atomic import STAGING_PREFIX, check_target_free, remove_stale_staging
 from kt_nnunet.labelling.errors import OutputStateError
 
 WORK_PREFIX = ".kt-label-"
@@ -43,22 +44,6 @@ PROBABILITIES_DIR = "probabilitiesTr"
 
 def settings_fingerprint(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _temporary_name(path: Path) -> Path:
-    # Keep the real ending last: nnU-Net's writers pick the format from it.
-    return path.parent / f".tmp-pid{os.getpid()}-{path.name}"
-
-
-def _remove_dead_temporaries(folder: Path) -> None:
-    for entry in folder.rglob(".tmp-pid*"):
-        try:
-            pid = int(entry.name[len(".tmp-pid"):].split("-", 1)[0])
-        except ValueError:
-            continue
-        if not _pid_alive(pid):
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
 
 
 @contextlib.contextmanager
@@ -160,7 +145,7 @@ class LabelledDatasetWriter:
                 _discard(self.work)
             if not self.work.exists():
                 self._create_work()
-            _remove_dead_temporaries(self.work)
+            remove_leftovers(self.work, only_dead=True)
         return True
 
     def _create_work(self) -> None:
@@ -168,7 +153,7 @@ class LabelledDatasetWriter:
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{self.work.name}-pid{os.getpid()}-",
                                         dir=self.target.parent))
         try:
-            os.chmod(staging, _directory_mode())  # mkdtemp made it private; the dataset gets the usual mode
+            os.chmod(staging, directory_mode())  # mkdtemp made it private; the dataset gets the usual mode
             for sub in ("imagesTr", "labelsTr", f"{STATE_DIR}/cases"):
                 (staging / sub).mkdir(parents=True)
             atomic_write_text(staging / STATE_DIR / SETTINGS_FILE,
@@ -201,9 +186,7 @@ class LabelledDatasetWriter:
         destination = self.image_path(case, channel)
         if link and destination.exists() and os.path.samefile(source, destination):
             return  # linked by an interrupted earlier run (renaming a link onto itself would do nothing)
-        tmp = _temporary_name(destination)
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        tmp = temporary_path(destination, keep_ending=True)
         try:
             if not link:
                 raise OSError
@@ -216,27 +199,13 @@ class LabelledDatasetWriter:
 
     def write_label(self, case: str, write) -> None:
         """``write(path)`` writes the label file (with nnU-Net's writer); it lands atomically."""
-        destination = self.label_path(case)
-        tmp = _temporary_name(destination)
-        try:
+        with atomic_file(self.label_path(case), keep_ending=True) as tmp:
             write(tmp)
-            os.replace(tmp, destination)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
 
     def write_probabilities(self, case: str, probabilities: np.ndarray) -> None:
         """Soft labels as float16 ``probabilitiesTr/<case>.npz`` (key ``probabilities``, ``(C, *spatial)``)."""
-        folder = self.work / PROBABILITIES_DIR
-        folder.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-pid{os.getpid()}-{case}.", suffix=".npz", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez_compressed(handle, probabilities=probabilities.astype(np.float16))
-            os.replace(tmp, folder / f"{case}.npz")
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        with atomic_file(self.work / PROBABILITIES_DIR / f"{case}.npz", keep_ending=True) as tmp:
+            np.savez_compressed(tmp, probabilities=probabilities.astype(np.float16))
 
     def finish_case(self, case: str, record: dict) -> None:
         atomic_write_text(self.state / "cases" / f"{case}.json", json.dumps(record, sort_keys=True))
@@ -253,7 +222,7 @@ class LabelledDatasetWriter:
                     holder = int(lock.read_text() or "0")
                 except (ValueError, FileNotFoundError):
                     holder = 0
-                if holder and _pid_alive(holder):
+                if holder and pid_alive(holder):
                     return False
                 with contextlib.suppress(FileNotFoundError):
                     lock.unlink()
@@ -279,9 +248,9 @@ class LabelledDatasetWriter:
         try:
             records = {case: self.record(case) for case in sorted(all_cases)}
             write_metadata(self.work, records)
-            _remove_dead_temporaries(self.work)
+            remove_leftovers(self.work, only_dead=True)
             # A run killed while writing provenance.json left its temporary file here; it must not be published.
-            remove_atomic_leftovers(self.work)
+            remove_leftovers(self.work)
             if self.target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".kt-old-{self.target.name}-pid{os.getpid()}-",
                                             dir=self.target.parent))

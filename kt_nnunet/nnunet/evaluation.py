@@ -160,12 +160,11 @@ def predict_case(predictor, files: Sequence[str | Path]) -> tuple[np.ndarray, di
 
 def write_segmentation(predictor, segmentation: np.ndarray, properties: dict, path: str | Path) -> Path:
     """Write with the plans' reader/writer through a temporary name (same ending) and an atomic rename."""
-    path = Path(path)
-    ending = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    tmp = path.with_name(f".partial-{os.getpid()}-{path.name[: -len(ending)]}{ending}")
-    predictor.plans_manager.image_reader_writer_class().write_seg(segmentation, str(tmp), properties)
-    os.replace(tmp, path)
-    return path
+    from kt_nnunet.atomic_files import atomic_file
+
+    with atomic_file(path, keep_ending=True) as tmp:
+        predictor.plans_manager.image_reader_writer_class().write_seg(segmentation, str(tmp), properties)
+    return Path(path)
 
 
 class _ReadOnceReader:

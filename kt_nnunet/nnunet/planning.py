@@ -148,6 +148,25 @@ def preprocess_with_own_plans(name: str, plans: dict, configuration: str, datase
     return plans_file
 
 
+def write_plans_configuration(path: Path, plans: dict, configuration: str, force: bool = False,
+                              error: type = PlanningError) -> Path:
+    """Write ``plans`` to ``path`` atomically, keeping the other configurations planned there earlier; a different
+    ``configuration`` already there is replaced only with ``force`` (models trained with it keep their own copy)."""
+    from kt_nnunet.atomic_files import atomic_write_json
+
+    if path.is_file():
+        existing = json.loads(path.read_text())
+        old, new = existing.get("configurations", {}).get(configuration), plans["configurations"][configuration]
+        if old is not None and old != new and not force:
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise error(f"{path} already holds a different {configuration!r} configuration (changed: "
+                        f"{', '.join(changed)}); pass --force to replace it (models trained with it keep their own "
+                        "plans.json)")
+        plans = dict(plans, configurations={**existing.get("configurations", {}), **plans["configurations"]})
+    atomic_write_json(path, plans)
+    return path
+
+
 def seeded_plans_name(plans_name: str, seed: Optional[int]) -> str:
     """Each seed gets its own plans name, hence its own model folder (``TRAINER__PLANS__CONFIG``)."""
     return plans_name if seed is None else f"{plans_name}_seed{int(seed)}"
@@ -221,18 +240,7 @@ def write_architecture_plans(dataset: str | int, architecture: str, configuratio
     name = ensure_preprocessed(dataset, configuration, num_processes=num_processes)
     new_plans = architecture_plans(load_plans(name), configuration, spec, arch_kwargs, tiny=tiny, budget=budget,
                                    seed=seed)
-    existing_path = preprocessed_folder() / name / f"{new_plans['plans_name']}.json"
-    if existing_path.is_file():
-        existing = json.loads(existing_path.read_text())
-        # Other configurations planned earlier for this architecture are kept.
-        merged = dict(existing, configurations={**existing["configurations"], **new_plans["configurations"]})
-        old = existing["configurations"].get(configuration)
-        if old is not None and old != new_plans["configurations"][configuration] and not force:
-            raise PlanningError(f"{existing_path} already holds a different {configuration!r} configuration; "
-                                "pass --force to replace it (models trained with it keep their own plans.json)")
-        new_plans = dict(new_plans, configurations=merged["configurations"])
-    tmp = existing_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(new_plans, indent=2, sort_keys=False))
-    os.replace(tmp, existing_path)
-    return PlannedArchitecture(name, configuration, new_plans["plans_name"], existing_path, spec.name,
+    plans_file = write_plans_configuration(preprocessed_folder() / name / f"{new_plans['plans_name']}.json",
+                                           new_plans, configuration, force=force)
+    return PlannedArchitecture(name, configuration, new_plans["plans_name"], plans_file, spec.name,
                                BUDGET_TRAINER if budget or seed is not None else "nnUNetTrainer")

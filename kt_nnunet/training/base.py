@@ -14,20 +14,13 @@ checkpoints):
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from kt_nnunet import __version__
+from kt_nnunet.atomic_files import atomic_write_json
 from kt_nnunet.training.budget import STOCK_TRAINER_NAME, nnUNetTrainerKTBudget, stock_trainer_name  # noqa: F401
 
 PROVENANCE_FILE = "kt_provenance.json"
-
-
-def write_json_atomically(path: Path, content: dict) -> None:
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    tmp.write_text(json.dumps(content, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 class nnUNetTrainerKTBase(nnUNetTrainerKTBudget):
@@ -44,4 +37,4 @@ class nnUNetTrainerKTBase(nnUNetTrainerKTBudget):
     def on_train_start(self):
         super().on_train_start()
         if self.local_rank == 0:
-            write_json_atomically(Path(self.output_folder_base) / PROVENANCE_FILE, self.kt_provenance())
+            atomic_write_json(Path(self.output_folder_base) / PROVENANCE_FILE, self.kt_provenance(), default=str)

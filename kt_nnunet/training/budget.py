@@ -30,7 +30,7 @@ from torch._dynamo import OptimizedModule
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from kt_nnunet import progress
-from kt_nnunet.data.atomic import atomic_file
+from kt_nnunet.atomic_files import atomic_file
 from kt_nnunet.nnunet.model_folder import (ModelFolderError, UnsafeCheckpointError, check_plans_architecture,
                                            load_checkpoint_safely)
 from kt_nnunet.nnunet.planning import BUDGET_KEY, SEED_KEY

@@ -21,10 +21,11 @@ from typing import Optional
 
 import numpy as np
 
+from kt_nnunet.atomic_files import atomic_write_json
 from kt_nnunet.nnunet.evaluation import case_metrics
 from kt_nnunet.nnunet.model_folder import predictor_for_network
 from kt_nnunet.nnunet.paths import folder_if_set
-from kt_nnunet.training.base import nnUNetTrainerKTBase, write_json_atomically
+from kt_nnunet.training.base import nnUNetTrainerKTBase
 
 REFERENCE_KEY = "kt_reference"
 VALIDATION_FILE = "kt_validation.json"
@@ -85,7 +86,7 @@ class nnUNetTrainerKTOffline(nnUNetTrainerKTBase):
             report["reference"] = self.evaluate_reference(reference["labels"], reference.get("images"))
             self.print_to_log_file(f"kt-nnunet: Dice against the reference labels: "
                                    f"{report['reference']['foreground_dice']}")
-        write_json_atomically(Path(self.output_folder) / VALIDATION_FILE, report)
+        atomic_write_json(Path(self.output_folder) / VALIDATION_FILE, report, default=str)
 
     def _teacher_agreement(self) -> dict:
         summary = Path(self.output_folder) / "validation" / "summary.json"

@@ -20,8 +20,6 @@ replaced with ``force`` (trained models keep their own copy in their folder).
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from kt_nnunet.errors import KtNnunetError
@@ -38,21 +36,10 @@ def plans_path(dataset_name: str, plans_name: str) -> Path:
 
 def write_plans(dataset_name: str, plans: dict, configuration: str, force: bool = False) -> Path:
     """Write ``plans`` as ``<plans_name>.json``; other configurations already there are kept."""
-    path = plans_path(dataset_name, plans["plans_name"])
-    if path.is_file():
-        existing = json.loads(path.read_text())
-        old = existing.get("configurations", {}).get(configuration)
-        if old is not None and old != plans["configurations"][configuration] and not force:
-            changed = sorted(k for k in set(old) | set(plans["configurations"][configuration])
-                             if old.get(k) != plans["configurations"][configuration].get(k))
-            raise TransferPlansError(
-                f"{path} already holds a different {configuration!r} configuration (changed: {', '.join(changed)}); "
-                "pass --force to replace it (models trained with it keep their own plans.json)")
-        plans = dict(plans, configurations={**existing.get("configurations", {}), **plans["configurations"]})
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(plans, indent=2))
-    os.replace(tmp, path)
-    return path
+    from kt_nnunet.nnunet.planning import write_plans_configuration
+
+    return write_plans_configuration(plans_path(dataset_name, plans["plans_name"]), plans, configuration,
+                                     force=force, error=TransferPlansError)
 
 
 def transfer_plans(dataset: str | int, architecture: str, plans_prefix: str, configuration: str = "2d",
