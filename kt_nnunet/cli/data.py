@@ -151,11 +151,7 @@ def check(dataset):
     """Validate DATASET (a folder, or an id/name in nnUNet_raw): one message naming the file and fix."""
     from kt_nnunet.nnunet.raw_validation import validate_dataset
 
-    folder = Path(dataset)
-    if not folder.is_dir():
-        from kt_nnunet.nnunet.paths import raw_folder
+    from kt_nnunet.nnunet.paths import find_raw_dataset, raw_folder
 
-        candidates = sorted(raw_folder().glob(f"Dataset{int(dataset):03d}_*")) if dataset.isdigit() else \
-            [raw_folder() / dataset]
-        folder = candidates[0] if candidates else raw_folder() / dataset
+    folder = find_raw_dataset(dataset) or (Path(dataset) if Path(dataset).is_absolute() else raw_folder() / dataset)
     click.echo(f"ok: {validate_dataset(folder).describe()}")

@@ -89,15 +89,11 @@ def scan_image_folder(folder: str | Path, num_channels: Optional[int] = None) ->
 def _resolve_like(like) -> Optional[dict]:
     if like is None:
         return None
-    path = Path(str(like))
-    if not path.is_dir():
-        from kt_nnunet.nnunet.paths import raw_folder
+    from kt_nnunet.nnunet.paths import find_raw_dataset
 
-        matches = sorted(raw_folder().glob(f"Dataset{int(like):03d}_*")) if str(like).isdigit() else \
-            [raw_folder() / str(like)]
-        if not matches or not matches[0].is_dir():
-            raise DatasetError(f"source dataset {like!r} not found (as a folder or in nnUNet_raw); give its folder")
-        path = matches[0]
+    path = find_raw_dataset(like)
+    if path is None:
+        raise DatasetError(f"source dataset {like!r} not found (as a folder or in nnUNet_raw); give its folder")
     return load_dataset_json(path)
 
 

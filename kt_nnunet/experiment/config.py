@@ -59,17 +59,14 @@ class DatasetRef:
             if not self.path.is_dir():
                 raise ctx.error(self.key, f"dataset folder {self.path} does not exist")
             return self.path
-        from kt_nnunet.nnunet.paths import nnunet_folder
+        from kt_nnunet.nnunet.paths import find_raw_dataset, nnunet_folder
 
         raw = nnunet_folder("nnUNet_raw", create=False)  # a refused config must leave no folder behind
-        if isinstance(self.spec, str) and self.spec.startswith("Dataset"):
-            found = [raw / self.spec] if (raw / self.spec).is_dir() else []
-        else:
-            found = sorted(raw.glob(f"Dataset{self.dataset_id:03d}_*"))
-        if not found:
+        found = find_raw_dataset(self.spec)
+        if found is None:
             raise ctx.error(self.key, f"dataset {self.spec!r} is not in nnUNet_raw ({raw}); build or import it "
                                       "first (`kt-nnunet data ...`), or give a folder path")
-        return found[0]
+        return found
 
     def as_json(self) -> Any:
         return str(self.path) if self.path is not None else self.spec

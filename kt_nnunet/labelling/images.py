@@ -5,14 +5,13 @@ form multi-channel cases; otherwise every file is one single-channel case named 
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from kt_nnunet.data.transferal import scan_image_folder
 from kt_nnunet.labelling.errors import ChannelMismatchError
-from kt_nnunet.nnunet.paths import folder_if_set
+from kt_nnunet.nnunet.paths import find_raw_dataset, folder_if_set
 from kt_nnunet.nnunet.raw_dataset import DatasetError, image_name, load_dataset_json
 
 
@@ -30,18 +29,11 @@ class TransferalImages:
 
 def resolve_images(images: str | Path) -> TransferalImages:
     """Find the images of a folder, a dataset folder, or a dataset id/name in ``$nnUNet_raw``."""
-    path = Path(str(images)).expanduser()
-    if not path.exists():
-        raw = folder_if_set("nnUNet_raw")
-        candidates = []
-        if raw and str(images).isdigit():
-            candidates = sorted(raw.glob(f"Dataset{int(str(images)):03d}_*"))
-        elif raw and re.match(r"^Dataset\d{3}_", str(images)):
-            candidates = [raw / str(images)]
-        if not candidates or not candidates[0].is_dir():
-            raise DatasetError(f"transferal images {images}: no such folder, and no such dataset in nnUNet_raw "
-                               f"({raw or '<unset>'}); give a folder of images or a dataset folder/id")
-        path = candidates[0]
+    path = find_raw_dataset(images)
+    if path is None:
+        raise DatasetError(f"transferal images {images}: no such folder, and no such dataset in nnUNet_raw "
+                           f"({folder_if_set('nnUNet_raw') or '<unset>'}); give a folder of images or a dataset "
+                           "folder/id")
     dataset_json = None
     folder = path
     if (path / "dataset.json").is_file():

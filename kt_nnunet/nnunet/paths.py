@@ -78,3 +78,18 @@ def nnunet_folders(values: Mapping[str, str | Path]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def find_raw_dataset(dataset) -> Optional[Path]:
+    """The raw dataset folder ``dataset`` names: a folder path, an id (``501``, ``"501"``) or a folder name
+    (``Dataset501_Name``) in ``$nnUNet_raw``; None if there is none (or ``nnUNet_raw`` is unset)."""
+    path = Path(str(dataset)).expanduser()
+    if path.is_dir():
+        return path
+    raw = folder_if_set("nnUNet_raw")
+    if raw is None:
+        return None
+    if isinstance(dataset, int) or str(dataset).isdigit():
+        found = sorted(raw.glob(f"Dataset{int(dataset):03d}_*"))
+        return found[0] if found and found[0].is_dir() else None
+    return raw / str(dataset) if str(dataset).startswith("Dataset") and (raw / str(dataset)).is_dir() else None
