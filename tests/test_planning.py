@@ -80,5 +80,13 @@ def test_plan_cli_prints_the_stock_commands(planned_dataset):
     assert result.exit_code == 0, result.output
     assert "nnUNetv2_train Dataset990_Tiny 2d 0 -p ktPlans_light_unet -tr nnUNetTrainerKTBudget -device cpu" \
         in result.output
+    # The model folder is TRAINER__PLANS__CONFIG: predict must name the trainer that trained (the round trip in
+    # test_nnunet_roundtrip.py and the conformance kit run the printed command itself).
+    assert ("nnUNetv2_predict -i IMAGES -o OUT -d Dataset990_Tiny -c 2d -p ktPlans_light_unet -tr nnUNetTrainerKTBudget"
+            " -f 0 -device cpu") in result.output
+    stock = CliRunner().invoke(main, ["plan", "Dataset990_Tiny", "--arch", "light_unet", "--tiny", "--force"])
+    assert stock.exit_code == 0, stock.output
+    assert "-p ktPlans_light_unet -tr nnUNetTrainer -device cpu" in stock.output
+    assert "-p ktPlans_light_unet -tr nnUNetTrainer -f 0 -device cpu" in stock.output
     bad = CliRunner().invoke(main, ["plan", "Dataset990_Tiny", "--arch", "unett"])
     assert bad.exit_code == 1 and "Did you mean 'unet'?" in bad.output and "Traceback" not in bad.output

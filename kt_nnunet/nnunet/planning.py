@@ -43,6 +43,12 @@ class PlannedArchitecture:
         return (f"nnUNetv2_train {self.dataset_name} {self.configuration} {fold} -p {self.plans_name} "
                 f"-tr {self.trainer} -device cpu")
 
+    def predict_command(self, images: str = "IMAGES", out: str = "OUT", fold: int = 0) -> str:
+        # -tr picks the model folder TRAINER__PLANS__CONFIG that train_command fills; without it nnU-Net looks in
+        # nnUNetTrainer__..., which does not exist when the budget trainer trained the model.
+        return (f"nnUNetv2_predict -i {images} -o {out} -d {self.dataset_name} -c {self.configuration} "
+                f"-p {self.plans_name} -tr {self.trainer} -f {fold} -device cpu")
+
 
 def dataset_name(dataset: str | int) -> str:
     """``501``, ``"501"`` or ``"Dataset501_Name"`` to the dataset folder name nnU-Net uses."""
