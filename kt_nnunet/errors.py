@@ -6,3 +6,8 @@ class KtNnunetError(Exception):
 
     def __str__(self) -> str:  # KeyError subclasses would otherwise repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class KtNnunetWarning(UserWarning):
+    """Something works but is probably not what was meant (e.g. a plugin that implements no hook, or one left out
+    because it is broken); the CLI prints it as one ``warning:`` line."""

@@ -50,20 +50,6 @@ def test_indivisible_patch_is_refused():
         architecture_plans(plans, "2d", get_architecture("unet"))
 
 
-@pytest.fixture
-def planned_dataset(nnunet_env):
-    """A preprocessed-looking dataset folder holding nnU-Net's plans (so no preprocessing runs)."""
-    name = "Dataset990_Tiny"
-    (nnunet_env["nnUNet_raw"] / name).mkdir()
-    folder = nnunet_env["nnUNet_preprocessed"] / name
-    (folder / "nnUNetPlans_2d").mkdir(parents=True)
-    (folder / "nnUNetPlans.json").write_text(json.dumps(NNUNET_PLANS))
-    (folder / "dataset.json").write_text(json.dumps({"numTraining": 1, "file_ending": ".png",
-                                                     "channel_names": {"0": "x"}, "labels": {"background": 0}}))
-    (folder / "nnUNetPlans_2d" / "c000.pkl").write_bytes(b"")
-    return folder
-
-
 def test_existing_plans_are_not_silently_overwritten(planned_dataset):
     first = write_architecture_plans(990, "unet", "2d")
     assert first.plans_file == planned_dataset / "ktPlans_unet.json"
