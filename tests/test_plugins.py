@@ -194,9 +194,23 @@ def test_cli_lists_the_others_and_reports_each_broken_plugin_in_one_line(fake_en
 
 def test_nothing_loads_at_import():
     code = ("import sys, kt_nnunet, kt_nnunet.cli; from kt_nnunet.plugins import manager; "
+            "from kt_nnunet import hookimpl, KtNnunetError; import kt_nnunet.testing, kt_nnunet.testing.pytest_plugin; "
             "print(manager._manager is None, 'torch' in sys.modules, 'kt_nnunet_segresnet' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False", "False"]
+
+
+def test_plugin_authors_names_are_exported_lazily():
+    import kt_nnunet
+    from kt_nnunet.architectures.spec import ArchitectureSpec
+    from kt_nnunet.errors import KtNnunetError
+    from kt_nnunet.plugins import hookimpl
+
+    assert (kt_nnunet.hookimpl, kt_nnunet.ArchitectureSpec, kt_nnunet.KtNnunetError) == \
+        (hookimpl, ArchitectureSpec, KtNnunetError)
+    assert {"hookimpl", "ArchitectureSpec", "KtNnunetError"} <= set(kt_nnunet.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'hookimpls'"):
+        kt_nnunet.hookimpls
 
 
 def test_third_party_package_is_found_only_through_its_entry_point(fresh_plugins, monkeypatch):
