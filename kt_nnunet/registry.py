@@ -125,7 +125,7 @@ def get_architecture(name: str):
 def check_contract(spec, geometry, input_channels: int, num_classes: int, arch_kwargs: Optional[dict] = None,
                    device: str = "meta"):
     """nnU-Net's network contract for ``spec`` at ``geometry``, built from ``arch_kwargs`` exactly as the plans hold
-    them (default: the spec's own for that geometry); returns the network, built with deep supervision.
+    them (default: the spec's own for that geometry); returns the network it checked.
 
     A broken rule raises :class:`ArchitectureContractError` naming the plugin (with its distribution), the
     architecture, the geometry and the rule.
@@ -137,13 +137,17 @@ def check_contract(spec, geometry, input_channels: int, num_classes: int, arch_k
 
     if arch_kwargs is None:
         arch_kwargs = spec.arch_kwargs(geometry)
-    # nnU-Net reads arch_kwargs back from JSON: tuples become lists, and so on.
-    arch_kwargs = json.loads(json.dumps(arch_kwargs))
+    where = (f"architecture {spec.name!r} from {plugin_label(spec.plugin)} breaks nnU-Net's network contract "
+             f"(patch {list(geometry.patch_size)}, strides {[list(s) for s in geometry.strides]}, "
+             f"{input_channels} input channel(s), {num_classes} classes)")
+    try:
+        # nnU-Net reads arch_kwargs back from JSON: tuples become lists, and so on.
+        arch_kwargs = json.loads(json.dumps(arch_kwargs))
+    except (TypeError, ValueError) as exc:
+        raise ArchitectureContractError(f"{where}: its arch_kwargs cannot be written into the plans file as JSON "
+                                        f"({exc})") from exc
     try:
         return check_network(spec.class_path, arch_kwargs, spec.kw_requires_import, geometry, input_channels,
                              num_classes, spec.deep_supervision, device=device)
     except NetworkContractError as exc:
-        raise ArchitectureContractError(
-            f"architecture {spec.name!r} from {plugin_label(spec.plugin)} breaks nnU-Net's network contract "
-            f"(patch {list(geometry.patch_size)}, strides {[list(s) for s in geometry.strides]}, "
-            f"{input_channels} input channel(s), {num_classes} classes): {exc}") from exc
+        raise ArchitectureContractError(f"{where}: {exc}") from exc

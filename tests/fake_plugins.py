@@ -49,6 +49,7 @@ def register_architectures(register):
 # A minimal correct deep-supervision network (good_net) and one network per mistake an author makes, each
 # breaking exactly one rule of nnU-Net's network contract.
 DEFECTS_PLUGIN = '''
+import numpy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -137,7 +138,16 @@ class NaNNet(GoodNet):
         return logits if self.decoder.deep_supervision else logits[0]
 
 
-NETWORKS = {"good_net": GoodNet, "wrong_channels_net": WrongChannelsNet, "plain_fcn": PlainFCN,
+class CpuTensorNet(GoodNet):
+    """Correct, but makes a CPU tensor itself, which fails on the meta device only."""
+
+    def forward(self, x):
+        scale = torch.from_numpy(numpy.ones(1, dtype=numpy.float32))
+        logits = [o * scale for o in self.logits(x)]
+        return logits if self.decoder.deep_supervision else logits[0]
+
+
+NETWORKS = {"good_net": GoodNet, "cpu_tensor_net": CpuTensorNet, "wrong_channels_net": WrongChannelsNet, "plain_fcn": PlainFCN,
             "fixed_flag_net": FixedFlagNet, "one_output_net": OneOutputNet, "half_resolution_net": HalfResolutionNet,
             "heads_only_when_supervised_net": HeadsOnlyWhenSupervisedNet, "nan_net": NaNNet}
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from fake_plugins import DEFECTS_PLUGIN, NO_KWARGS_PLUGIN
 from kt_nnunet.cli import main
-from kt_nnunet.errors import KtNnunetError
+from kt_nnunet.errors import KtNnunetError, KtNnunetWarning
 from kt_nnunet.registry import ArchitectureContractError
 from kt_nnunet.testing import GEOMETRIES, check_architecture, check_forward_backward, check_plan_contract
+from kt_nnunet.testing.checks import CHANNELS
 
 pytest_plugins = ["pytester"]
 
@@ -55,6 +57,18 @@ def test_plan_contract_check_names_plugin_architecture_and_rule(defects, name):
 
 def test_a_correct_third_party_network_passes_every_in_process_check(defects):
     check_architecture("good_net")
+
+
+def test_an_error_only_the_meta_device_makes_is_checked_again_on_the_cpu(defects):
+    from kt_nnunet.architectures.contract import NetworkCodeError, _forward
+    from kt_nnunet.registry import get_architecture
+
+    spec = get_architecture("cpu_tensor_net")
+    with pytest.raises(NetworkCodeError, match="forward.*failed"):  # what the retry saves it from
+        with torch.device("meta"):
+            network = spec.build(CHANNELS, 3, GEOMETRIES["2d"], tiny=True)
+            _forward(network, torch.zeros(2, CHANNELS, 32, 32), "on meta")
+    check_plan_contract("cpu_tensor_net", GEOMETRIES["2d"])
 
 
 def test_the_kit_computes_what_the_meta_device_check_cannot(defects):
@@ -125,7 +139,7 @@ def test_train_step_trains_a_third_party_package_and_reports_a_broken_one(defect
 
     fake_entry_points("broken", source="raise ImportError('missing CUDA extension')\n")
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{tmp_path / 'site'}")
-    with pytest.raises(TrainStepError) as info:
+    with pytest.raises(TrainStepError) as info, pytest.warns(KtNnunetWarning, match="plugin 'broken'"):
         train_step("wrong_channels_net", tmp_path / "work")
     assert "kt-nnunet plan" in str(info.value) and "Traceback" not in str(info.value)
     assert "deep-supervision output 0 has 2 channels, the plans ask for 3" in str(info.value)

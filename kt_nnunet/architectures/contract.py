@@ -28,6 +28,10 @@ class NetworkContractError(KtNnunetError, AssertionError):
     """A network does not behave the way nnU-Net's trainer and predictor require; the message names the rule."""
 
 
+class NetworkCodeError(NetworkContractError):
+    """The network's own constructor or forward() raised; on the meta device that may be the device's fault."""
+
+
 def construct_like_nnunet(class_path: str, arch_kwargs: dict, kw_requires_import: Sequence[str],
                           input_channels: int, num_classes: int, deep_supervision: bool) -> nn.Module:
     """Same steps as ``nnunetv2.utilities.get_network_from_plans`` (kept free of nnunetv2 imports)."""
@@ -71,12 +75,12 @@ def build_for_check(class_path: str, arch_kwargs: dict, kw_requires_import: Sequ
     except ImportError as exc:
         raise NetworkContractError(str(exc)) from exc
     except TypeError as exc:
-        raise NetworkContractError(
+        raise NetworkCodeError(
             f"the constructor failed: TypeError: {exc}. nnU-Net calls {CONSTRUCTOR} with arch_kwargs "
             f"{sorted(arch_kwargs)}; accept every name you use and ignore the others with **kwargs") from exc
     except Exception as exc:  # the plugin's own constructor: whatever it raises is the cause to report
-        raise NetworkContractError(f"the constructor failed with arch_kwargs {sorted(arch_kwargs)}: "
-                                   f"{type(exc).__name__}: {exc}") from exc
+        raise NetworkCodeError(f"the constructor failed with arch_kwargs {sorted(arch_kwargs)}: "
+                               f"{type(exc).__name__}: {exc}") from exc
 
 
 def set_deep_supervision(network: nn.Module, enabled: bool) -> None:
@@ -172,11 +176,9 @@ def _forward(network: nn.Module, x: torch.Tensor, what: str):
         return network(x)
     except NetworkContractError:
         raise
-    except NotImplementedError:
-        raise  # most likely an operator without a meta kernel: the caller retries on the CPU
     except Exception as exc:  # the plugin's forward(): report its error as the broken rule
-        raise NetworkContractError(f"forward() {what} failed on a {list(x.shape)} input: "
-                                   f"{type(exc).__name__}: {exc}") from exc
+        raise NetworkCodeError(f"forward() {what} failed on a {list(x.shape)} input: "
+                               f"{type(exc).__name__}: {exc}") from exc
 
 
 def check_network(class_path: str, arch_kwargs: dict, kw_requires_import: Sequence[str], geometry: PlanGeometry,
@@ -185,14 +187,19 @@ def check_network(class_path: str, arch_kwargs: dict, kw_requires_import: Sequen
     """The quick contract check at a plan's geometry: build as nnU-Net does, forward with deep supervision on (as
     the trainer) and off (as validation and the predictor), and compare the state dicts; returns the network.
 
-    On the ``meta`` device nothing is computed or allocated, so a full-size 3D network takes well under a second;
-    a network using an operator without a meta kernel is checked again on the CPU.
+    On the ``meta`` device nothing is computed or allocated, so a full-size 3D network takes well under a second.
+    Shapes there are exact, so a broken shape rule is final; an error the network's own code raises is checked again
+    on the CPU, because an operator without a meta kernel, or a CPU tensor the code makes itself, fails only on meta.
     """
     if arch_kwargs.get("strides") is None:
         raise NetworkContractError("the plans' arch_kwargs have no 'strides', which nnU-Net's trainer reads to make "
                                    "the deep-supervision targets; keep the plan's strides in plan_kwargs")
-    # The trainer makes its deep-supervision targets from these strides, whatever the planner chose.
-    geometry = PlanGeometry.create(geometry.patch_size, arch_kwargs["strides"], geometry.kernel_sizes)
+    try:
+        # The trainer makes its deep-supervision targets from these strides, whatever the planner chose.
+        geometry = PlanGeometry.create(geometry.patch_size, arch_kwargs["strides"], geometry.kernel_sizes)
+    except (TypeError, ValueError) as exc:
+        raise NetworkContractError(f"the plans' arch_kwargs strides {arch_kwargs['strides']} do not fit the patch "
+                                   f"{list(geometry.patch_size)}: {exc}") from exc
     try:
         with torch.device(device):
             network = build_for_check(class_path, arch_kwargs, kw_requires_import, input_channels, num_classes, True)
@@ -208,9 +215,9 @@ def check_network(class_path: str, arch_kwargs: dict, kw_requires_import: Sequen
                               supports_deep_supervision, check_finite=device != "meta")
             check_same_state_dict(network, build_for_check(class_path, arch_kwargs, kw_requires_import,
                                                            input_channels, num_classes, False))
-    except NotImplementedError as exc:
+    except NetworkCodeError:
         if device != "meta":
-            raise NetworkContractError(f"forward() failed: NotImplementedError: {exc}") from exc
+            raise
         return check_network(class_path, arch_kwargs, kw_requires_import, geometry, input_channels, num_classes,
                              supports_deep_supervision, device="cpu", batch=batch)
     return network

@@ -44,7 +44,8 @@ class ArchitectureConformance:
             metafunc.parametrize("architecture_name", names)
 
     @pytest.fixture(scope="class")
-    def nnunet_workdir(self, tmp_path_factory):
+    @classmethod
+    def nnunet_workdir(cls, tmp_path_factory):
         """nnU-Net's folders, shared by the class's training runs so the tiny dataset is preprocessed once."""
         return tmp_path_factory.mktemp("kt_nnunet_conformance")
 
