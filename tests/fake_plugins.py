@@ -147,8 +147,9 @@ class CpuTensorNet(GoodNet):
         return logits if self.decoder.deep_supervision else logits[0]
 
 
-NETWORKS = {"good_net": GoodNet, "cpu_tensor_net": CpuTensorNet, "wrong_channels_net": WrongChannelsNet, "plain_fcn": PlainFCN,
-            "fixed_flag_net": FixedFlagNet, "one_output_net": OneOutputNet, "half_resolution_net": HalfResolutionNet,
+NETWORKS = {"good_net": GoodNet, "cpu_tensor_net": CpuTensorNet, "wrong_channels_net": WrongChannelsNet,
+            "plain_fcn": PlainFCN, "fixed_flag_net": FixedFlagNet, "one_output_net": OneOutputNet,
+            "half_resolution_net": HalfResolutionNet,
             "heads_only_when_supervised_net": HeadsOnlyWhenSupervisedNet, "nan_net": NaNNet}
 
 
