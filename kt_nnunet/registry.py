@@ -12,7 +12,7 @@ import difflib
 import warnings
 from typing import Optional
 
-from kt_nnunet.errors import KtNnunetError, KtNnunetWarning
+from kt_nnunet.errors import KtNnunetError, KtNnunetWarning, one_line
 
 _architectures: Optional[dict] = None
 _problems: dict[str, str] = {}  # architecture name (or "plugin:<name>" for a whole plugin) -> one-line message
@@ -75,7 +75,7 @@ def _collect() -> dict:
             raise
         except Exception as exc:  # third-party code: whatever it raises leaves that plugin out, not the others
             _problems[f"plugin:{plugin_name}"] = (f"{plugin_label(plugin_name)} failed in register_architectures: "
-                                                  f"{type(exc).__name__}: {exc}; its architectures are left out")
+                                                  f"{one_line(exc)}; its architectures are left out")
             continue
         found.update(mine)
     for message in _problems.values():

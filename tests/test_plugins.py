@@ -125,6 +125,18 @@ def test_misspelled_hook_is_reported_and_not_listed_as_known(fake_entry_points, 
     assert "register_architecture," not in message.split("known hooks: ")[1]
 
 
+def test_hook_with_the_wrong_signature_is_reported_and_left_out(fake_entry_points, fresh_plugins):
+    fake_entry_points("alpha", arch="alpha_net")
+    fake_entry_points("badsig", source=PLUGIN_TEMPLATE.format(cls="Net_badsig", hook="register_architectures",
+                                                              arch="badsig_net").replace("(register):", "(reg):"))
+    with pytest.warns(KtNnunetWarning, match=r"plugin 'badsig' \(kt-nnunet-badsig 1.0\) could not be registered: "
+                                             r"PluginValidationError: .*'reg'") as caught:
+        found = names(fresh_plugins)
+    assert all("\n" not in str(w.message) for w in caught)
+    assert "alpha_net" in found and "badsig_net" not in found
+    assert not fresh_plugins.get_plugin_manager().has_plugin("badsig")
+
+
 def test_plugin_without_hookimpl_gets_a_warning(fake_entry_points, fresh_plugins):
     source = PLUGIN_TEMPLATE.format(cls="Net_bare", hook="register_architectures", arch="bare_net").replace(
         "@hookimpl\n", "")

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from kt_nnunet.architectures.spec import PlanGeometry
-from kt_nnunet.errors import KtNnunetError
+from kt_nnunet.errors import KtNnunetError, one_line
 
 CONSTRUCTOR = "cls(input_channels=, num_classes=, deep_supervision=, **arch_kwargs)"
 
@@ -57,7 +57,7 @@ def class_path_problem(class_path: str, network_class: type) -> str | None:
     try:
         found = pydoc.locate(class_path)
     except Exception as exc:  # pydoc.locate imports the plugin's module, which may raise anything
-        return f"importing network class {class_path!r} raised {type(exc).__name__}: {exc}"
+        return f"importing network class {class_path!r} raised {one_line(exc)}"
     if found is None:
         return (f"network class {class_path!r} cannot be imported by its dotted path, which is how nnU-Net finds it "
                 "in every process that trains or predicts; define it in an installed module")
@@ -76,11 +76,11 @@ def build_for_check(class_path: str, arch_kwargs: dict, kw_requires_import: Sequ
         raise NetworkContractError(str(exc)) from exc
     except TypeError as exc:
         raise NetworkCodeError(
-            f"the constructor failed: TypeError: {exc}. nnU-Net calls {CONSTRUCTOR} with arch_kwargs "
+            f"the constructor failed: {one_line(exc)}. nnU-Net calls {CONSTRUCTOR} with arch_kwargs "
             f"{sorted(arch_kwargs)}; accept every name you use and ignore the others with **kwargs") from exc
     except Exception as exc:  # the plugin's own constructor: whatever it raises is the cause to report
         raise NetworkCodeError(f"the constructor failed with arch_kwargs {sorted(arch_kwargs)}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+                               f"{one_line(exc)}") from exc
 
 
 def set_deep_supervision(network: nn.Module, enabled: bool) -> None:
@@ -178,7 +178,7 @@ def _forward(network: nn.Module, x: torch.Tensor, what: str):
         raise
     except Exception as exc:  # the plugin's forward(): report its error as the broken rule
         raise NetworkCodeError(f"forward() {what} failed on a {list(x.shape)} input: "
-                               f"{type(exc).__name__}: {exc}") from exc
+                               f"{one_line(exc)}") from exc
 
 
 def check_network(class_path: str, arch_kwargs: dict, kw_requires_import: Sequence[str], geometry: PlanGeometry,

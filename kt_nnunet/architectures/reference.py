@@ -21,7 +21,7 @@ def parameter_count(spec: ArchitectureSpec, geometry: PlanGeometry = REFERENCE_2
 
 def broken_reason(spec: ArchitectureSpec):
     """Why ``spec`` cannot be used, checked against nnU-Net's contract at the reference plan; None when it can."""
-    from kt_nnunet.errors import KtNnunetError
+    from kt_nnunet.errors import KtNnunetError, one_line
     from kt_nnunet.plugins.manager import plugin_label
     from kt_nnunet.registry import check_contract
 
@@ -31,7 +31,7 @@ def broken_reason(spec: ArchitectureSpec):
     except KtNnunetError as exc:
         return str(exc)
     except Exception as exc:  # a plugin's own divisibility or plan_kwargs function may raise anything
-        return f"architecture {spec.name!r} from {plugin_label(spec.plugin)}: {type(exc).__name__}: {exc}"
+        return f"architecture {spec.name!r} from {plugin_label(spec.plugin)}: {one_line(exc)}"
     return None
 
 

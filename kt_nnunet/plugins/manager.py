@@ -24,7 +24,7 @@ from typing import Iterable, Optional
 
 import pluggy
 
-from kt_nnunet.errors import KtNnunetError, KtNnunetWarning
+from kt_nnunet.errors import KtNnunetError, KtNnunetWarning, one_line
 from kt_nnunet.plugins import ENTRY_POINT_GROUP, PROJECT_NAME
 
 ENV_ONLY_PLUGINS = "KT_NNUNET_PLUGINS"
@@ -149,7 +149,9 @@ def _register(pm: pluggy.PluginManager, plugin, info: PluginInfo, strict: bool) 
         if problem is not None:
             pm.unregister(plugin)
     except Exception as exc:  # pluggy raises ValueError / PluginValidationError with useful text
-        problem = f"could not be registered: {type(exc).__name__}: {exc}"
+        problem = f"could not be registered: {one_line(exc)}"
+        if pm.is_registered(plugin):  # pluggy keeps the implementations it added before the invalid one
+            pm.unregister(plugin)
     if problem is not None:
         if strict:
             raise PluginLoadError(f"plugin {info.name!r} {problem}")
@@ -180,7 +182,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             plugin = ep.load()
         except Exception as exc:  # third-party code: anything it raises makes that one plugin broken
             info.error = (f"failed to import (entry point {ep.value!r} in group {ENTRY_POINT_GROUP!r}): "
-                          f"{type(exc).__name__}: {exc}")
+                          f"{one_line(exc)}")
             _infos.append(info)
             continue
         _register(pm, plugin, info, strict=False)
