@@ -9,6 +9,18 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
+from kt_nnunet.errors import KtNnunetError  # noqa: E402  (no dependencies)
 from kt_nnunet.registry import get_architecture, list_architectures  # noqa: E402  (lazy inside)
 
-__all__ = ["__version__", "get_architecture", "list_architectures"]
+# For plugin authors; loaded on first access, because ArchitectureSpec needs torch.
+_LAZY = {"hookimpl": "kt_nnunet.plugins", "ArchitectureSpec": "kt_nnunet.architectures.spec"}
+
+__all__ = ["__version__", "ArchitectureSpec", "KtNnunetError", "get_architecture", "hookimpl", "list_architectures"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'kt_nnunet' has no attribute {name!r}")

@@ -36,3 +36,14 @@ def closest(name: str, choices: Iterable[str]) -> Optional[str]:
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     match = closest(name, choices)
     return f"; did you mean {match!r}?" if match else ""
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line, for reporting an exception raised by a plugin's code (pluggy's and PyTorch's
+    messages span lines)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+class KtNnunetWarning(UserWarning):
+    """Something works but is probably not what was meant (e.g. a plugin that implements no hook, or one left out
+    because it is broken); the CLI prints it as one ``warning:`` line."""

@@ -39,6 +39,7 @@ def test_plugins_json(fresh_plugins):
     plugins = {p["name"]: p for p in json.loads(result.output)}
     assert plugins["builtin"]["version"] == __version__ and plugins["builtin"]["source"] == "builtin"
     assert plugins["segresnet"]["version"] == "0.1.0" and plugins["segresnet"]["hooks"] == ["register_architectures"]
+    assert plugins["segresnet"]["distribution"] == "kt-nnunet-segresnet" and "error" not in plugins["segresnet"]
 
 
 def test_env_prints_exports_including_the_trainer_folder(tmp_path):

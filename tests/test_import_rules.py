@@ -28,7 +28,7 @@ LAYERS = (
     {"labelling"},
     {"training"},
     {"experiment", "deploy"},
-    {"cli"},
+    {"cli", "testing"},
 )
 LAYER_OF = {name: index for index, names in enumerate(LAYERS) for name in names}
 REEXPORT_FOLDERS = ("nnunet/ext_trainers/",)

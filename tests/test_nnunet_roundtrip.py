@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 
 import nibabel as nib
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from kt_nnunet.nnunet.ext_trainers import EXT_TRAINER_FOLDER
+from kt_nnunet.testing.training import predict_argv, printed_command
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +38,7 @@ def test_stock_train_and_predict_a_planned_architecture(nnunet_env, architecture
     assert plans["configurations"]["2d"]["architecture"]["network_class_name"].startswith("kt_nnunet_segresnet.")
 
     train_env = dict(env, nnUNet_n_proc_DA="0")
-    run(["nnUNetv2_train", "991", "2d", "0", "-p", plans_name, "-tr", "nnUNetTrainerKTBudget", "-device", "cpu"],
-        train_env)
+    run(shlex.split(printed_command(out, "train")), train_env)  # as printed, so a user can paste it
     model = nnunet_env["nnUNet_results"] / raw.name / f"nnUNetTrainerKTBudget__{plans_name}__2d"
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
     progress = (model / "fold_0").glob("training_log_*.txt")
@@ -46,9 +47,7 @@ def test_stock_train_and_predict_a_planned_architecture(nnunet_env, architecture
     predictions = tmp_path / "predictions"
     # The checkpoint names nnUNetTrainer, so prediction needs no nnUNet_extTrainer (issue 11).
     predict_env = {k: v for k, v in env.items() if k != "nnUNet_extTrainer"}
-    run(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(predictions), "-d", "991", "-c", "2d",
-         "-p", plans_name, "-tr", "nnUNetTrainerKTBudget", "-f", "0", "-device", "cpu", "-npp", "0", "-nps", "0"],
-        predict_env)
+    run(predict_argv(printed_command(out, "predict"), raw / "imagesTs", predictions), predict_env)
     cases = sorted(p.name for p in (raw / "labelsTs").iterdir())
     assert sorted(p.name for p in predictions.glob("*.nii.gz")) == cases
     for case in cases:

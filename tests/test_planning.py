@@ -50,20 +50,6 @@ def test_indivisible_patch_is_refused():
         architecture_plans(plans, "2d", get_architecture("unet"))
 
 
-@pytest.fixture
-def planned_dataset(nnunet_env):
-    """A preprocessed-looking dataset folder holding nnU-Net's plans (so no preprocessing runs)."""
-    name = "Dataset990_Tiny"
-    (nnunet_env["nnUNet_raw"] / name).mkdir()
-    folder = nnunet_env["nnUNet_preprocessed"] / name
-    (folder / "nnUNetPlans_2d").mkdir(parents=True)
-    (folder / "nnUNetPlans.json").write_text(json.dumps(NNUNET_PLANS))
-    (folder / "dataset.json").write_text(json.dumps({"numTraining": 1, "file_ending": ".png",
-                                                     "channel_names": {"0": "x"}, "labels": {"background": 0}}))
-    (folder / "nnUNetPlans_2d" / "c000.pkl").write_bytes(b"")
-    return folder
-
-
 def test_existing_plans_are_not_silently_overwritten(planned_dataset):
     first = write_architecture_plans(990, "unet", "2d")
     assert first.plans_file == planned_dataset / "ktPlans_unet.json"
@@ -80,5 +66,13 @@ def test_plan_cli_prints_the_stock_commands(planned_dataset):
     assert result.exit_code == 0, result.output
     assert "nnUNetv2_train Dataset990_Tiny 2d 0 -p ktPlans_light_unet -tr nnUNetTrainerKTBudget -device cpu" \
         in result.output
+    # The model folder is TRAINER__PLANS__CONFIG: predict must name the trainer that trained (the round trip in
+    # test_nnunet_roundtrip.py and the conformance kit run the printed command itself).
+    assert ("nnUNetv2_predict -i IMAGES -o OUT -d Dataset990_Tiny -c 2d -p ktPlans_light_unet -tr nnUNetTrainerKTBudget"
+            " -f 0 -device cpu") in result.output
+    stock = CliRunner().invoke(main, ["plan", "Dataset990_Tiny", "--arch", "light_unet", "--tiny", "--force"])
+    assert stock.exit_code == 0, stock.output
+    assert "-p ktPlans_light_unet -tr nnUNetTrainer -device cpu" in stock.output
+    assert "-p ktPlans_light_unet -tr nnUNetTrainer -f 0 -device cpu" in stock.output
     bad = CliRunner().invoke(main, ["plan", "Dataset990_Tiny", "--arch", "unett"])
     assert bad.exit_code == 1 and "Did you mean 'unet'?" in bad.output and "Traceback" not in bad.output

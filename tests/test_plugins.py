@@ -5,52 +5,15 @@ import importlib.metadata
 import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
 from click.testing import CliRunner
 
+from fake_plugins import LOCAL_CLASS_PLUGIN, NO_KWARGS_PLUGIN, PLUGIN_TEMPLATE
 from kt_nnunet.cli import main
+from kt_nnunet.errors import KtNnunetWarning
 from kt_nnunet.plugins.manager import PluginLoadError
-from kt_nnunet.registry import DuplicateArchitectureError, UnknownArchitectureError
-
-PLUGIN_TEMPLATE = '''
-import torch.nn as nn
-from kt_nnunet.architectures.spec import ArchitectureSpec
-from kt_nnunet.plugins import hookimpl
-
-class {cls}(nn.Module):
-    def __init__(self, input_channels, num_classes, strides, deep_supervision=False, **kwargs):
-        super().__init__()
-        self.decoder = nn.Module()
-        self.decoder.deep_supervision = deep_supervision
-        self.conv = nn.Conv2d(input_channels, num_classes, 1)
-
-    def forward(self, x):
-        return [self.conv(x)] if self.decoder.deep_supervision else self.conv(x)
-
-@hookimpl
-def {hook}(register):
-    register(ArchitectureSpec(name="{arch}", network_class={cls}, dims=(2,), deep_supervision=False))
-'''
-
-
-@pytest.fixture
-def fake_entry_points(tmp_path, monkeypatch, fresh_plugins):
-    """Install fake plugin modules and make them the only entry points kt-nnunet sees."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    entry_points = []
-
-    def add(name, arch="fake_net", hook="register_architectures", source=None):
-        module = f"fake_kt_plugin_{name}"
-        code = source if source is not None else PLUGIN_TEMPLATE.format(cls=f"Net_{name}", hook=hook, arch=arch)
-        (tmp_path / f"{module}.py").write_text(textwrap.dedent(code))
-        monkeypatch.delitem(sys.modules, module, raising=False)  # another test's module of the same name
-        entry_points.append(importlib.metadata.EntryPoint(name=name, value=module, group="kt_nnunet"))
-        fresh_plugins.reset()
-
-    monkeypatch.setattr(fresh_plugins, "_entry_points", lambda: list(entry_points))
-    return add
+from kt_nnunet.registry import DuplicateArchitectureError, UnknownArchitectureError, get_architecture
 
 
 def names(manager):
@@ -128,32 +91,138 @@ def test_duplicate_name_names_both_plugins(fake_entry_points, fresh_plugins):
         names(fresh_plugins)
 
 
-def test_plugin_that_fails_to_import_is_reported(fake_entry_points, fresh_plugins):
+def test_entry_point_plugin_records_its_distribution(fake_entry_points, fresh_plugins):
+    fake_entry_points("alpha", arch="alpha_net")
+    info = {p.name: p for p in fresh_plugins.plugin_infos()}
+    assert info["alpha"].as_dict()["distribution"] == "kt-nnunet-alpha" and info["alpha"].version == "1.0"
+    assert fresh_plugins.plugin_label("alpha") == "plugin 'alpha' (kt-nnunet-alpha 1.0)"
+    assert fresh_plugins.plugin_label("builtin").startswith("plugin 'builtin' (kt-nnunet ")
+
+
+def test_plugin_that_fails_to_import_is_reported_and_left_out(fake_entry_points, fresh_plugins):
+    fake_entry_points("alpha", arch="alpha_net")
     fake_entry_points("broken", source="import definitely_not_a_module_kt\n")
-    with pytest.raises(PluginLoadError,
-                       match=r"plugin 'broken'.*failed to import: ModuleNotFoundError.*definitely_not_a_module_kt"):
-        names(fresh_plugins)
+    with pytest.warns(KtNnunetWarning, match=r"plugin 'broken' \(kt-nnunet-broken 1.0\) failed to import .*"
+                                             r"ModuleNotFoundError.*definitely_not_a_module_kt.*left out"):
+        found = names(fresh_plugins)
+    assert found["alpha_net"] == "alpha" and found["unet"] == "builtin"
+    info = {p.name: p.as_dict() for p in fresh_plugins.plugin_infos()}
+    assert "definitely_not_a_module_kt" in info["broken"]["error"] and "error" not in info["alpha"]
+    with pytest.raises(UnknownArchitectureError, match=r"'broken_net'.*Left out because broken: plugin 'broken'"):
+        get_architecture("broken_net")
 
 
-def test_plugin_with_unknown_hook_fails_check_pending(fake_entry_points, fresh_plugins):
-    fake_entry_points("typo", hook="register_architecture")
-    with pytest.raises(PluginLoadError, match=r"'typo'.*register_architecture"):
-        names(fresh_plugins)
+def test_misspelled_hook_is_reported_and_not_listed_as_known(fake_entry_points, fresh_plugins):
+    fake_entry_points("alpha", arch="alpha_net")
+    fake_entry_points("typo", hook="register_architecture", arch="typo_net")
+    with pytest.warns(KtNnunetWarning) as caught:
+        found = names(fresh_plugins)
+    assert "alpha_net" in found and "typo_net" not in found
+    message = next(str(w.message) for w in caught if "'typo'" in str(w.message))
+    assert "implements 'register_architecture', which kt-nnunet does not define" in message
+    assert "did you mean 'register_architectures'" in message
+    assert message.split("known hooks: ")[1].startswith("register_architectures.")
+    assert "register_architecture," not in message.split("known hooks: ")[1]
 
 
-def test_cli_reports_plugin_errors_as_one_message(fake_entry_points, fresh_plugins):
+def test_hook_with_the_wrong_signature_is_reported_and_left_out(fake_entry_points, fresh_plugins):
+    fake_entry_points("alpha", arch="alpha_net")
+    fake_entry_points("badsig", source=PLUGIN_TEMPLATE.format(cls="Net_badsig", hook="register_architectures",
+                                                              arch="badsig_net").replace("(register):", "(reg):"))
+    with pytest.warns(KtNnunetWarning, match=r"plugin 'badsig' \(kt-nnunet-badsig 1.0\) could not be registered: "
+                                             r"PluginValidationError: .*'reg'") as caught:
+        found = names(fresh_plugins)
+    assert all("\n" not in str(w.message) for w in caught)
+    assert "alpha_net" in found and "badsig_net" not in found
+    assert not fresh_plugins.get_plugin_manager().has_plugin("badsig")
+
+
+def test_plugin_without_hookimpl_gets_a_warning(fake_entry_points, fresh_plugins):
+    source = PLUGIN_TEMPLATE.format(cls="Net_bare", hook="register_architectures", arch="bare_net").replace(
+        "@hookimpl\n", "")
+    fake_entry_points("bare", source=source)
+    with pytest.warns(KtNnunetWarning, match=r"plugin 'bare' \(kt-nnunet-bare 1.0\) implements no kt-nnunet hook: "
+                                             r"register_architectures is not decorated with @hookimpl"):
+        found = names(fresh_plugins)
+    assert "bare_net" not in found
+    info = {p.name: p.as_dict() for p in fresh_plugins.plugin_infos()}
+    assert info["bare"]["hooks"] == [] and "@hookimpl" in info["bare"]["warning"]
+
+
+def test_hook_that_raises_or_registers_junk_leaves_only_that_plugin_out(fake_entry_points, fresh_plugins):
+    fake_entry_points("alpha", arch="alpha_net")
+    fake_entry_points("raiser", source=(
+        "from kt_nnunet.plugins import hookimpl\n\n@hookimpl\ndef register_architectures(register):\n"
+        "    raise RuntimeError('no GPU here')\n"))
+    fake_entry_points("junk", source=(
+        "from kt_nnunet.plugins import hookimpl\n\n@hookimpl\ndef register_architectures(register):\n"
+        "    register('my_net')\n"))
+    with pytest.warns(KtNnunetWarning) as caught:
+        found = names(fresh_plugins)
+    assert "alpha_net" in found
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "plugin 'raiser' (kt-nnunet-raiser 1.0) failed in register_architectures: RuntimeError: no GPU here" \
+        in messages
+    assert "plugin 'junk' (kt-nnunet-junk 1.0) registered 'my_net', which is not an ArchitectureSpec" in messages
+
+
+def test_class_that_cannot_be_imported_by_its_path_is_left_out(fake_entry_points, fresh_plugins):
+    fake_entry_points("alpha", arch="alpha_net")
+    fake_entry_points("local", source=LOCAL_CLASS_PLUGIN)
+    with pytest.warns(KtNnunetWarning, match=r"architecture 'local_net' from plugin 'local' \(kt-nnunet-local 1.0\):"
+                                             r" network class .*<locals>.* is defined inside a function"):
+        found = names(fresh_plugins)
+    assert "alpha_net" in found and "local_net" not in found
+    with pytest.raises(UnknownArchitectureError, match=r"'local_net' from plugin 'local'.*cannot be used"):
+        get_architecture("local_net")
+
+
+def test_cli_lists_the_others_and_reports_each_broken_plugin_in_one_line(fake_entry_points, fresh_plugins):
+    fake_entry_points("alpha", arch="alpha_net")
     fake_entry_points("broken", source="raise RuntimeError('boom at import')\n")
+    fake_entry_points("strict", source=NO_KWARGS_PLUGIN)
+    fake_entry_points("local", source=LOCAL_CLASS_PLUGIN)
     result = CliRunner().invoke(main, ["architectures"])
-    assert result.exit_code == 1
-    assert "plugin 'broken'" in result.output and "boom at import" in result.output
-    assert "Traceback" not in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    listed = [line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip()][:-1]
+    assert {"alpha_net", "unet", "transunet"} <= set(listed) and not {"strict_net", "local_net"} & set(listed)
+    broken = [line for line in result.stderr.splitlines() if line]
+    assert len(broken) == 3 and all(line.startswith("broken: ") for line in broken), result.stderr
+    assert "plugin 'broken' (kt-nnunet-broken 1.0) failed to import" in broken[0] and "boom at import" in broken[0]
+    assert "'local_net' from plugin 'local' (kt-nnunet-local 1.0)" in broken[1]
+    assert ("architecture 'strict_net' from plugin 'strict' (kt-nnunet-strict 1.0) breaks nnU-Net's network contract"
+            in broken[2] and "unexpected keyword argument" in broken[2] and "**kwargs" in broken[2])
+
+    as_json = CliRunner().invoke(main, ["architectures", "--json"])
+    assert as_json.exit_code == 1 and "alpha_net" in {r["name"] for r in json.loads(as_json.stdout)}
+
+    fresh_plugins.reset()  # as in a new process: the warnings come when the plugins load
+    other_command = CliRunner().invoke(main, ["plugins"])
+    assert other_command.exit_code == 0
+    assert "warning: plugin 'broken' (kt-nnunet-broken 1.0) failed to import" in other_command.stderr
+    assert {p["name"]: "error" in p for p in json.loads(other_command.stdout)} == {
+        "builtin": False, "alpha": False, "broken": True, "local": False, "strict": False}
 
 
 def test_nothing_loads_at_import():
     code = ("import sys, kt_nnunet, kt_nnunet.cli; from kt_nnunet.plugins import manager; "
+            "from kt_nnunet import hookimpl, KtNnunetError; import kt_nnunet.testing, kt_nnunet.testing.pytest_plugin; "
             "print(manager._manager is None, 'torch' in sys.modules, 'kt_nnunet_segresnet' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False", "False"]
+
+
+def test_plugin_authors_names_are_exported_lazily():
+    import kt_nnunet
+    from kt_nnunet.architectures.spec import ArchitectureSpec
+    from kt_nnunet.errors import KtNnunetError
+    from kt_nnunet.plugins import hookimpl
+
+    assert (kt_nnunet.hookimpl, kt_nnunet.ArchitectureSpec, kt_nnunet.KtNnunetError) == \
+        (hookimpl, ArchitectureSpec, KtNnunetError)
+    assert {"hookimpl", "ArchitectureSpec", "KtNnunetError"} <= set(kt_nnunet.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'hookimpls'"):
+        kt_nnunet.hookimpls
 
 
 def test_third_party_package_is_found_only_through_its_entry_point(fresh_plugins, monkeypatch):

@@ -19,6 +19,22 @@ def parameter_count(spec: ArchitectureSpec, geometry: PlanGeometry = REFERENCE_2
     return sum(p.numel() for p in network.parameters())
 
 
+def broken_reason(spec: ArchitectureSpec):
+    """Why ``spec`` cannot be used, checked against nnU-Net's contract at the reference plan; None when it can."""
+    from kt_nnunet.errors import KtNnunetError, one_line
+    from kt_nnunet.plugins.manager import plugin_label
+    from kt_nnunet.registry import check_contract
+
+    geometry = REFERENCE_2D if 2 in spec.dims else REFERENCE_3D
+    try:
+        check_contract(spec, geometry, REFERENCE_INPUT_CHANNELS, REFERENCE_NUM_CLASSES)
+    except KtNnunetError as exc:
+        return str(exc)
+    except Exception as exc:  # a plugin's own divisibility or plan_kwargs function may raise anything
+        return f"architecture {spec.name!r} from {plugin_label(spec.plugin)}: {one_line(exc)}"
+    return None
+
+
 def describe(spec: ArchitectureSpec) -> dict:
     """The JSON record ``kt-nnunet architectures --json`` prints for one architecture."""
     return {

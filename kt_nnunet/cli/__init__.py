@@ -5,11 +5,12 @@ Subcommands are imported only when invoked, so ``kt-nnunet --help`` does not pay
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import click
 
 from kt_nnunet import __version__
-from kt_nnunet.errors import KtNnunetError, was_reported
+from kt_nnunet.errors import KtNnunetError, KtNnunetWarning, was_reported
 
 # name -> "module:attribute"; each module is one command family.
 COMMANDS = {
@@ -40,20 +41,33 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(module_name), attribute)
 
     def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except Exception as exc:
-            if was_reported(exc):
-                # The console showed the failing step, its error and its log's tail (the traceback is in the log).
-                raise SystemExit(1) from exc
-            if isinstance(exc, KtNnunetError):
-                # User errors are one message naming the file/key and the fix, never a traceback.
-                raise click.ClickException(str(exc)) from exc
-            raise
-        except KeyboardInterrupt as exc:
-            if was_reported(exc):
-                raise SystemExit(130) from exc
-            raise
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            try:
+                return super().invoke(ctx)
+            except Exception as exc:
+                if was_reported(exc):
+                    # The console showed the failing step, its error and its log's tail (the traceback is in the log).
+                    raise SystemExit(1) from exc
+                if isinstance(exc, KtNnunetError):
+                    # User errors are one message naming the file/key and the fix, never a traceback.
+                    raise click.ClickException(str(exc)) from exc
+                raise
+            except KeyboardInterrupt as exc:
+                if was_reported(exc):
+                    raise SystemExit(130) from exc
+                raise
+
+
+def _one_line_warnings(show_other):
+    # kt-nnunet's own warnings are for users: one line, without the source location Python adds.
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, KtNnunetWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            show_other(message, category, filename, lineno, file, line)
+
+    return show
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

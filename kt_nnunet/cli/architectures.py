@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import click
 
@@ -9,13 +10,29 @@ import click
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def architectures(as_json):
-    """List every registered architecture with its plugin, dims and parameter count."""
-    from kt_nnunet.architectures.reference import REFERENCE_2D, describe
-    from kt_nnunet.registry import list_architectures
+    """List every registered architecture with its plugin, dims and parameter count.
 
-    records = [describe(spec) for spec in list_architectures()]
+    Each is checked against nnU-Net's network contract at the reference plan first; a broken plugin or architecture
+    is reported in one line on stderr (and the exit status is 1) while the others are listed.
+    """
+    from kt_nnunet.architectures.reference import REFERENCE_2D, broken_reason, describe
+    from kt_nnunet.errors import KtNnunetWarning
+    from kt_nnunet.registry import list_architectures, problems
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KtNnunetWarning)  # reported below, once, with the rest
+        specs = list_architectures()
+        broken = problems()
+    records = []
+    for spec in specs:
+        reason = broken_reason(spec)
+        if reason is None:
+            records.append(describe(spec))
+        else:
+            broken.append(reason)
     if as_json:
         click.echo(json.dumps(records, indent=2))
+        _report_broken(broken)
         return
     click.echo(f"{'name':<16} {'plugin':<22} {'dims':<6} {'deep sup.':<9} {'params (2D ref)':>15}  description")
     for r in records:
@@ -25,6 +42,14 @@ def architectures(as_json):
                    f"{params:>15}  {r['description']}")
     click.echo(f"\n{len(records)} architectures; parameters for a {'x'.join(map(str, REFERENCE_2D.patch_size))} "
                f"2D plan with {REFERENCE_2D.n_stages} stages, 1 channel, 3 classes.")
+    _report_broken(broken)
+
+
+def _report_broken(broken: list[str]) -> None:
+    for line in broken:
+        click.echo(f"broken: {line}", err=True)
+    if broken:
+        raise SystemExit(1)
 
 
 @click.command()

@@ -38,5 +38,4 @@ def plan(dataset, architecture, configuration, arch_kwargs, tiny, num_processes,
     click.echo(f"train:   {planned.train_command()}")
     if budget or seed is not None:
         click.echo("         (nnUNetTrainerKTBudget needs nnUNet_extTrainer: eval \"$(kt-nnunet env)\")")
-    click.echo(f"predict: nnUNetv2_predict -i IMAGES -o OUT -d {planned.dataset_name} -c {planned.configuration} "
-               f"-p {planned.plans_name} -f 0 -device cpu")
+    click.echo(f"predict: {planned.predict_command()}")

@@ -361,3 +361,13 @@ def dataset_mismatches(model: TrainedModel, labels: dict, channel_names: dict, o
         problems.append(f"input channels differ: {ours} {len(channel_names)}, {theirs} "
                         f"{len(model.dataset_json['channel_names'])}")
     return problems
+
+
+def network_from_plans(class_path: str, arch_kwargs: dict, kw_requires_import, input_channels: int,
+                       output_channels: int, deep_supervision: bool = True) -> torch.nn.Module:
+    """The network nnU-Net's own ``get_network_from_plans`` builds from these plans entries (no allow-list:
+    for checking an architecture a plugin registers, not for plans from others)."""
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    return get_network_from_plans(class_path, arch_kwargs, list(kw_requires_import), input_channels, output_channels,
+                                  deep_supervision=deep_supervision)

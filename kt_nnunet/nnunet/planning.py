@@ -43,6 +43,12 @@ class PlannedArchitecture:
         return (f"nnUNetv2_train {self.dataset_name} {self.configuration} {fold} -p {self.plans_name} "
                 f"-tr {self.trainer} -device cpu")
 
+    def predict_command(self, images: str = "IMAGES", out: str = "OUT", fold: int = 0) -> str:
+        # -tr picks the model folder TRAINER__PLANS__CONFIG that train_command fills; without it nnU-Net looks in
+        # nnUNetTrainer__..., which does not exist when the budget trainer trained the model.
+        return (f"nnUNetv2_predict -i {images} -o {out} -d {self.dataset_name} -c {self.configuration} "
+                f"-p {self.plans_name} -tr {self.trainer} -f {fold} -device cpu")
+
 
 def dataset_name(dataset: str | int) -> str:
     """``501``, ``"501"`` or ``"Dataset501_Name"`` to the dataset folder name nnU-Net uses."""
@@ -222,6 +228,31 @@ def architecture_plans(plans: dict, configuration: str, spec, arch_kwargs_overri
     return new_plans
 
 
+def network_channels(plans: dict, configuration: str, dataset_json: dict) -> tuple[int, int]:
+    """``(input channels, output channels)`` nnU-Net builds the network of ``configuration`` with."""
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    manager = PlansManager(plans)
+    return (determine_num_input_channels(manager, configuration, dataset_json),
+            manager.get_label_manager(dataset_json).num_segmentation_heads)
+
+
+def check_planned_network(name: str, plans: dict, configuration: str, spec) -> None:
+    """The quick contract check of ``spec`` at the geometry, arch_kwargs and channel counts ``plans`` give it, so a
+    network nnU-Net cannot train fails here, naming the plugin and the rule, not at the first training step."""
+    from kt_nnunet.architectures.spec import PlanGeometry
+    from kt_nnunet.registry import check_contract
+
+    dataset_json = json.loads((preprocessed_folder() / name / "dataset.json").read_text())
+    config = plans["configurations"][configuration]
+    arch_kwargs = config["architecture"]["arch_kwargs"]
+    # The trainer's deep-supervision targets follow these strides; without them check_contract names that rule.
+    strides = arch_kwargs.get("strides") or [[1] * len(config["patch_size"])]
+    geometry = PlanGeometry.create(config["patch_size"], strides, arch_kwargs.get("kernel_sizes"))
+    check_contract(spec, geometry, *network_channels(plans, configuration, dataset_json), arch_kwargs=arch_kwargs)
+
+
 def write_architecture_plans(dataset: str | int, architecture: str, configuration: str = "2d",
                              arch_kwargs: Optional[dict] = None, tiny: bool = False, force: bool = False,
                              num_processes: int = 2, budget: Optional[dict] = None,
@@ -240,6 +271,7 @@ def write_architecture_plans(dataset: str | int, architecture: str, configuratio
     name = ensure_preprocessed(dataset, configuration, num_processes=num_processes)
     new_plans = architecture_plans(load_plans(name), configuration, spec, arch_kwargs, tiny=tiny, budget=budget,
                                    seed=seed)
+    check_planned_network(name, new_plans, configuration, spec)
     plans_file = write_plans_configuration(preprocessed_folder() / name / f"{new_plans['plans_name']}.json",
                                            new_plans, configuration, force=force)
     return PlannedArchitecture(name, configuration, new_plans["plans_name"], plans_file, spec.name,

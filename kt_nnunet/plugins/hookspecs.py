@@ -16,13 +16,12 @@ def register_architectures(register):
     and must meet nnU-Net's network contract (see ``docs/plugins.md``). Architecture names are global:
     registering a name another plugin already registered is an error naming both plugins.
 
-    Example::
+    Example, with ``MyNet`` your ``nn.Module`` class defined at the top level of an installed module::
 
-        from kt_nnunet import hookimpl
-        from kt_nnunet.architectures.spec import ArchitectureSpec
+        from kt_nnunet import ArchitectureSpec, hookimpl
 
         @hookimpl
         def register_architectures(register):
             register(ArchitectureSpec(name="my_net", network_class=MyNet, dims=(2, 3),
-                                      deep_supervision=False, description="..."))
+                                      deep_supervision=False, description="my network, one line"))
     """

@@ -1,0 +1,38 @@
+"""The conformance kit: nnU-Net's network contract checked on any registered architecture, for plugin authors' CI.
+
+As a pytest class (``tests/test_conformance.py`` of a plugin package)::
+
+    from kt_nnunet.testing import ArchitectureConformance
+
+    class TestMyNet(ArchitectureConformance):
+        architecture = "my_net"
+
+or as plain functions: ``check_architecture("my_net")`` runs every in-process check (build from plans in 2D
+and 3D, output shapes with deep supervision on and off, backward, state dicts, nnU-Net's own builder, the plan-time
+contract check), ``train_step("my_net", workdir)`` the tiny real ``kt-nnunet plan`` + ``nnUNetv2_train`` +
+``nnUNetv2_predict`` run. Importing this package loads neither torch nor pytest; each name loads its module.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "ArchitectureConformance": "kt_nnunet.testing.conformance",
+    "GEOMETRIES": "kt_nnunet.testing.checks",
+    "check_architecture": "kt_nnunet.testing.checks",
+    "check_plan_contract": "kt_nnunet.testing.checks",
+    "check_forward_backward": "kt_nnunet.testing.checks",
+    "check_state_dict": "kt_nnunet.testing.checks",
+    "check_nnunet_builds_the_same": "kt_nnunet.testing.checks",
+    "check_default_size": "kt_nnunet.testing.checks",
+    "train_step": "kt_nnunet.testing.training",
+    "TrainStepError": "kt_nnunet.testing.training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kt_nnunet.testing' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
