@@ -47,7 +47,8 @@ def transfer_plans(dataset: str | int, architecture: str, plans_prefix: str, con
                    settings: dict | None = None, force: bool = False, num_processes: int = 2,
                    seed: int | None = None) -> tuple[str, str]:
     """Plan/preprocess with nnU-Net if needed, write ``<prefix>_<arch>[_seed<S>].json``; ``(dataset, plans name)``."""
-    from kt_nnunet.nnunet.planning import architecture_plans, ensure_preprocessed, load_plans, seeded_plans_name
+    from kt_nnunet.nnunet.planning import (architecture_plans, check_planned_network, ensure_preprocessed, load_plans,
+                                           seeded_plans_name)
     from kt_nnunet.registry import get_architecture
 
     spec = get_architecture(architecture)
@@ -56,5 +57,6 @@ def transfer_plans(dataset: str | int, architecture: str, plans_prefix: str, con
                                seed=seed)
     plans["plans_name"] = seeded_plans_name(f"{plans_prefix}_{spec.name}", seed)
     plans["configurations"][configuration].update({k: v for k, v in (settings or {}).items() if v is not None})
+    check_planned_network(name, plans, configuration, spec)  # a student nnU-Net cannot train fails before training
     write_plans(name, plans, configuration, force=force)
     return name, plans["plans_name"]
