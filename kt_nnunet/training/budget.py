@@ -60,6 +60,8 @@ class nnUNetTrainerKTBudget(nnUNetTrainer):
     """nnUNetTrainer with ``num_epochs`` / iterations per epoch (and ``initial_lr``) from the plans' ``kt_budget``,
     seeded by the plans' ``kt_seed``."""
 
+    # nnU-Net records its constructor's arguments by reading this signature (inspect.signature + locals()), so an
+    # __init__ here must name nnU-Net's parameters; *args/**kwargs would break its checkpoint's init_args.
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
