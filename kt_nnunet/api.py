@@ -103,22 +103,17 @@ def _teachers(teachers) -> list:
 
 
 def _teacher_text(teacher) -> str:
-    """As the stage parsers read a teacher: ``DIR`` or ``DIR:FOLDS``; a trained result names its fold."""
+    """As the stage parsers read a teacher, ``DIR`` or ``DIR:FOLDS`` (a text, not a ``TeacherSpec``, so that a
+    stage's ``checkpoint`` option still applies); a trained result names its fold."""
     if isinstance(teacher, TrainedModelResult):
         return f"{teacher.model_folder}:{teacher.fold}"
     return str(teacher)
 
 
 def _teacher_folder(teacher) -> Path:
-    from kt_nnunet.nnunet.paths import under_results
+    from kt_nnunet.teachers.spec import TeacherSpec
 
-    if isinstance(teacher, TrainedModelResult):
-        return teacher.model_folder
-    text = str(teacher)
-    head, sep, tail = text.rpartition(":")
-    if sep and not Path(text).exists() and (tail == "all" or all(p.isdigit() for p in tail.split(","))):
-        text = head  # DIR:0,1
-    return under_results(text).absolute()
+    return teacher.model_folder if isinstance(teacher, TrainedModelResult) else TeacherSpec.parse(teacher).folder
 
 
 def _labelled_folder(value, argument: str):
@@ -157,12 +152,15 @@ def dataset_name_of(value, argument: str = "dataset") -> str:
 
 def _dataset_folder(value, argument: str) -> Path:
     """The folder of a dataset given by id, name or path (any folder, not only one in ``$nnUNet_raw``)."""
-    from kt_nnunet.nnunet.paths import raw_folder
+    from kt_nnunet.nnunet.paths import describe_folder, find_raw_dataset
+    from kt_nnunet.nnunet.raw_dataset import DatasetError
 
     value = _labelled_folder(value, argument)
-    if _is_path(value):
-        return Path(value).expanduser().absolute()
-    return raw_folder() / dataset_name_of(value, argument)
+    found = find_raw_dataset(value)
+    if found is None:
+        raise DatasetError(f"{argument}: {value} is no folder, and no dataset id or name in "
+                           f"{describe_folder('nnUNet_raw')}; give a dataset folder, id or DatasetNNN_Name")
+    return found.absolute()
 
 
 def _architecture_of(model_folder: Path) -> str:

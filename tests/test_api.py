@@ -27,6 +27,7 @@ def protocol_snippet() -> str:
     match = re.search(r"<!-- api:protocol -->\s*```python\n(.*?)```\s*<!-- /api:protocol -->", API_DOC.read_text(),
                       re.S)
     assert match, "docs/api.md lost its <!-- api:protocol --> python block"
+    assert API_DOC.read_text().count("```python") == 1, "docs/api.md has a Python block that no test runs"
     return match.group(1)
 
 
@@ -168,6 +169,13 @@ def test_the_wrong_kind_of_argument_is_one_error_line_before_any_work(nnunet_env
     message = str(caught.value)
     assert isinstance(caught.value, kt.KtNnunetError) and expected in message and "\n" not in message, message
     assert _tree(tmp_path) == before
+
+
+def test_a_test_set_that_does_not_exist_is_one_error_line(nnunet_env, teachers, tmp_path):
+    teacher = kt.TrainedModelResult(teachers["unet"], 0, "unet", "teacher")
+    with pytest.raises(kt.KtNnunetError, match=r"^test: 799 is no folder, and no dataset id or name in nnUNet_raw="):
+        kt.evaluate(teacher, 799, tmp_path / "evaluation")
+    assert not (tmp_path / "evaluation").exists()
 
 
 def test_cli_train_refuses_a_dataset_outside_nnunet_raw_in_one_line(nnunet_env, tmp_path):
