@@ -346,6 +346,8 @@ BROKEN_DATASETS = {
 COMMANDS = {
     "data check": lambda d, teacher: ["data", "check", str(d.folder)],
     "plan": lambda d, teacher: ["plan", str(d.id), "--arch", "light_unet", "--tiny", "-np", "1"],
+    "train": lambda d, teacher: ["train", str(d.id), "--arch", "light_unet", "--tiny", "--epochs", "1", "--iterations",
+                                 "1", "--val-iterations", "1", "--no-validate", "--device", "cpu", "-np", "1"],
     "label": lambda d, teacher: ["label", "--teacher", str(teacher), "--images", str(d.id), "--out",
                                  "Dataset899_Out", "--no-tta", "--no-progress"],
     "transfer": lambda d, teacher: ["transfer", "--teacher", str(teacher), "--dataset", str(d.id), "--arch",

@@ -19,6 +19,7 @@ COMMANDS = {
     "plan": "kt_nnunet.cli.plan:plan",
     "env": "kt_nnunet.cli.env:env",
     "data": "kt_nnunet.cli.data:data",
+    "train": "kt_nnunet.cli.train:train",
     "transfer": "kt_nnunet.cli.train:transfer",
     "finetune": "kt_nnunet.cli.train:finetune",
     "label": "kt_nnunet.cli.label:label",

@@ -1,4 +1,5 @@
-"""`kt-nnunet transfer` and `kt-nnunet finetune`: thin layers over ``kt_nnunet.training``."""
+"""`kt-nnunet train`, `kt-nnunet transfer` and `kt-nnunet finetune`: thin layers over ``kt_nnunet.train`` and
+``kt_nnunet.training``."""
 from __future__ import annotations
 
 import json
@@ -17,9 +18,60 @@ def _floats(value, name):
         raise click.BadParameter(f"expected comma-separated numbers, got {value!r}", param_hint=name)
 
 
+def _arch_kwargs(value):
+    try:
+        return json.loads(value) if value else None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--arch-kwargs")
+
+
 def _predict_hint(model_folder, fold) -> str:
     return (f"predict: nnUNetv2_predict_from_modelfolder -i IMAGES -o OUT -m {model_folder} -f {fold} -device cpu "
             "(stock nnU-Net; nnUNet_extTrainer not needed)")
+
+
+@click.command()
+@click.argument("dataset")
+@click.option("--arch", "architecture", required=True, help="Architecture to train (see `kt-nnunet architectures`).")
+@click.option("-c", "--configuration", default="2d", show_default=True, help="nnU-Net configuration.")
+@click.option("-f", "--fold", type=int, default=0, show_default=True, help="Fold to train.")
+@click.option("--tiny", is_flag=True, help="The architecture's tiny width (CPU tests, demos).")
+@click.option("--arch-kwargs", default=None, metavar="JSON", help="Architecture kwargs overriding its defaults.")
+@click.option("--epochs", type=int, default=None, help="Epochs (plans key kt_budget).")
+@click.option("--iterations", type=int, default=None, help="Training iterations per epoch.")
+@click.option("--val-iterations", type=int, default=None, help="Validation iterations per epoch.")
+@click.option("--seed", type=int, default=None,
+              help="Seed initialisation, patch sampling and augmentation (plans key kt_seed; plans name _seed<S>): "
+                   "the same seed repeats the run on this machine (single-threaded augmentation, the default).")
+@click.option("--force", is_flag=True, help="Retrain a finished fold from scratch; replace differing plans.")
+@click.option("--continue", "continue_training", is_flag=True, help="Resume the fold from its checkpoint.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, mps (auto: cuda if present).")
+@click.option("--no-validate", is_flag=True, help="Skip nnU-Net's final validation.")
+@click.option("--plan-only", is_flag=True, help="Write the plans and print the stock nnUNetv2_train command.")
+@click.option("-np", "--num-processes", default=2, show_default=True, help="Processes for nnU-Net preprocessing.")
+def train(dataset, architecture, configuration, fold, tiny, arch_kwargs, epochs, iterations, val_iterations, seed,
+          force, continue_training, device, no_validate, plan_only, num_processes):
+    """Train an architecture on the labelled DATASET (id, name or folder in nnUNet_raw), as a teacher is trained.
+
+    Plans DATASET for the architecture first (nnU-Net's planning and preprocessing, reused when done; then
+    ktPlans_<ARCH>.json with the budget and seed), then trains one fold with nnUNetTrainerKTBudget.
+    """
+    from kt_nnunet.api import train as run_train
+    from kt_nnunet.training.supervised import prepare_training
+
+    options = dict(configuration=configuration, tiny=tiny, arch_kwargs=_arch_kwargs(arch_kwargs), epochs=epochs,
+                   iterations=iterations, val_iterations=val_iterations, seed=seed, num_processes=num_processes)
+    if plan_only:
+        from kt_nnunet.api import dataset_name_of
+
+        plan = prepare_training(dataset_name_of(dataset), architecture, force=force, **options)
+        click.echo(f"plans:   {plan.plans_name} for {plan.dataset_name}")
+        click.echo(f"train:   {plan.train_command(fold)}   (needs nnUNet_extTrainer: eval \"$(kt-nnunet env)\")")
+        return
+    model = run_train(dataset, architecture, fold=fold, force=force, continue_training=continue_training,
+                      device=device, validate=not no_validate, **options)
+    click.echo(f"trained: {model.model_folder}/fold_{fold}")
+    click.echo(_predict_hint(model.model_folder, fold))
 
 
 @click.command()
@@ -63,10 +115,7 @@ def transfer(teachers, dataset, architecture, online, soft, temperature, alpha, 
     """Train a STUDENT architecture from teachers: offline (teacher-labelled dataset) or --online."""
     from kt_nnunet.training.transferring import prepare_transfer, transfer as run_transfer
 
-    try:
-        overrides = json.loads(arch_kwargs) if arch_kwargs else None
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--arch-kwargs")
+    overrides = _arch_kwargs(arch_kwargs)
     options = dict(temperature=temperature, alpha=alpha, fusion=fusion, weights=_floats(weights, "--weights"),
                    min_confidence=min_confidence, configuration=configuration, tiny=tiny, arch_kwargs=overrides,
                    epochs=epochs, iterations=iterations, val_iterations=val_iterations,

@@ -51,11 +51,6 @@ def _in_experiment_folders(method):
     return wrapper
 
 
-def _budget(budget) -> dict:
-    return {"num_epochs": budget.epochs, "num_iterations_per_epoch": budget.iterations_per_epoch,
-            "num_val_iterations_per_epoch": budget.val_iterations_per_epoch}
-
-
 def _family(step: Step) -> str:
     """Steps that take comparable time, for the console's estimate: every training is one family."""
     return "training" if isinstance(step, ModelStep) and not isinstance(step, UseTeacher) else step.kind
@@ -215,20 +210,16 @@ class ExperimentRunner:
                         configuration: Optional[str] = None) -> bool:
         """Plan ``dataset`` for the step's architecture and train it with the budget trainer, in ``configuration``
         (default: the experiment's)."""
-        from kt_nnunet.nnunet.planning import write_architecture_plans
-        from kt_nnunet.nnunet.training_api import train_fold
-        from kt_nnunet.training.budget import nnUNetTrainerKTBudget
+        from kt_nnunet.training.supervised import prepare_training, train_model
 
         cfg = self.config
-        configuration = configuration or cfg.configuration
-        planned = write_architecture_plans(dataset, step.architecture, configuration, dict(arch_kwargs) or None,
-                                           tiny=tiny, budget=_budget(budget), force=self.force, seed=step.seed,
-                                           num_processes=cfg.preprocessing_processes)
-        folder = model_folder_of(planned.dataset_name, nnUNetTrainerKTBudget.__name__, planned.plans_name,
-                                 configuration)
-        return self._train_or_reuse(step, folder, train_fold, trainer_class=nnUNetTrainerKTBudget,
-                                    dataset=planned.dataset_name, configuration=configuration,
-                                    plans_name=planned.plans_name, device=cfg.device)
+        settings = dict(configuration=configuration or cfg.configuration, arch_kwargs=dict(arch_kwargs) or None,
+                        tiny=tiny, epochs=budget.epochs, iterations=budget.iterations_per_epoch,
+                        val_iterations=budget.val_iterations_per_epoch, seed=step.seed,
+                        num_processes=cfg.preprocessing_processes)
+        plan = prepare_training(dataset, step.architecture, force=self.force, **settings)
+        return self._train_or_reuse(step, plan.model_folder(), train_model, dataset=plan.dataset_name,
+                                    architecture=step.architecture, device=cfg.device, **settings)
 
     def _train_teacher(self, step: TrainTeacher) -> bool:
         return self._plain_training(step, step.dataset.resolve(self.config.label).name, step.budget, step.tiny,

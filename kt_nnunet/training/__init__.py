@@ -1,5 +1,6 @@
 """Transfer and fine-tuning: nnU-Net trainer variants (small ``nnUNetTrainer`` subclasses, one seam each)
-and the Python API behind ``kt-nnunet transfer`` / ``kt-nnunet finetune``.
+and the Python API behind ``kt-nnunet train`` / ``transfer`` / ``finetune``: ``train_model`` (a model trained on a
+labelled dataset, as a teacher is; ``supervised.py``), ``transfer``, ``finetune``.
 
 | trainer | module | seam |
 | --- | --- | --- |
@@ -17,6 +18,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
+    "train_model": "kt_nnunet.training.supervised", "prepare_training": "kt_nnunet.training.supervised",
+    "TrainingPlan": "kt_nnunet.training.supervised",
     "transfer": "kt_nnunet.training.transferring", "prepare_transfer": "kt_nnunet.training.transferring",
     "TransferPlan": "kt_nnunet.training.transferring", "TransferError": "kt_nnunet.training.transferring",
     "finetune": "kt_nnunet.training.finetuning", "prepare_finetune": "kt_nnunet.training.finetuning",
