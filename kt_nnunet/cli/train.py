@@ -30,16 +30,26 @@ def _predict_hint(model_folder, fold) -> str:
             "(stock nnU-Net; nnUNet_extTrainer not needed)")
 
 
+def _model_options(command):
+    """The options every command that trains a model takes: configuration, fold, architecture width, budget."""
+    options = [
+        click.option("-c", "--configuration", default="2d", show_default=True, help="nnU-Net configuration."),
+        click.option("-f", "--fold", type=int, default=0, show_default=True, help="Fold to train."),
+        click.option("--tiny", is_flag=True, help="The architecture's tiny width (CPU tests, demos)."),
+        click.option("--arch-kwargs", default=None, metavar="JSON", help="Architecture kwargs overriding its defaults."),
+        click.option("--epochs", type=int, default=None, help="Epochs (plans key kt_budget)."),
+        click.option("--iterations", type=int, default=None, help="Training iterations per epoch."),
+        click.option("--val-iterations", type=int, default=None, help="Validation iterations per epoch."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command()
 @click.argument("dataset")
 @click.option("--arch", "architecture", required=True, help="Architecture to train (see `kt-nnunet architectures`).")
-@click.option("-c", "--configuration", default="2d", show_default=True, help="nnU-Net configuration.")
-@click.option("-f", "--fold", type=int, default=0, show_default=True, help="Fold to train.")
-@click.option("--tiny", is_flag=True, help="The architecture's tiny width (CPU tests, demos).")
-@click.option("--arch-kwargs", default=None, metavar="JSON", help="Architecture kwargs overriding its defaults.")
-@click.option("--epochs", type=int, default=None, help="Epochs (plans key kt_budget).")
-@click.option("--iterations", type=int, default=None, help="Training iterations per epoch.")
-@click.option("--val-iterations", type=int, default=None, help="Validation iterations per epoch.")
+@_model_options
 @click.option("--seed", type=int, default=None,
               help="Seed initialisation, patch sampling and augmentation (plans key kt_seed; plans name _seed<S>): "
                    "the same seed repeats the run on this machine (single-threaded augmentation, the default).")
@@ -86,13 +96,7 @@ def train(dataset, architecture, configuration, fold, tiny, arch_kwargs, epochs,
 @click.option("--fusion", type=click.Choice(FUSIONS), default="mean", show_default=True, help="Teacher fusion.")
 @click.option("--weights", default=None, metavar="W1,W2,..", help="Per-teacher weights for --fusion weighted.")
 @click.option("--min-confidence", type=float, default=None, help="Fused confidence below it -> ignore label.")
-@click.option("-c", "--configuration", default="2d", show_default=True, help="nnU-Net configuration.")
-@click.option("-f", "--fold", type=int, default=0, show_default=True, help="Fold to train.")
-@click.option("--tiny", is_flag=True, help="The architecture's tiny width (CPU tests, demos).")
-@click.option("--arch-kwargs", default=None, metavar="JSON", help="Architecture kwargs overriding its defaults.")
-@click.option("--epochs", type=int, default=None, help="Epochs (plans key kt_budget).")
-@click.option("--iterations", type=int, default=None, help="Training iterations per epoch.")
-@click.option("--val-iterations", type=int, default=None, help="Validation iterations per epoch.")
+@_model_options
 @click.option("--reference-labels", type=click.Path(exists=True, file_okay=False), default=None,
               help="Offline: labelled reference data; validation also reports real Dice against it.")
 @click.option("--reference-images", type=click.Path(exists=True, file_okay=False), default=None,

@@ -45,6 +45,13 @@ def augmentation_workers(num_workers: Optional[int]):
             os.environ["nnUNet_n_proc_DA"] = saved
 
 
+def check_fold_options(force: bool, continue_training: bool, error: type = TrainingError) -> None:
+    """``force`` and ``continue_training`` together are refused before any work (one silently won before)."""
+    if force and continue_training:
+        raise error("--force and --continue contradict each other (--force retrains the fold from scratch, "
+                    "--continue resumes it from its checkpoint); pass one of them")
+
+
 def augmentation_is_reproducible() -> bool:
     """True when nnU-Net will augment in the training process (``nnUNet_n_proc_DA=0``), in a fixed order."""
     from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA

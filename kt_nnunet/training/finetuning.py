@@ -179,11 +179,9 @@ def finetune(model_folder: str | Path, dataset: str | int, fold: int = 0, source
     resumes it. ``from_scratch`` trains the same network without the student's weights (the baseline).
     """
     from kt_nnunet.devices import parse_device
-    from kt_nnunet.nnunet.training_api import train_fold
+    from kt_nnunet.nnunet.training_api import check_fold_options, train_fold
 
-    if force and continue_training:
-        raise FinetuneError("--force and --continue contradict each other (--force retrains the fold from scratch, "
-                            "--continue resumes it from its checkpoint); pass one of them")
+    check_fold_options(force, continue_training, FinetuneError)
     parse_device(device)  # before preprocessing, which takes minutes
     plan = prepare_finetune(model_folder, dataset, source_fold, checkpoint, epochs, lr, iterations, val_iterations,
                             force=force, num_processes=num_processes, seed=seed, from_scratch=from_scratch)

@@ -61,11 +61,9 @@ def train_model(dataset: str | int, architecture: str, *, fold: int = 0, configu
     """Plan (``prepare_training``) and train one fold of ``architecture`` on the labelled ``dataset``; returns the
     model folder (``nnUNet_results/DatasetX/nnUNetTrainerKTBudget__ktPlans_<arch>__<configuration>``)."""
     from kt_nnunet.devices import parse_device
-    from kt_nnunet.nnunet.training_api import train_fold
+    from kt_nnunet.nnunet.training_api import check_fold_options, train_fold
 
-    if force and continue_training:
-        raise TrainingError("--force and --continue contradict each other (--force retrains the fold from scratch, "
-                            "--continue resumes it from its checkpoint); pass one of them")
+    check_fold_options(force, continue_training, TrainingError)
     parse_device(device)  # before planning, which takes minutes
     plan = prepare_training(dataset, architecture, configuration=configuration, arch_kwargs=arch_kwargs, tiny=tiny,
                             epochs=epochs, iterations=iterations, val_iterations=val_iterations, seed=seed,

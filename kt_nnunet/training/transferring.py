@@ -184,11 +184,9 @@ def transfer(teachers: Sequence, dataset: str | int, architecture: str, *, fold:
         are checked against the dataset's labels and used to label an unlabelled transferal set.
     """
     from kt_nnunet.devices import parse_device
-    from kt_nnunet.nnunet.training_api import train_fold
+    from kt_nnunet.nnunet.training_api import check_fold_options, train_fold
 
-    if force and continue_training:
-        raise TransferError("--force and --continue contradict each other (--force retrains the fold from scratch, "
-                            "--continue resumes it from its checkpoint); pass one of them")
+    check_fold_options(force, continue_training, TransferError)
     parse_device(device)  # before labelling and planning, which take minutes
     plan = prepare_transfer(teachers, dataset, architecture, online=online, soft=soft, force=force, device=device,
                             **options)
