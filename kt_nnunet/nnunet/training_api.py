@@ -140,13 +140,16 @@ def train_fold(trainer_class, dataset: str | int, configuration: str, fold: int,
         raise TrainingError("--continue resumes from the fold's own checkpoint; pretrained weights only start a "
                             "new training")
 
-    ensure_splits(dataset_name(dataset))
-    trainer = build_trainer(trainer_class, dataset, configuration, fold, plans_name, device, continue_training)
-    fold_folder = Path(trainer.output_folder)
-    finished = (fold_folder / "checkpoint_final.pth").is_file()
-    if finished and not (force or continue_training):
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+
+    name = dataset_name(dataset)
+    # Before the trainer exists: building it prints nnU-Net's banner, which a refusal should not come after.
+    fold_folder = Path(get_output_folder(name, trainer_class.__name__, plans_name, configuration, fold))
+    if (fold_folder / "checkpoint_final.pth").is_file() and not (force or continue_training):
         raise TrainingError(f"{fold_folder} already holds a finished training; pass --force to retrain it from "
                             "scratch (its checkpoints are replaced) or --continue to resume it")
+    ensure_splits(name)
+    trainer = build_trainer(trainer_class, dataset, configuration, fold, plans_name, device, continue_training)
     if force and not continue_training and fold_folder.is_dir():
         shutil.rmtree(fold_folder)
         fold_folder.mkdir(parents=True)
