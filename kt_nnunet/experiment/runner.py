@@ -25,7 +25,7 @@ from kt_nnunet.experiment.config import ExperimentConfig, load_config
 from kt_nnunet.experiment.steps import (Evaluate, Finetune, LabelTransferal, MakeFinetuneSubset, ModelStep, Report,
                                         Step, TimeInference, TrainBaseline, TrainStudent, TrainTeacher, UseTeacher,
                                         plan_steps, repeat_suffix)
-from kt_nnunet.nnunet.paths import nnunet_folders
+from kt_nnunet.nnunet.paths import nnunet_folder, nnunet_folders
 
 STATE_FILE = "state.json"
 RESULTS_FILE = "results.json"
@@ -62,7 +62,7 @@ def _finished(model_folder: Path, fold: int) -> bool:
 
 def model_folder_of(dataset_name: str, trainer: str, plans_name: str, configuration: str) -> Path:
     """Where nnU-Net puts a model: ``nnUNet_results/DatasetX/TRAINER__PLANS__CONFIG``."""
-    return Path(os.environ["nnUNet_results"]) / dataset_name / f"{trainer}__{plans_name}__{configuration}"
+    return nnunet_folder("nnUNet_results", create=False) / dataset_name / f"{trainer}__{plans_name}__{configuration}"
 
 
 class ExperimentRunner:
@@ -163,7 +163,7 @@ class ExperimentRunner:
         if isinstance(step, (LabelTransferal, MakeFinetuneSubset)):
             from kt_nnunet.labelling.output import PROVENANCE_FILE
 
-            dataset = Path(os.environ["nnUNet_raw"]) / f"Dataset{step.output_id:03d}_{step.output_name}"
+            dataset = nnunet_folder("nnUNet_raw", create=False) / f"Dataset{step.output_id:03d}_{step.output_name}"
             return (dataset / "dataset.json").is_file() and (
                 isinstance(step, MakeFinetuneSubset) or (dataset / PROVENANCE_FILE).is_file())
         if isinstance(step, Evaluate):
@@ -239,7 +239,7 @@ class ExperimentRunner:
         from kt_nnunet.labelling.api import label_dataset
 
         out = f"Dataset{step.output_id:03d}_{step.output_name}"
-        target = Path(os.environ["nnUNet_raw"]) / out
+        target = nnunet_folder("nnUNet_raw", create=False) / out
         existed = (target / "dataset.json").is_file()
         fusion = step.fusion
         result = label_dataset(self._teacher_folders(step.teachers, step.repeat),
@@ -276,7 +276,7 @@ class ExperimentRunner:
         from kt_nnunet.data.subset import make_subset
 
         out = f"Dataset{step.output_id:03d}_{step.output_name}"
-        target = Path(os.environ["nnUNet_raw"]) / out
+        target = nnunet_folder("nnUNet_raw", create=False) / out
         self.datasets[step.output_name] = out
         if (target / "dataset.json").is_file() and not self.force:
             recorded = json.loads((target / "dataset.json").read_text()).get("kt_nnunet", {})
@@ -377,14 +377,14 @@ def check_derived_datasets(config: ExperimentConfig, steps: list[Step]) -> None:
                                                    f"{derived[ref.dataset_id]} id {ref.dataset_id}, which {ref.key} "
                                                    f"({ref.as_json()}) has; {free}")
     for variable in NNUNET_FOLDERS:
-        root = Path(os.environ[variable])
+        root = nnunet_folder(variable, create=False)
         for dataset_id, name in derived.items():
             other = next((p for p in sorted(root.glob(f"Dataset{dataset_id:03d}_*")) if p.name != name), None)
             if other is not None:
                 raise ctx.error("derived_dataset_ids", f"{other} already has id {dataset_id}, which the derived "
                                                        f"dataset {name} needs (nnU-Net ids are unique); {free}, or "
                                                        "remove that dataset")
-    raw = Path(os.environ["nnUNet_raw"])
+    raw = nnunet_folder("nnUNet_raw", create=False)
     for name in derived.values():
         if (raw / name).exists() and not written_by_kt_nnunet(raw / name):
             raise ctx.error("derived_dataset_ids", f"{raw / name} exists but kt-nnunet did not write it, and the "
