@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -25,21 +24,19 @@ from kt_nnunet.experiment.config import ExperimentConfig, load_config
 from kt_nnunet.experiment.steps import (Evaluate, Finetune, LabelTransferal, MakeFinetuneSubset, ModelStep, Report,
                                         Step, TimeInference, TrainBaseline, TrainStudent, TrainTeacher, UseTeacher,
                                         plan_steps, repeat_suffix)
-from kt_nnunet.nnunet.paths import nnunet_folder, nnunet_folders
+from kt_nnunet.nnunet.paths import NNUNET_FOLDER_VARIABLES, folder_if_set, nnunet_folder, nnunet_folders
 
 STATE_FILE = "state.json"
 RESULTS_FILE = "results.json"
 TIMING_FILE = "inference_timing.json"
 UNFINISHED_SAVE_INTERVAL_S = 15.0  # how often a running step's seconds so far are saved (on an epoch or a case)
-NNUNET_FOLDERS = {"nnUNet_raw": "nnUNet_raw", "nnUNet_preprocessed": "nnUNet_preprocessed",
-                  "nnUNet_results": "nnUNet_results"}
 
 
 def experiment_folders(output: Path, override: bool = False) -> dict:
     """nnU-Net's folder variables for an experiment in ``output``: their values where set, else folders in
     ``output`` (all of them in ``output`` with ``override``)."""
-    return {variable: (str((output / folder).absolute()) if override or not os.environ.get(variable)
-                       else os.environ[variable]) for variable, folder in NNUNET_FOLDERS.items()}
+    return {variable: str(folder_if_set(variable) if folder_if_set(variable) and not override
+                          else (output / variable).absolute()) for variable in NNUNET_FOLDER_VARIABLES}
 
 
 def _in_experiment_folders(method):
@@ -376,7 +373,7 @@ def check_derived_datasets(config: ExperimentConfig, steps: list[Step]) -> None:
             raise ctx.error("derived_dataset_ids", f"{config.derived_dataset_ids} gives the derived dataset "
                                                    f"{derived[ref.dataset_id]} id {ref.dataset_id}, which {ref.key} "
                                                    f"({ref.as_json()}) has; {free}")
-    for variable in NNUNET_FOLDERS:
+    for variable in NNUNET_FOLDER_VARIABLES:
         root = nnunet_folder(variable, create=False)
         for dataset_id, name in derived.items():
             other = next((p for p in sorted(root.glob(f"Dataset{dataset_id:03d}_*")) if p.name != name), None)
