@@ -113,7 +113,7 @@ def _teacher_text(teacher) -> str:
 def _teacher_folder(teacher) -> Path:
     from kt_nnunet.teachers.spec import TeacherSpec
 
-    return teacher.model_folder if isinstance(teacher, TrainedModelResult) else TeacherSpec.parse(teacher).folder
+    return teacher.model_folder if isinstance(teacher, TrainedModelResult) else TeacherSpec.parse(teacher).path
 
 
 def _labelled_folder(value, argument: str):

@@ -121,7 +121,7 @@ def test_misspelled_hook_is_reported_and_not_listed_as_known(fake_entry_points, 
     message = next(str(w.message) for w in caught if "'typo'" in str(w.message))
     assert "implements 'register_architecture', which kt-nnunet does not define" in message
     assert "did you mean 'register_architectures'" in message
-    assert message.split("known hooks: ")[1].startswith("register_architectures.")
+    assert message.split("known hooks: ")[1].startswith("register_architectures, register_teacher_loaders.")
     assert "register_architecture," not in message.split("known hooks: ")[1]
 
 

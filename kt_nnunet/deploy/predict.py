@@ -55,7 +55,7 @@ def load_predictor(model: str | Path, *, folds: Optional[Sequence[int]] = None,
     import torch
 
     from kt_nnunet.nnunet.lean_predictor import LeanPredictor, usable_cores
-    from kt_nnunet.nnunet.model_folder import TrainedModel, load_trained_model
+    from kt_nnunet.nnunet.model_folder import load_trained_model
 
     threads = threads or usable_cores()
     torch_device = torch.device(device)
@@ -64,26 +64,10 @@ def load_predictor(model: str | Path, *, folds: Optional[Sequence[int]] = None,
         trained = load_trained_model(path, folds, checkpoint)
         networks, backend = trained.load_fold_networks(torch_device), "torch"
     else:
-        from kt_nnunet.deploy.runtime import OnnxNetwork, load_torchscript
-        from kt_nnunet.deploy.sidecar import read_sidecar
+        from kt_nnunet.nnunet.exported_model import load_exported_model
 
-        sidecar = read_sidecar(path)
-        base = Path(sidecar["_path"]).parent
-        chosen = [str(f) for f in (folds if folds is not None else sidecar["folds"])]
-        missing = [f for f in chosen if f not in sidecar["networks"]]
-        if missing:
-            raise ModelFolderError(f"{sidecar['_path']} holds folds {sidecar['folds']}, not fold {missing[0]}; "
-                                   "export that fold or choose another with --folds")
-        backend = sidecar["network_format"]
-        if backend != "torchscript" and torch_device.type != "cpu":
-            raise ModelFolderError(f"{sidecar['_path']}: ONNX models run on the CPU here; use --device cpu or "
-                                   "predict from the model folder")
-        load = OnnxNetwork if backend == "onnx" else load_torchscript
-        networks = [load(base / sidecar["networks"][f], threads) for f in chosen]
-        mirroring = sidecar["inference_allowed_mirroring_axes"]
-        trained = TrainedModel(base, sidecar["plans"], sidecar["dataset_json"], sidecar["configuration"],
-                               tuple(int(f) for f in chosen), sidecar["source"].get("checkpoint", ""),
-                               sidecar["trainer_name"], tuple(mirroring) if mirroring is not None else None, [])
+        exported = load_exported_model(path, folds, threads, torch_device)
+        trained, networks, backend = exported.model, exported.networks, exported.backend
     if trained.configuration_manager.previous_stage_name is not None:
         raise ModelFolderError(f"{path} is a cascade stage ({trained.configuration}); kt-nnunet predict does not "
                                "feed previous-stage segmentations. Use nnUNetv2_predict -prev_stage_predictions")

@@ -29,11 +29,12 @@ from kt_nnunet.teachers.fusion import FUSION_METHODS, make_fusion
 from kt_nnunet.labelling.images import (TransferalImages, check_channel_files, check_channels_read,
                                         resolve_images)
 from kt_nnunet.labelling.output import PROBABILITIES_DIR, PROVENANCE_FILE, LabelledDatasetWriter
+from kt_nnunet.teachers.base import TeacherOptions
 from kt_nnunet.teachers.compatibility import check_same_inputs
 from kt_nnunet.teachers.labels import parse_label_map, reconcile_labels
-from kt_nnunet.teachers.loading import load_teachers
+from kt_nnunet.teachers.loading import open_teachers
 from kt_nnunet.teachers.spec import TeacherSpec
-from kt_nnunet.nnunet.inference import (TeacherInference, default_reader_writer_name, write_segmentation)
+from kt_nnunet.nnunet.inference import default_reader_writer_name, reader_writer_class, write_segmentation
 from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT
 from kt_nnunet.nnunet.raw_dataset import check_file_complete, read_images, write_dataset_json
 
@@ -104,6 +105,8 @@ class Labeller:
             raise LabellingError(f"--step-size {tile_step_size} must be in (0, 1] (a fraction of the patch size)")
         device = _device(device)
         self.specs = [TeacherSpec.parse(t, checkpoint) for t in teachers]
+        if not self.specs:
+            raise LabellingError("no teacher given; pass --teacher MODEL_FOLDER (or KIND:PATH) at least once")
         if weights is not None:
             weights = [float(w) for w in weights]
             if len(weights) != len(self.specs) or any(w < 0 for w in weights) or sum(weights) <= 0:
@@ -113,56 +116,62 @@ class Labeller:
             make_fusion(fusion, max(len(self.specs), 1), weights)  # argument checks only
         except ValueError as exc:
             raise LabellingError(str(exc)) from exc
-        self.models = load_teachers(self.specs)
-        self.num_channels, self.reader_name = check_same_inputs(self.models)
+        self.tta, self.tile_step_size, self.device = bool(tta), float(tile_step_size), device
+        self.teachers = open_teachers(self.specs, TeacherOptions(device, self.tta, self.tile_step_size))
+        self.num_channels, self.reader_name = check_same_inputs(self.teachers)
         self.label_map = parse_label_map(label_map)
-        self.reconciliation = reconcile_labels(self.models, self.label_map)
+        self.reconciliation = reconcile_labels(self.teachers, self.label_map)
         self.labels = dict(self.reconciliation.labels)
         self.num_classes = len(self.labels)
         self.ignore_label = self.num_classes if min_confidence is not None else None
         if self.ignore_label is not None:
             self.labels["ignore"] = self.ignore_label
         self.fusion, self.weights, self.min_confidence = fusion, weights, min_confidence
-        self.tta, self.tile_step_size, self.device = bool(tta), float(tile_step_size), _device(device)
-        self.inferences = [TeacherInference(m, self.device, self.tta, self.tile_step_size) for m in self.models]
-        self.reader_writer = self.inferences[0].reader_writer
+        hard = [t.name for t in self.teachers if t.hard_labels]
+        if hard and fusion in ("mean", "weighted"):
+            import warnings
+
+            from kt_nnunet.errors import KtNnunetWarning
+
+            warnings.warn(f"teacher(s) {', '.join(hard)} give label maps, not probabilities: {fusion} fusion takes "
+                          "them as one-hot probabilities (fully confident), so they outweigh teachers with soft "
+                          "outputs; --fusion majority or staple treats every teacher's labels alike",
+                          KtNnunetWarning, stacklevel=2)
+        self.reader_writer = reader_writer_class(self.reader_name) if self.reader_name else None
 
     # ------------------------------------------------------------------ descriptions
     def teacher_description(self) -> str:
-        return f"channel_names {self.models[0].dataset_json['channel_names']} of {self.models[0].folder}"
+        first = next(t for t in self.teachers if t.channel_names is not None)
+        return f"channel_names {first.channel_names} of {first.name}"
+
+    @property
+    def channel_names(self) -> Optional[dict]:
+        return next((t.channel_names for t in self.teachers if t.channel_names is not None), None)
 
     def settings(self, images: TransferalImages, save_probabilities: bool) -> dict:
         """Everything that determines the output; a run resumes only a run with equal settings."""
         return {"format": 1,
-                "teachers": [{"model_folder": str(m.folder.absolute()), "configuration": m.configuration,
-                              "folds": list(m.folds), "checkpoint": m.checkpoint_name,
-                              "checkpoint_sha256": m.checkpoint_sha256} for m in self.models],
+                "teachers": [t.fingerprint() for t in self.teachers],
                 "fusion": self.fusion, "weights": self.weights, "min_confidence": self.min_confidence,
                 "tta": self.tta, "tile_step_size": self.tile_step_size, "label_map": self.label_map,
                 "save_probabilities": bool(save_probabilities),
                 "images": {"folder": str(images.folder), "cases": sorted(images.cases)}}
 
     def teacher_provenance(self) -> list:
-        out = []
-        for model, mapping in zip(self.models, self.reconciliation.provenance()):
-            cm = model.configuration_manager
-            out.append({**model.provenance(), "labels": model.dataset_json["labels"],
-                        "channel_names": model.dataset_json["channel_names"],
-                        "normalization_schemes": list(cm.normalization_schemes), "spacing": list(cm.spacing),
-                        "patch_size": list(cm.patch_size), "image_reader_writer": model.plans["image_reader_writer"],
-                        "class_to_output_label": mapping})
-        return out
+        return [{**teacher.provenance(), "class_to_output_label": mapping}
+                for teacher, mapping in zip(self.teachers, self.reconciliation.provenance())]
 
     # ------------------------------------------------------------------ one image
-    def label_image(self, image: np.ndarray, properties: dict):
+    def label_image(self, image: np.ndarray, properties: dict, case: str = ""):
         """All teachers on one image (as the teachers' reader returns it), fused: ``(FusedLabels, soft)``.
 
-        ``soft`` is the fused probability map (for majority vote: the mean teacher probabilities).
+        ``soft`` is the fused probability map (for majority vote: the mean teacher probabilities). ``case``
+        names the image for teachers that look their outputs up (a predictions folder).
         """
-        fusion = make_fusion(self.fusion, len(self.inferences), self.weights, self.min_confidence,
+        fusion = make_fusion(self.fusion, len(self.teachers), self.weights, self.min_confidence,
                              self.ignore_label)
-        for index, inference in enumerate(self.inferences):
-            probabilities = torch.from_numpy(inference.probabilities(image, properties))
+        for index, teacher in enumerate(self.teachers):
+            probabilities = torch.from_numpy(teacher.probabilities(case, image, properties))
             fusion.add(self.reconciliation.to_output(index, probabilities))
             del probabilities
         fused = fusion.result()
@@ -171,7 +180,7 @@ class Labeller:
 
     @property
     def forward_seconds(self) -> float:
-        return sum(i.forward_seconds for i in self.inferences)
+        return sum(t.forward_seconds for t in self.teachers)
 
     # ------------------------------------------------------------------ a whole set
     def run(self, images, out, *, save_probabilities: bool = False, num_parts: int = 1, part_id: int = 0,
@@ -184,7 +193,15 @@ class Labeller:
         target = resolve_output(out)
         if target in (transferal.source, transferal.folder) or transferal.folder.is_relative_to(target):
             raise LabellingError(f"--out {target} is the transferal image folder itself; choose a new dataset")
-        check_channel_files(transferal, self.num_channels, self.teacher_description())
+        if self.num_channels is not None:
+            check_channel_files(transferal, self.num_channels, self.teacher_description())
+        if self.reader_writer is None:  # no teacher names a reader (predictions folders): nnU-Net's for the files
+            first = next(iter(transferal.cases.values()))[0]
+            self.reader_name = default_reader_writer_name(transferal.file_ending, first)
+            self.reader_writer = reader_writer_class(self.reader_name)
+        for teacher in self.teachers:
+            teacher.use_image_reader(self.reader_writer)
+            teacher.check_cases(transferal.cases)
         for files in transferal.cases.values():  # a cut-short file fails now, not after other cases were written
             for file in files:
                 check_file_complete(file)
@@ -253,8 +270,9 @@ class Labeller:
             announce(CASE, done=done, total=len(cases))
             files = transferal.files_of(case)
             image, properties = read_images(files, reader=self.reader_writer)
-            check_channels_read(files, image.shape[0], self.num_channels, self.teacher_description())
-            fused, soft = self.label_image(image, properties)
+            if self.num_channels is not None:
+                check_channels_read(files, image.shape[0], self.num_channels, self.teacher_description())
+            fused, soft = self.label_image(image, properties, case)
             del image
             segmentation = fused.labels.numpy().astype(dtype)
             for channel, source in enumerate(files):
@@ -283,11 +301,12 @@ class Labeller:
             example = writer.label_path(first)
             if default_reader_writer_name(transferal.file_ending, example) != self.reader_name:
                 extra["overwrite_image_reader_writer"] = self.reader_name
-        channel_names = self.models[0].dataset_json["channel_names"]
+        channel_names = self.channel_names or (transferal.dataset_json or {}).get("channel_names") or {
+            str(c): f"channel{c}" for c in range(len(next(iter(transferal.cases.values()))))}
         write_dataset_json(
             folder, channel_names, self.labels, len(records), transferal.file_ending,
             dataset_name=writer.target.name,
-            description=f"{transferal.source.name} labelled by {len(self.models)} teacher(s) with kt-nnunet "
+            description=f"{transferal.source.name} labelled by {len(self.teachers)} teacher(s) with kt-nnunet "
                         f"({self.fusion} fusion)",
             converted_by="kt-nnunet label",
             kt_nnunet={"role": "transferal", "labelled": True, "labelled_by": "kt-nnunet label",

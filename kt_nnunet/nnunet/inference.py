@@ -1,6 +1,7 @@
 """Teacher inference on raw images with nnU-Net's own preprocessing, prediction and export geometry.
 
-One ``TeacherInference`` per trained model folder. ``probabilities(image, properties)`` takes an image as
+One ``TeacherInference`` per trained model folder, or per exported network (its ``TrainedModel`` from the
+sidecar, its networks ONNX Runtime or TorchScript callables). ``probabilities(image, properties)`` takes an image as
 nnU-Net's reader returns it (``(C, *spatial)`` plus properties) and returns the softmax output in that
 image's original geometry, computed exactly as ``nnUNetv2_predict --save_probabilities`` does:
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from kt_nnunet.errors import KtNnunetError
-from kt_nnunet.nnunet.model_folder import TrainedModel, make_predictor
+from kt_nnunet.nnunet.model_folder import TrainedModel, make_predictor, predictor_for_network
 
 
 class TeacherNotSupportedError(KtNnunetError):
@@ -58,7 +59,7 @@ class TeacherInference:
     """A loaded teacher: its predictor, its preprocessor, and timing of the bare network passes."""
 
     def __init__(self, model: TrainedModel, device: torch.device = torch.device("cpu"), use_mirroring: bool = True,
-                 tile_step_size: float = 0.5):
+                 tile_step_size: float = 0.5, networks: Optional[list] = None):
         if model.label_manager.has_regions:
             raise TeacherNotSupportedError(
                 f"{model.folder} is trained on regions (dataset.json 'regions_class_order'); its sigmoid outputs "
@@ -69,8 +70,15 @@ class TeacherInference:
                 "segmentation; use the 3d_fullres or 2d configuration of that dataset as teacher instead.")
         self.model = model
         self.device = device
+        self.networks = networks  # exported networks: fold callables instead of state dicts
         with contextlib.redirect_stdout(io.StringIO()):  # "perform_everything_on_device ... cuda" notice
-            self.predictor = make_predictor(model, device, use_mirroring, tile_step_size)
+            if networks is None:
+                self.predictor = make_predictor(model, device, use_mirroring, tile_step_size)
+            else:
+                self.predictor = predictor_for_network(
+                    networks[0], model.plans_manager, model.configuration_manager, [], model.dataset_json,
+                    model.trainer_name, model.mirroring_axes, device=device, use_mirroring=use_mirroring,
+                    tile_step_size=tile_step_size)
         self.preprocessor = model.configuration_manager.preprocessor_class(verbose=False)
         self.forward_seconds = 0.0  # time spent in the sliding-window network passes only
         self._weights_loaded = False
@@ -100,7 +108,9 @@ class TeacherInference:
         """Sliding-window logits on the preprocessed grid (all folds, TTA as configured)."""
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            if len(self.model.state_dicts) == 1:
+            if self.networks is not None:
+                logits = self._predict_exported(data)
+            elif len(self.model.state_dicts) == 1:
                 logits = self._predict_single_fold(data)
             else:  # nnU-Net loads each fold's weights into the network and averages the logits
                 logits = self.predictor.predict_logits_from_preprocessed_data(data).cpu()
@@ -120,6 +130,24 @@ class TeacherInference:
         torch.set_num_threads(min(default_num_processes, threads))
         try:
             return self.predictor.predict_sliding_window_return_logits(data).to("cpu")
+        finally:
+            torch.set_num_threads(threads)
+
+    @torch.inference_mode()
+    def _predict_exported(self, data: torch.Tensor) -> torch.Tensor:
+        """``predict_logits_from_preprocessed_data`` with one callable per fold instead of one state dict per fold
+        (the same summation order and division, so a fold's logits equal its model folder's)."""
+        from nnunetv2.configuration import default_num_processes
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(min(default_num_processes, threads))
+        try:
+            logits = None
+            for network in self.networks:
+                self.predictor.network = network
+                fold_logits = self.predictor.predict_sliding_window_return_logits(data).to("cpu")
+                logits = fold_logits if logits is None else logits + fold_logits
+            return logits / len(self.networks) if len(self.networks) > 1 else logits
         finally:
             torch.set_num_threads(threads)
 

@@ -9,7 +9,7 @@ statistics such as CT, those statistics); otherwise offline mode (each teacher's
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -23,24 +23,26 @@ OFFLINE_HINT = ("Online teachers see batches preprocessed with the student's pla
                 "(`kt-nnunet label`) and trains on the result.")
 
 
-def check_same_inputs(models: Sequence[TrainedModel]) -> tuple[int, str]:
-    """Teachers labelling one image set: their shared number of input channels and image reader name."""
-    channels = [m.num_input_channels for m in models]
-    for i, n in enumerate(channels[1:], start=1):
-        if n != channels[0]:
+def check_same_inputs(teachers: Sequence) -> tuple[Optional[int], Optional[str]]:
+    """Teachers labelling one image set (:class:`~kt_nnunet.teachers.base.Teacher`): their shared number of input
+    channels and image reader name; None for either when no teacher states it (e.g. only predictions folders)."""
+    stating = [(i, t) for i, t in enumerate(teachers) if t.num_input_channels is not None]
+    for i, teacher in stating[1:]:
+        j, first = stating[0]
+        if teacher.num_input_channels != first.num_input_channels:
             raise TeacherMismatchError(
-                f"teacher {i} ({models[i].folder}) takes {n} input channel(s) "
-                f"{models[i].dataset_json['channel_names']} but teacher 0 ({models[0].folder}) takes {channels[0]} "
-                f"{models[0].dataset_json['channel_names']}; teachers labelling one image set must take the same "
-                "channels")
-    readers = [m.plans["image_reader_writer"] for m in models]
-    for i, name in enumerate(readers[1:], start=1):
-        if name != readers[0]:
+                f"teacher {i} ({teacher.name}) takes {teacher.num_input_channels} input channel(s) "
+                f"{teacher.channel_names} but teacher {j} ({first.name}) takes {first.num_input_channels} "
+                f"{first.channel_names}; teachers labelling one image set must take the same channels")
+    reading = [(i, t) for i, t in enumerate(teachers) if t.reader_name is not None]
+    for i, teacher in reading[1:]:
+        j, first = reading[0]
+        if teacher.reader_name != first.reader_name:
             raise TeacherMismatchError(
-                f"teacher {i} ({models[i].folder}) reads images with {name} but teacher 0 with {readers[0]}; these "
-                "readers return different axis orders, so their outputs cannot be fused. Use teachers trained with "
-                "the same image_reader_writer (plans.json)")
-    return channels[0], readers[0]
+                f"teacher {i} ({teacher.name}) reads images with {teacher.reader_name} but teacher {j} "
+                f"({first.name}) with {first.reader_name}; these readers return different axis orders, so their "
+                "outputs cannot be fused. Use teachers trained with the same image_reader_writer (plans.json)")
+    return (stating[0][1].num_input_channels if stating else None), (reading[0][1].reader_name if reading else None)
 
 
 def label_differences(student_dataset_json: dict, teacher: TrainedModel) -> list:

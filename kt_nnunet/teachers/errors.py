@@ -19,3 +19,11 @@ class TeacherSettingsError(TeacherError):
 
 class LabelMapError(TeacherError):
     """A ``--label-map`` is malformed or does not reconcile the teachers."""
+
+
+class TeacherKindError(TeacherError):
+    """A teacher's kind is unknown, cannot be told from its path, or two plugins register one kind name."""
+
+
+class PredictionsFolderError(TeacherError):
+    """A predictions-folder teacher lacks a case, its labels, or has a file that does not fit its image."""

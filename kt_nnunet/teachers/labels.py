@@ -18,14 +18,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from kt_nnunet.nnunet.model_folder import TrainedModel
-from kt_nnunet.nnunet.raw_dataset import labels_without_ignore
 from kt_nnunet.teachers.errors import LabelMapError, TeacherMismatchError
-
-
-def output_labels_of(model: TrainedModel) -> dict:
-    """``{name: value}`` of the classes the network predicts (dataset.json labels without ``ignore``)."""
-    return labels_without_ignore(model.labels)
 
 
 def _class_names(labels: dict) -> list[str]:
@@ -74,44 +67,45 @@ def parse_label_map(value) -> Optional[dict]:
     return parsed
 
 
-def reconcile_labels(models: Sequence[TrainedModel], label_map: Optional[dict] = None) -> LabelReconciliation:
-    """Check the teachers' label sets; with ``label_map``, build the class mapping onto the output labels."""
-    teacher_labels = [output_labels_of(m) for m in models]
+def reconcile_labels(teachers: Sequence, label_map: Optional[dict] = None) -> LabelReconciliation:
+    """Check the teachers' label sets (each teacher's ``labels``, named by its ``name``); with ``label_map``,
+    build the class mapping onto the output labels."""
+    teacher_labels = [dict(t.labels) for t in teachers]
     if not label_map:
         for i, labels in enumerate(teacher_labels[1:], start=1):
             if labels != teacher_labels[0]:
                 raise TeacherMismatchError(
-                    f"teacher {i} ({models[i].folder}) has labels {labels} but teacher 0 ({models[0].folder}) has "
+                    f"teacher {i} ({teachers[i].name}) has labels {labels} but teacher 0 ({teachers[0].name}) has "
                     f"{teacher_labels[0]}; teachers must share one label set, or pass --label-map to reconcile "
                     f"them, e.g. '{{\"{i}\": {{\"<teacher {i} label>\": \"<teacher 0 label>\"}}}}'")
-        return LabelReconciliation(dict(teacher_labels[0]), [None] * len(models))
+        return LabelReconciliation(dict(teacher_labels[0]), [None] * len(teachers))
 
     label_map = dict(label_map)
     output = label_map.pop("labels", None)
     output = {str(k): int(v) for k, v in (output or teacher_labels[0]).items()}
     _check_consecutive(output, "--label-map 'labels'")
     for key in label_map:
-        if not (str(key).isdigit() and int(key) < len(models)):
-            raise LabelMapError(f"--label-map key {key!r} is not a teacher index (0..{len(models) - 1}, in --teacher "
+        if not (str(key).isdigit() and int(key) < len(teachers)):
+            raise LabelMapError(f"--label-map key {key!r} is not a teacher index (0..{len(teachers) - 1}, in --teacher "
                                 "order) nor 'labels'")
     indices = []
-    for i, (model, labels) in enumerate(zip(models, teacher_labels)):
+    for i, (teacher, labels) in enumerate(zip(teachers, teacher_labels)):
         mapping = label_map.get(str(i), label_map.get(i, {})) or {}
         unknown = sorted(set(mapping) - set(labels))
         if unknown:
-            raise LabelMapError(f"--label-map maps {unknown} of teacher {i} ({model.folder}), which has no such "
+            raise LabelMapError(f"--label-map maps {unknown} of teacher {i} ({teacher.name}), which has no such "
                                 f"label; its labels are {sorted(labels)}")
         targets = []
         for name in _class_names(labels):
             target = mapping.get(name, name)
             if target not in output:
-                raise LabelMapError(f"teacher {i} ({model.folder}) label {name!r} maps to {target!r}, which is not "
+                raise LabelMapError(f"teacher {i} ({teacher.name}) label {name!r} maps to {target!r}, which is not "
                                     f"an output label {sorted(output)}; map it in --label-map "
                                     f"('{{\"{i}\": {{\"{name}\": \"<output label>\"}}}}')")
             targets.append(output[target])
         missing = sorted(n for n, v in output.items() if v not in targets)
         if missing:
-            raise LabelMapError(f"teacher {i} ({model.folder}) predicts nothing that maps to output label(s) "
+            raise LabelMapError(f"teacher {i} ({teacher.name}) predicts nothing that maps to output label(s) "
                                 f"{missing}; every teacher must cover every output label (map one of its labels "
                                 "there, or leave the label out of 'labels')")
         identity = targets == list(range(len(targets))) and len(targets) == len(output)

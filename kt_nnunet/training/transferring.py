@@ -35,7 +35,7 @@ from kt_nnunet.training.plans import transfer_plans
 from kt_nnunet.teachers.compatibility import check_online_teachers, check_student_dataset
 from kt_nnunet.teachers.errors import TeacherSettingsError
 from kt_nnunet.teachers.loading import load_teacher
-from kt_nnunet.teachers.spec import TeacherSpec
+from kt_nnunet.teachers.spec import MODEL_FOLDER_KIND, TeacherSpec
 from kt_nnunet.training.online_settings import ONLINE_KEY, OnlineSettings
 
 
@@ -138,7 +138,9 @@ def prepare_transfer(teachers: Sequence, dataset: str | int, architecture: str, 
         labelled = _label_first(specs, name, labelled_out, fusion, weights, min_confidence, device, force,
                                 save_probabilities=soft and not online)
         name = labelled.name
-    models = [load_teacher(spec) for spec in specs]  # weights_only=True, allow-list
+    # Online teachers must be model folders (load_teacher says so); offline, only model folders are checked
+    # against the student's dataset here, the other kinds were checked when they labelled it.
+    models = [load_teacher(spec) for spec in specs if online or spec.kind == MODEL_FOLDER_KIND]
     check_student_dataset(name, _raw_dataset_json(name), models)
     budget = {k: v for k, v in {"num_epochs": epochs, "num_iterations_per_epoch": iterations,
                                 "num_val_iterations_per_epoch": val_iterations}.items() if v is not None}
