@@ -128,7 +128,7 @@ class Labeller:
             self.labels["ignore"] = self.ignore_label
         self.fusion, self.weights, self.min_confidence = fusion, weights, min_confidence
         hard = [t.name for t in self.teachers if t.hard_labels]
-        if hard and fusion in ("mean", "weighted"):
+        if hard and len(hard) < len(self.teachers) and fusion in ("mean", "weighted"):
             import warnings
 
             from kt_nnunet.errors import KtNnunetWarning

@@ -39,7 +39,7 @@ def sidecar_of(path: str | Path) -> Path:
     if path.suffix == ".json":
         return path
     if path.is_dir():
-        found = [p for p in sorted(path.glob("*.json")) if _is_sidecar(p)]
+        found = [p for p in sorted(path.glob("*.json")) if is_sidecar(p)]
         if len(found) != 1:
             raise ExportedModelError(f"{path} holds {len(found)} kt-nnunet export sidecars; pass the .json or the "
                                      "network file itself")
@@ -51,7 +51,8 @@ def sidecar_of(path: str | Path) -> Path:
     return own
 
 
-def _is_sidecar(path: Path) -> bool:
+def is_sidecar(path: Path) -> bool:
+    """Whether ``path`` is a JSON file of one of the sidecar kinds (readable or not otherwise)."""
     try:
         return json.loads(path.read_text()).get("kind") in SIDECAR_KINDS
     except (OSError, ValueError, AttributeError):

@@ -70,7 +70,7 @@ def _claims_model_folder(path: Path) -> bool:
 
 
 def _exported_format(path: Path) -> Optional[str]:
-    from kt_nnunet.nnunet.exported_sidecar import ExportedModelError, read_sidecar
+    from kt_nnunet.nnunet.exported_sidecar import ExportedModelError, is_sidecar, read_sidecar, sidecar_of
 
     if path.is_file() and path.suffix not in (".onnx", ".pt", ".ts", ".json"):
         return None
@@ -78,7 +78,12 @@ def _exported_format(path: Path) -> Optional[str]:
         return None
     try:
         return read_sidecar(path).get("network_format")
-    except (ExportedModelError, OSError, ValueError, KeyError, AttributeError, TypeError):
+    except ExportedModelError:
+        # A file whose sidecar is there but wrong was meant as an exported network: that problem is the error.
+        if path.is_file() and is_sidecar(sidecar_of(path)):
+            raise
+        return None
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
         return None
 
 
