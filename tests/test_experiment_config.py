@@ -195,7 +195,7 @@ def test_defaults_toml_and_external_teachers(tmp_path, nnunet_env):
     steps = config.steps()
     external = next(s for s in steps if isinstance(s, UseTeacher))
     assert external.model == "ext" and external.folds == (0, 1)
-    assert external.model_folder == (tmp_path / "models" / "teacher").resolve()
+    assert external.path == (tmp_path / "models" / "teacher").resolve()
     with pytest.raises(ExperimentConfigError, match=r"^exp\.toml: source: dataset 'Dataset501_Tiny'"):
         config.check_inputs()  # nnUNet_raw has no such dataset
 

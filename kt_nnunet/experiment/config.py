@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.experiment.schema import Context, ExperimentConfigError, Section, join_key
 
 MODES = ("single_teacher", "multi_teacher", "kt_finetune", "finetune_only")
@@ -87,7 +88,8 @@ class Budget:
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """A teacher trained here (``architecture`` + ``source``) or an existing model folder."""
+    """A teacher trained here (``architecture`` + ``source``) or an existing one of any kind (``path``: a model
+    folder, an exported network, a predictions folder, ...; ``kind`` None: found from the path)."""
 
     name: str
     architecture: Optional[str] = None
@@ -95,14 +97,32 @@ class TeacherConfig:
     budget: Optional[Budget] = None
     tiny: bool = False
     arch_kwargs: dict = field(default_factory=dict)
-    model_folder: Optional[Path] = None
+    path: Optional[Path] = None
     folds: Optional[tuple[int, ...]] = None
     checkpoint: str = "checkpoint_final.pth"
     configuration: Optional[str] = None  # a trained-here teacher's own nnU-Net configuration (default: the top one)
+    kind: Optional[str] = None
+    sidecar: Optional[Path] = None
+    given_by: str = "model_folder"       # the config key that gave ``path`` (for messages)
 
     @property
     def trained_here(self) -> bool:
-        return self.model_folder is None
+        return self.path is None
+
+    @property
+    def model_folder(self) -> Optional[Path]:
+        """An existing teacher's nnU-Net model folder (None for a teacher of another kind)."""
+        return self.path if self.kind == "nnunet" else None
+
+    def spec(self):
+        """The :class:`~kt_nnunet.teachers.spec.TeacherSpec` of an existing teacher (its kind found if not given)."""
+        from dataclasses import replace
+
+        from kt_nnunet.teachers.spec import TeacherSpec
+
+        text = f"{self.kind}:{self.path}" if self.kind else str(self.path)
+        spec = TeacherSpec.parse(text, self.checkpoint, sidecar=self.sidecar)
+        return replace(spec, folds=self.folds) if self.folds is not None else spec
 
 
 @dataclass(frozen=True)
@@ -213,12 +233,21 @@ class ExperimentConfig:
         if self.finetune is not None:
             self._check_finetune_cases(found[self.finetune.dataset.key])
         for index, teacher in enumerate(self.teachers):
-            if teacher.model_folder is not None:
-                key = f"teachers[{index}].model_folder"
-                if not (teacher.model_folder / "plans.json").is_file():
-                    raise Context(self.label).error(key, f"{teacher.model_folder} is not a trained model folder "
-                                                         "(no plans.json); give nnUNet_results/DatasetX/TR__PLANS__CFG")
-                found[key] = teacher.model_folder
+            if teacher.trained_here:
+                continue
+            key = f"teachers[{index}].{teacher.given_by}"
+            if teacher.kind == "nnunet" and not (teacher.path / "plans.json").is_file():
+                raise Context(self.label).error(key, f"{teacher.path} is not a trained model folder "
+                                                     "(no plans.json); give nnUNet_results/DatasetX/TR__PLANS__CFG")
+            try:
+                spec = teacher.spec()
+            except KtNnunetError as exc:
+                raise Context(self.label).error(key, str(exc)) from exc
+            if self.transfer.mode == "online" and spec.kind != "nnunet":
+                raise Context(self.label).error(key, f"is a {spec.kind} teacher; online transfer runs the teachers' "
+                                                     "networks inside the student's training and needs nnU-Net model "
+                                                     "folders. Use `transfer: {mode: offline}`")
+            found[key] = teacher.path
         return found
 
     def _check_finetune_cases(self, folder: Path) -> None:

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from kt_nnunet.errors import closest
+from kt_nnunet.errors import KtNnunetError, closest
 from kt_nnunet.experiment.config import (
     MODES,
     NAME_HELP,
@@ -125,40 +125,38 @@ CONFIGURATION_PATTERN = r"[23]d\w*"
 CONFIGURATION_HELP = "an nnU-Net configuration such as 2d, 3d_fullres or 3d_lowres"
 
 
+# An existing teacher is given by one of these keys: the kind it names (None: found from the path, or `kind`).
+GIVEN_TEACHER_KEYS = {"model_folder": "nnunet", "onnx": "onnx", "torchscript": "torchscript",
+                      "predictions": "predictions", "path": None}
+GIVEN_TEACHER_HELP = "an existing teacher (`model_folder`, `onnx`, `torchscript`, `predictions`, or `path` with any kind)"
+
+
 def parse_teachers(top: Section, ctx: Context, base_dir: Path, budget: Budget, sources: tuple,
                    configuration: str) -> tuple:
     items = top.sequence("teachers")
     if not items:
         raise top.error("teachers", "needs at least one teacher")
-    allowed = ("name", "architecture", "source", "budget", "tiny", "arch_kwargs", "model_folder", "folds", "checkpoint",
-               "configuration")
+    allowed = ("name", "architecture", "source", "budget", "tiny", "arch_kwargs", "folds", "checkpoint",
+               "configuration", "kind", "sidecar", *GIVEN_TEACHER_KEYS)
     teachers = []
     for index, item in enumerate(items):
         key = join_key("teachers", index)
         if isinstance(item, str):  # shorthand, as for students: `teachers: [nnunet_plain, unet]`
             item = {"architecture": item}
         sub = Section(item, key, ctx, allowed)
-        if sub.has("architecture") == sub.has("model_folder"):
-            raise ctx.error(key, "give either `architecture` (a teacher trained here on `source`) or `model_folder` "
-                                 "(an already trained nnU-Net model folder), not both" if sub.has("architecture")
-                            else "needs `architecture` (a teacher trained here on `source`) or `model_folder` "
-                                 "(an already trained nnU-Net model folder)")
-        if sub.has("model_folder"):
-            for trained_only in ("source", "budget", "tiny", "arch_kwargs", "configuration"):
-                if sub.has(trained_only):
-                    raise sub.error(trained_only, "only applies to teachers trained here (with `architecture`), "
-                                                  "not to a `model_folder`")
-            folder = resolve_path(sub.string("model_folder"), base_dir)
-            folds = sub.sequence("folds", None, allow_single=True)
-            folds = None if folds is None else tuple(check_integer(f, join_key(sub.key_of("folds"), i), ctx, 0)
-                                                     for i, f in enumerate(folds))
-            default_name = f"teacher_{len(teachers)}"
-            teachers.append(TeacherConfig(
-                name=sub.string("name", default_name, pattern=NAME_PATTERN, pattern_help=NAME_HELP),
-                model_folder=folder, folds=folds,
-                checkpoint=sub.string("checkpoint", "checkpoint_final.pth", pattern=r"[\w.\-]+\.pth",
-                                      pattern_help="a checkpoint file name such as checkpoint_final.pth")))
+        given = [k for k in GIVEN_TEACHER_KEYS if sub.has(k)]
+        if sub.has("architecture") == bool(given):
+            raise ctx.error(key, f"give either `architecture` (a teacher trained here on `source`) or {GIVEN_TEACHER_HELP}"
+                                 ", not both" if sub.has("architecture")
+                            else f"needs `architecture` (a teacher trained here on `source`) or {GIVEN_TEACHER_HELP}")
+        if len(given) > 1:
+            raise ctx.error(key, f"gives both `{given[0]}` and `{given[1]}`; an existing teacher is given by one of them")
+        if given:
+            teachers.append(_given_teacher(sub, given[0], base_dir, len(teachers)))
             continue
+        for given_only in ("kind", "sidecar"):
+            if sub.has(given_only):
+                raise sub.error(given_only, "only applies to an existing teacher (`path`, `onnx`, `torchscript`)")
         own = sub.string("configuration", configuration, pattern=CONFIGURATION_PATTERN, pattern_help=CONFIGURATION_HELP)
         architecture = parse_architecture(sub, "architecture", 2 if own.startswith("2d") else 3)
         if sub.has("source"):
@@ -176,6 +174,42 @@ def parse_teachers(top: Section, ctx: Context, base_dir: Path, budget: Budget, s
             tiny=sub.boolean("tiny", False), arch_kwargs=parse_arch_kwargs(sub, architecture),
             configuration=None if own == configuration else own))
     return tuple(teachers)
+
+
+def _given_teacher(sub: Section, key: str, base_dir: Path, index: int) -> TeacherConfig:
+    """An already trained or exported teacher, or a folder of predictions, used as given in every repeat."""
+    for trained_only in ("source", "budget", "tiny", "arch_kwargs", "configuration"):
+        if sub.has(trained_only):
+            raise sub.error(trained_only, f"only applies to teachers trained here (with `architecture`), not to "
+                                          f"`{key}`")
+    kind = GIVEN_TEACHER_KEYS[key]
+    if sub.has("kind") and key != "path":
+        raise sub.error("kind", f"is given by `{key}` itself; `kind` goes with `path`")
+    if key == "path" and sub.has("kind"):
+        kind = sub.string("kind", pattern=r"[a-z][a-z0-9_\-]*", pattern_help="a teacher kind name such as onnx")
+    if sub.has("sidecar") and key not in ("onnx", "torchscript", "path"):
+        raise sub.error("sidecar", "describes an exported network; it goes with `onnx`, `torchscript` or `path`")
+    if sub.has("checkpoint") and key not in ("model_folder", "path"):
+        raise sub.error("checkpoint", "names a model folder's checkpoint file; it goes with `model_folder`")
+    folds = sub.sequence("folds", None, allow_single=True)
+    if folds is not None and key == "predictions":
+        raise sub.error("folds", "does not apply to a predictions folder")
+    folds = None if folds is None else tuple(check_integer(f, join_key(sub.key_of("folds"), i), sub.ctx, 0)
+                                             for i, f in enumerate(folds))
+    path = resolve_path(sub.string(key), base_dir)
+    if kind is None and path.exists():  # the steps differ by kind (only networks are scored on the test set)
+        from kt_nnunet.teachers.kinds import detect_kind
+
+        try:
+            kind = detect_kind(path).name
+        except KtNnunetError:
+            kind = None  # the late input checks say what is wrong with it
+    return TeacherConfig(
+        name=sub.string("name", f"teacher_{index}", pattern=NAME_PATTERN, pattern_help=NAME_HELP),
+        path=path, kind=kind, given_by=key, folds=folds,
+        sidecar=resolve_path(sub.string("sidecar"), base_dir) if sub.has("sidecar") else None,
+        checkpoint=sub.string("checkpoint", "checkpoint_final.pth", pattern=r"[\w.\-]+\.pth",
+                              pattern_help="a checkpoint file name such as checkpoint_final.pth"))
 
 
 def parse_students(top: Section, ctx: Context, budget: Budget, dim: int) -> tuple:
@@ -226,6 +260,12 @@ def parse_transfer(top: Section, ctx: Context, teachers: tuple) -> TransferConfi
         return TransferConfig()
     sub = Section(top.raw("transfer"), "transfer", ctx, ("mode", "soft", "temperature", "alpha"))
     mode = sub.choice("mode", TRANSFER_MODES, "offline")
+    other_kinds = [i for i, t in enumerate(teachers) if t.kind not in (None, "nnunet")]
+    if mode == "online" and other_kinds:
+        i = other_kinds[0]
+        raise sub.error("mode", f"online transfer runs the teachers' networks inside the student's training, so they "
+                                f"must be nnU-Net model folders; teachers[{i}] is a {teachers[i].kind} teacher. Use "
+                                "`mode: offline` (the teachers label the transferal images first)")
     own = [i for i, t in enumerate(teachers) if t.configuration is not None]
     if mode == "online" and own:
         raise sub.error("mode", f"online transfer runs the teachers on the student's own batches, so they need the "

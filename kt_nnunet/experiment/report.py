@@ -20,6 +20,7 @@ from kt_nnunet.experiment.plots import (
 )
 from kt_nnunet.experiment.results import RESULTS_FILE, load_results, validate_results
 from kt_nnunet.experiment.tables import (
+    Table,
     claim_rows,
     comparison_rows,
     labelling_rows,
@@ -152,6 +153,14 @@ def report_sections(results: dict) -> list:
             "confidence: the fused probability of the chosen label; weights (reliability fusion): each "
             "teacher's weight, estimated from the teachers alone (no labels), averaged over the images."],
             key="labelling"))
+    unscored = results.get("unscored_teachers") or []
+    if unscored:
+        table = Table(["teacher", "kind", "path"])
+        table.rows.extend([t["name"], t["kind"], t["path"]] for t in unscored)
+        sections.append(Section("Teachers not scored on the test set", table, [
+            "These teachers labelled the transferal images but have no test-set score: a predictions folder holds "
+            "only the transferal cases, and an exported network has no model folder to evaluate. Claims against "
+            "\"the best teacher\" are not made for students that learnt from them."], key="unscored_teachers"))
     sections.append(Section("IoU and HD95 per class", per_class_rows(results), [
         "Mean ± sd over repeats." if repeated(results) else "Mean ± sd over test cases.",
         "HD95 penalised / both empty: counts of the first repeat's cases."], key="per_class"))

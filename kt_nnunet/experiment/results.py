@@ -72,7 +72,8 @@ def compare_models(models: Sequence[dict]) -> list[dict]:
         teachers = [by_name[t] for t in model.get("teachers") or [] if t in by_name]
         if model["role"] == "student" and len(teachers) == 1:
             out.append(_pair("student_vs_teacher", model, teachers[0]))
-        elif model["role"] == "multi_teacher_student" and teachers:
+        elif model["role"] == "multi_teacher_student" and teachers and len(teachers) == len(model["teachers"]):
+            # with an unscored teacher (an exported network, a predictions folder) the best one is unknown
             best = max(teachers, key=lambda t: -1.0 if t.get("dice_mean") is None else t["dice_mean"])
             out.append(_pair("multi_teacher_vs_best_teacher", model, best))
         elif model["role"] == "kt_finetune":
@@ -137,14 +138,15 @@ def combine_repeats(records: Sequence[dict]) -> list[dict]:
 def build_results(models: Sequence[ModelEvaluation | dict], *, config: Any = None, test_set: Optional[dict] = None,
                   timings: Optional[dict] = None, name: Optional[str] = None,
                   output_folder: Optional[str | Path] = None, inference_timing: Optional[dict] = None,
-                  labelling: Optional[Sequence[dict]] = None) -> dict:
+                  labelling: Optional[Sequence[dict]] = None, unscored_teachers: Sequence[dict] = ()) -> dict:
     """The results.json document; ``config`` is an ``ExperimentConfig`` or a plain dict (echoed as is).
 
     ``models`` are per-repeat evaluations (``extra.repeat`` tells the repeat; absent means 0), combined per
     model name. ``inference_timing`` (``kt_nnunet.experiment.timing``) replaces each timed model's
     ``seconds_per_case`` with the interleaved measurement. ``labelling`` lists each teacher-labelled
     dataset's summary (fusion, mean teacher agreement, confidence and, for reliability fusion, the mean
-    teacher weights).
+    teacher weights). ``unscored_teachers`` (``name``, ``kind``, ``path``) are teachers that labelled but
+    are not evaluated on the test set.
     """
     from kt_nnunet.experiment.claims import evaluate_claims
 
@@ -171,7 +173,7 @@ def build_results(models: Sequence[ModelEvaluation | dict], *, config: Any = Non
                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "versions": collect_versions(), "config": config_echo, "test_set": test_set, "labels": labels,
                "timings": timings, "inference_timing": inference_timing, "labelling": list(labelling or []),
-               "models": records}
+               "models": records, "unscored_teachers": [dict(t) for t in unscored_teachers]}
     results["comparisons"] = compare_models(records)
     results["claims"] = evaluate_claims(records, results["comparisons"])
     return clean_json(results)

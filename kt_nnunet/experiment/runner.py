@@ -73,6 +73,7 @@ class ExperimentRunner:
         self.state_path = self.output / STATE_FILE
         self.state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {"steps": {}}
         self.models: dict[tuple[str, int], Path] = {}   # (model name, repeat) -> model folder
+        self.given_teachers: dict = {}           # (teacher name, 0) -> TeacherSpec of an existing teacher
         self.datasets: dict[str, str] = {}       # derived dataset output_name -> DatasetNNN_Name
         self.evaluations: dict[tuple[str, int], object] = {}
         self.inference_timing: dict = {}
@@ -223,14 +224,22 @@ class ExperimentRunner:
                                     step.arch_kwargs, step.configuration)
 
     def _use_teacher(self, step: UseTeacher) -> bool:
-        from kt_nnunet.nnunet.model_folder import load_trained_model
+        from kt_nnunet.teachers.base import TeacherOptions
+        from kt_nnunet.teachers.loading import open_teacher
 
-        load_trained_model(step.model_folder, step.folds, step.checkpoint)  # refuses unsafe or broken folders
-        self._remember_model(step, step.model_folder)
+        teacher = self.config.teacher(step.model)
+        spec = teacher.spec()
+        open_teacher(spec, TeacherOptions())  # refuses unsafe, broken or unreadable teachers now, not when labelling
+        self.given_teachers[step.key] = spec
+        if spec.kind == "nnunet":
+            self._remember_model(step, spec.path)
+        else:
+            self.state["steps"].setdefault(step.name, {})["teacher"] = str(spec)
         return True
 
-    def _teacher_folders(self, names, repeat: int) -> list[str]:
-        return [str(self.model_folder(name, repeat)) for name in names]
+    def _teachers_of(self, names, repeat: int) -> list:
+        """The teachers as labelling and transfer take them: model folders, or the spec of a given teacher."""
+        return [self.given_teachers.get((name, 0)) or str(self.model_folder(name, repeat)) for name in names]
 
     def _label(self, step: LabelTransferal) -> bool:
         from kt_nnunet.labelling.api import label_dataset
@@ -239,7 +248,7 @@ class ExperimentRunner:
         target = nnunet_folder("nnUNet_raw", create=False) / out
         existed = (target / "dataset.json").is_file()
         fusion = step.fusion
-        result = label_dataset(self._teacher_folders(step.teachers, step.repeat),
+        result = label_dataset(self._teachers_of(step.teachers, step.repeat),
                                step.dataset.resolve(self.config.label), out, fusion=fusion.method,
                                weights=fusion.weights, min_confidence=fusion.min_confidence, tta=fusion.tta,
                                device=self.config.device, force=self.force, progress=False,
@@ -262,7 +271,7 @@ class ExperimentRunner:
                        iterations=step.budget.iterations_per_epoch,
                        val_iterations=step.budget.val_iterations_per_epoch, device=cfg.device, seed=step.seed,
                        num_processes=cfg.preprocessing_processes)
-        teachers = self._teacher_folders(step.teachers, step.repeat)
+        teachers = self._teachers_of(step.teachers, step.repeat)
         dataset = self.datasets[step.labelled_dataset]
         plan = prepare_transfer(teachers, dataset, step.architecture, force=self.force, **options)
         folder = model_folder_of(plan.dataset_name, plan.trainer, plan.plans_name, plan.configuration)
@@ -343,11 +352,15 @@ class ExperimentRunner:
         evaluations = [self.evaluations[(s.model, s.repeat)] for s in self.steps if isinstance(s, Evaluate)]
         test_set = {"dataset": str(cfg.test.dataset.resolve(cfg.label)), "split": cfg.test.split,
                     "num_cases": len(evaluations[0].cases) if evaluations else None}
+        unscored = [{"name": s.model, "kind": self.given_teachers[s.key].kind,
+                     "path": str(self.given_teachers[s.key].path)}
+                    for s in self.steps if isinstance(s, UseTeacher) and not s.scored and s.key in self.given_teachers]
         results = build_results(evaluations, config=cfg, test_set=test_set,
                                 timings=timings, name=cfg.name, output_folder=self.output,
                                 inference_timing=self.inference_timing,
                                 labelling=[self.labelling[s.name] for s in self.steps
-                                           if isinstance(s, LabelTransferal) and s.name in self.labelling])
+                                           if isinstance(s, LabelTransferal) and s.name in self.labelling],
+                                unscored_teachers=unscored)
         write_results(results, self.output / RESULTS_FILE)
         write_report(results, self.output, overlay_cases=cfg.evaluation.overlay_cases)
         return False

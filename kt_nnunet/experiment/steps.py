@@ -6,8 +6,10 @@ names are stable too and key the results (all repeats of a model share its name)
 
 With ``repeats: N`` every step is planned N times, repeat ``k`` with seed ``seed + k``: its teachers, its
 teacher labels, its students (which learn from repeat ``k``'s teachers, so each chain stays paired), its
-fine-tune subset (cases chosen with ``seed + k``) and its fine-tuned and baseline models. Teachers given
-as ``model_folder`` are used in every repeat but evaluated once. Derived datasets get fixed ids from
+fine-tune subset (cases chosen with ``seed + k``) and its fine-tuned and baseline models. Existing teachers
+(``model_folder``, ``onnx``, ...) are used in every repeat; model folders are evaluated once, teachers of
+other kinds not at all (a predictions folder has nothing for the test set; an exported network has no model
+folder to score). Derived datasets get fixed ids from
 ``derived_dataset_ids``: repeat ``k`` starts at ``start + k * (len(teachers) + 2)``; within it teacher
 ``i``'s labels are ``+ i``, the multi-teacher labels ``+ len(teachers)``, the fine-tune subset
 ``+ len(teachers) + 1``. So switching modes on or off, or raising ``repeats``, never renumbers a dataset.
@@ -56,11 +58,18 @@ class ModelStep(Step):
 
 @dataclass(frozen=True)
 class UseTeacher(ModelStep):
-    """An existing teacher model folder; a runner only checks it loads."""
+    """An existing teacher of any kind (``kind`` None: found from ``path``); a runner only checks it opens."""
 
-    model_folder: Optional[Path] = None
+    path: Optional[Path] = None
     folds: Optional[tuple[int, ...]] = None
     checkpoint: str = "checkpoint_final.pth"
+    kind: Optional[str] = None
+    sidecar: Optional[Path] = None
+
+    @property
+    def scored(self) -> bool:
+        """Whether it is evaluated on the test set: only nnU-Net model folders are."""
+        return self.kind in (None, "nnunet")
 
 
 @dataclass(frozen=True)
@@ -198,11 +207,14 @@ def _repeat_steps(config: ExperimentConfig, repeat: int) -> list[Step]:
                                 budget=teacher.budget, tiny=teacher.tiny, arch_kwargs=teacher.arch_kwargs,
                                 configuration=teacher.configuration)
             add_model(step)
-        else:  # an existing model: the same in every repeat, loaded and evaluated once
+        else:  # an existing teacher: the same in every repeat, loaded (and a model folder evaluated) once
             step = UseTeacher(f"use_teacher:{teacher.name}", (), teacher.name, "teacher", None, (), 0, None,
-                              model_folder=teacher.model_folder, folds=teacher.folds, checkpoint=teacher.checkpoint)
-            if repeat == 0:
+                              path=teacher.path, folds=teacher.folds, checkpoint=teacher.checkpoint,
+                              kind=teacher.kind, sidecar=teacher.sidecar)
+            if repeat == 0 and step.scored:
                 add_model(step)
+            elif repeat == 0:
+                steps.append(step)
         teacher_step[teacher.name] = step.name
 
     n = len(config.teachers)
