@@ -292,3 +292,51 @@ def test_a_path_two_kinds_claim_is_refused_as_ambiguous(fake_entry_points, stock
     with pytest.raises(TeacherKindError, match=r"kind 'greedy' from plugin 'greedy' returned NoneType"):
         label_dataset([f"greedy:{stock_predictions}"], transferal, tmp_path / "Dataset888_Ambiguous",
                       progress=False)
+
+
+EXPERIMENT = """
+name: kinds
+output: {output}
+budget: {{epochs: 1, iterations_per_epoch: 3, val_iterations_per_epoch: 1}}
+transferal: {transferal}
+test: {{dataset: {test}, split: test}}
+teachers:
+  - {{model_folder: {folder}, name: folder_teacher}}
+  - {{onnx: {onnx}, name: exported_teacher}}
+  - {{predictions: {predictions}, name: predicted_teacher}}
+students:
+  - {{architecture: light_unet, tiny: true}}
+modes: [multi_teacher]
+evaluation: {{mirroring: false, warmup: false, overlay_cases: 0}}
+"""
+
+
+@pytest.mark.slow
+def test_an_experiment_fuses_teachers_of_three_kinds(teachers, exported, stock_predictions, transferal,  # noqa: F811
+                                                     nnunet_env, tmp_path):
+    """A config names each kind; the student learns their fused labels; only the model folder is scored, and the
+    report says which teachers were not (so no "beats the best teacher" claim is made)."""
+    from kt_nnunet.data import tiny_dataset
+    from kt_nnunet.experiment.runner import run_experiment
+
+    test = tiny_dataset(793, "KindsTest", num_train=2, num_test=2, seed=11)
+    config = tmp_path / "experiment.yaml"
+    config.write_text(EXPERIMENT.format(output=tmp_path / "run", transferal=transferal, test=test,
+                                        folder=teachers["unet"], onnx=exported["onnx"],
+                                        predictions=stock_predictions))
+    results = json.loads(run_experiment(config).read_text())
+    assert [m["name"] for m in results["models"]] == ["folder_teacher", "light_unet_multi"]
+    assert [(t["name"], t["kind"]) for t in results["unscored_teachers"]] == [
+        ("exported_teacher", "onnx"), ("predicted_teacher", "predictions")]
+    assert results["comparisons"] == [] and results["claims"] == []
+    labelled = next(r for r in results["labelling"] if len(r["teachers"]) == 3)
+    provenance = json.loads(open(labelled["provenance"]).read())
+    assert [t["kind"] for t in provenance["teachers"]] == ["nnunet", "onnx", "predictions"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Teachers not scored on the test set" in report and "predicted_teacher" in report
+
+    config.write_text(config.read_text() + "transfer: {mode: online}\n")
+    from kt_nnunet.experiment.schema import ExperimentConfigError
+
+    with pytest.raises(ExperimentConfigError, match=r"transfer\.mode: online transfer .* teachers\[1\] is a onnx"):
+        run_experiment(config)
