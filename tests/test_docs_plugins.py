@@ -67,3 +67,20 @@ def test_hook_docstring_example_runs():
     registered = []
     namespace["register_architectures"](register=registered.append)
     assert [(spec.name, spec.network_class) for spec in registered] == [("my_net", MyNet)]
+
+
+def test_teacher_kind_hook_docstring_example_runs():
+    """The register_teacher_loaders docstring's example registers a real TeacherKind with the real marker."""
+    from kt_nnunet.plugins import hookspecs
+    from kt_nnunet.teachers.kinds import TeacherKind
+
+    example = textwrap.dedent(hookspecs.register_teacher_loaders.__doc__.split("::\n", 1)[1])
+    namespace = {"MyToolTeacher": lambda spec, options: None}
+    exec(compile(example, hookspecs.__file__, "exec"), namespace)
+    assert hasattr(namespace["register_teacher_loaders"], "kt_nnunet_impl")
+    registered = []
+    namespace["register_teacher_loaders"](register=registered.append)
+    assert [type(k) for k in registered] == [TeacherKind] and registered[0].name == "my_tool"
+    from pathlib import Path
+
+    assert registered[0].claims(Path("a.mytool")) and not registered[0].claims(Path("a.nii.gz"))

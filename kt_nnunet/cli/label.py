@@ -20,9 +20,12 @@ def _parse_weights(value):
 
 
 @click.command()
-@click.option("--teacher", "teachers", multiple=True, required=True, metavar="MODEL[:FOLDS]",
-              help="Trained model folder (TRAINER__PLANS__CFG; may be relative to $nnUNet_results). Repeat for "
-                   "several teachers. ':0,1' picks folds (default: all found).")
+@click.option("--teacher", "teachers", multiple=True, required=True, metavar="[KIND:]PATH[:FOLDS]",
+              help="A trained model folder (TRAINER__PLANS__CFG; may be relative to $nnUNet_results), an exported "
+                   "network (NAME.onnx / NAME.pt with its NAME.json sidecar), or a folder of predictions, one per "
+                   "case (.npz probabilities or label maps). The kind is found from the path, or named: nnunet:, "
+                   "onnx:, torchscript:, predictions: (plugins add more; docs/teachers.md). Repeat for several "
+                   "teachers. ':0,1' picks folds (default: all found).")
 @click.option("--images", required=True, metavar="DIR_OR_DATASET",
               help="Transferal images: a folder of images, a dataset folder (its imagesTr), or a dataset id/name.")
 @click.option("--out", required=True, metavar="DatasetNNN_Name",

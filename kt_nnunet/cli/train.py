@@ -86,7 +86,8 @@ def train(dataset, architecture, configuration, fold, tiny, arch_kwargs, epochs,
 
 @click.command()
 @click.option("--teacher", "teachers", multiple=True, metavar="MODEL",
-              help="Teacher model folder (DIR or DIR:0,1 for folds); repeat for several teachers.")
+              help="Teacher: a model folder (DIR or DIR:0,1 for folds), or offline any kind `kt-nnunet label` "
+                   "takes (onnx:FILE, torchscript:FILE, predictions:DIR); repeat for several teachers.")
 @click.option("--dataset", required=True, help="Teacher-labelled dataset (offline), or the transferal dataset.")
 @click.option("--arch", "architecture", required=True, help="Student architecture (see `kt-nnunet architectures`).")
 @click.option("--online", is_flag=True, help="Teachers label every augmented batch during training.")
