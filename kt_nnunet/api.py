@@ -216,8 +216,9 @@ def label(teachers, images, out, *, fusion: str = "mean", weights: Optional[Sequ
     """The teachers label the transferal ``images`` into the new dataset ``out`` (``DatasetNNN_Name``, in
     ``$nnUNet_raw`` unless a path); returns the ``LabellingResult`` (``.dataset``: the labelled dataset's folder).
 
-    Other keywords (``label_map``, ``num_parts``/``part_id``, ``checkpoint``, ``progress``, ...) go to
-    ``kt_nnunet.labelling.label_dataset``.
+    A teacher is a model (see ``train``) or, as a text, any kind ``kt-nnunet label --teacher`` takes
+    (``"onnx:net.onnx"``, ``"predictions:DIR"``, ...; docs/teachers.md). Other keywords (``label_map``,
+    ``num_parts``/``part_id``, ``checkpoint``, ``progress``, ...) go to ``kt_nnunet.labelling.label_dataset``.
     """
     from kt_nnunet.labelling.api import label_dataset
 
