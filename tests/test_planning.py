@@ -67,7 +67,7 @@ def test_plan_cli_prints_the_stock_commands(planned_dataset):
     assert "nnUNetv2_train Dataset990_Tiny 2d 0 -p ktPlans_light_unet -tr nnUNetTrainerKTBudget -device cpu" \
         in result.output
     # The model folder is TRAINER__PLANS__CONFIG: predict must name the trainer that trained (the round trip in
-    # test_nnunet_roundtrip.py and the conformance kit run the printed command itself).
+    # the conformance kit runs the printed command itself).
     assert ("nnUNetv2_predict -i IMAGES -o OUT -d Dataset990_Tiny -c 2d -p ktPlans_light_unet -tr nnUNetTrainerKTBudget"
             " -f 0 -device cpu") in result.output
     stock = CliRunner().invoke(main, ["plan", "Dataset990_Tiny", "--arch", "light_unet", "--tiny", "--force"])

@@ -7,6 +7,7 @@ package must therefore be installed (``pip install -e .`` is enough).
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -119,17 +120,40 @@ def train_step(architecture: str, workdir, predict: bool = True, dim: Optional[i
     if not (model / "fold_0" / "checkpoint_final.pth").is_file():
         raise TrainStepError(f"`{train}` finished but wrote no {model / 'fold_0' / 'checkpoint_final.pth'}")
 
+    logs = "".join(p.read_text() for p in (model / "fold_0").glob("training_log_*.txt"))
+    if "Epoch 0" not in logs or "Epoch 1" in logs:  # BUDGET's one epoch, read from the plans by the trainer
+        raise TrainStepError(f"`{train}` did not train the planned budget of one epoch (see its training_log)")
+
     predictions = None
     if predict:
         predictions = workdir / f"predictions_{spec.name}"
-        images = Path(env["nnUNet_raw"]) / dataset / "imagesTs"
-        argv = predict_argv(printed_command(output, "predict"), images, predictions)
-        run_command(argv, env)
+        raw = Path(env["nnUNet_raw"]) / dataset
+        argv = predict_argv(printed_command(output, "predict"), raw / "imagesTs", predictions)
+        # The checkpoint names nnUNetTrainer, so stock prediction must not need kt-nnunet's trainers.
+        run_command(argv, {k: v for k, v in env.items() if k != "nnUNet_extTrainer"})
         command = shlex.join(argv)
         commands.append(command)
-        expected = sorted(p.name for p in (Path(env["nnUNet_raw"]) / dataset / "labelsTs").iterdir())
+        expected = sorted(p.name for p in (raw / "labelsTs").iterdir())
         written = sorted(p.name for p in predictions.glob("*.nii.gz"))
         if written != expected:
             raise TrainStepError(f"`{command}` wrote {written}, expected one segmentation per test case: {expected}")
+        labels = set(json.loads((raw / "dataset.json").read_text())["labels"].values())
+        for case in expected:
+            _check_same_grid(predictions / case, raw / "labelsTs" / case, labels, command)
     return TrainStepResult(Path(env["nnUNet_preprocessed"]) / dataset / f"{plans_name}.json", model, predictions,
                            tuple(commands))
+
+
+def _check_same_grid(prediction: Path, reference: Path, labels: set, command: str) -> None:
+    """A prediction on its image's grid (shape and affine), holding only the dataset's labels."""
+    import nibabel
+    import numpy as np
+
+    ours, theirs = nibabel.load(str(prediction)), nibabel.load(str(reference))
+    if ours.shape != theirs.shape or not np.allclose(ours.affine, theirs.affine, atol=1e-5):
+        raise TrainStepError(f"`{command}` wrote {prediction} with shape {ours.shape} and affine {ours.affine.tolist()}"
+                             f", but its image's grid is {theirs.shape}, {theirs.affine.tolist()}")
+    values = set(np.unique(np.asarray(ours.dataobj)).tolist())
+    if not values <= labels:
+        raise TrainStepError(f"`{command}` wrote labels {sorted(values)} into {prediction}; the dataset has "
+                             f"{sorted(labels)}")
