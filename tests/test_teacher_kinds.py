@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -78,8 +79,9 @@ def test_a_hand_written_sidecar_describes_a_network_from_elsewhere(teachers, tra
     model = load_trained_model(teachers["ct2mm"])
     network = model.load_fold_networks()[0]
     patch = list(model.configuration_manager.patch_size)
-    traced = torch.jit.trace(network, torch.zeros(1, 1, *patch))
-    traced.save(str(tmp_path / "vendor.pt"))
+    with warnings.catch_warnings():  # torch 2.14 deprecates torch.jit; vendors' files are TorchScript all the same
+        warnings.simplefilter("ignore")
+        torch.jit.trace(network, torch.zeros(1, 1, *patch)).save(str(tmp_path / "vendor.pt"))
     statistics = model.plans["foreground_intensity_properties_per_channel"]["0"]
     (tmp_path / "vendor.json").write_text(json.dumps({
         "kind": "kt-nnunet-network", "format": 1, "network": "vendor.pt",
@@ -90,6 +92,12 @@ def test_a_hand_written_sidecar_describes_a_network_from_elsewhere(teachers, tra
     ours, theirs = labels_of(result.dataset), labels_of(reference["ct2mm"])
     for case in theirs:
         assert np.array_equal(ours[case], theirs[case]), case
+    from kt_nnunet.deploy.predict import predict  # `kt-nnunet predict` reads the same sidecar
+
+    predicted = predict(tmp_path / "vendor.pt", transferal / "imagesTr", tmp_path / "predicted", tta=True)
+    assert predicted.backend == "torchscript"
+    for case in theirs:
+        assert np.array_equal(read_label(tmp_path / "predicted" / case), theirs[case]), case
 
     description = json.loads((tmp_path / "vendor.json").read_text())
     del description["channels"][0]["intensity"]
