@@ -4,9 +4,10 @@ Public API (imports are lazy, so ``import kt_nnunet.labelling`` stays cheap):
 
 - ``label_dataset(teachers, images, out, fusion=..., ...) -> LabellingResult``: the whole step (the CLI's
   ``kt-nnunet label`` calls only this);
-- ``Labeller``: loaded, checked teachers; ``label_image(image, properties)`` fuses them on one image;
+- ``Labeller``: opened, checked teachers; ``label_image(image, properties, case)`` fuses them on one image;
 - ``make_fusion`` / ``FUSION_METHODS``: the streaming fusion accumulators;
-- ``TeacherSpec``: a model folder, folds and checkpoint.
+- ``TeacherSpec``: a teacher's kind and path (model folder, exported network, predictions folder, ...), folds
+  and checkpoint.
 
 Modules: ``images`` (the transferal set), ``output`` (resumable atomic writer), ``api``. Teachers
 themselves (spec, loading, checks, label maps, fusion) are ``kt_nnunet.teachers``.

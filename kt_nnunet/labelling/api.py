@@ -1,12 +1,13 @@
-"""``label_dataset``: teachers annotate a transferal image set into a new nnU-Net raw dataset.
+"""``label_dataset``: teachers of any kind annotate a transferal image set into a new nnU-Net raw dataset.
 
     from kt_nnunet.labelling import label_dataset
     result = label_dataset(["nnUNet_results/Dataset501_Src/nnUNetTrainer__nnUNetPlans__2d", "other/model:0,1"],
                            images="Dataset502_Transfer", out="Dataset503_Labelled", fusion="mean")
 
-Each image is read once (with the teachers' nnU-Net reader); every teacher preprocesses it with its own
-plans, predicts, and maps its probabilities back to the image's geometry; the fusion accumulator folds
-them in one at a time. See ``docs/labelling.md``.
+Each image is read once (with the teachers' nnU-Net reader); every teacher gives class probabilities on the
+image's own grid (a network teacher preprocesses with its own plans, predicts and maps back; a predictions
+folder reads its file for the case); the fusion accumulator folds them in one at a time. See
+``docs/labelling.md`` and ``docs/teachers.md``.
 """
 from __future__ import annotations
 
@@ -91,7 +92,8 @@ def _versions() -> dict:
 class Labeller:
     """Loaded, mutually checked teachers plus fusion settings; ``run`` labels an image set.
 
-    Building a ``Labeller`` loads every teacher once; ``label_image`` fuses the teachers on one image.
+    Building a ``Labeller`` opens every teacher once, through its kind; ``label_image`` fuses the teachers on one
+    image.
     """
 
     def __init__(self, teachers: Sequence, *, fusion: str = "mean", weights: Optional[Sequence[float]] = None,
@@ -386,8 +388,10 @@ def label_dataset(teachers: Sequence, images, out, *, fusion: str = "mean",
                   distributed="auto") -> LabellingResult:
     """Label the transferal ``images`` with ``teachers`` into the new nnU-Net raw dataset ``out``.
 
-    teachers: model folders (``TRAINER__PLANS__CFG``, absolute, relative, or relative to ``$nnUNet_results``),
-        optionally ``FOLDER:0,1`` to pick folds (default: every ``fold_N/<checkpoint>`` found).
+    teachers: ``[KIND:]PATH[:FOLDS]`` texts or ``TeacherSpec``s (docs/teachers.md): model folders
+        (``TRAINER__PLANS__CFG``, absolute, relative, or relative to ``$nnUNet_results``), exported networks
+        (``onnx:NAME.onnx``, ``torchscript:NAME.pt``, with their sidecar), predictions folders
+        (``predictions:DIR``) or a plugin's kind; ``:0,1`` picks folds (default: every fold found).
     images: a folder of images, an nnU-Net dataset folder (its ``imagesTr``), or a dataset id/name in
         ``$nnUNet_raw``.
     out: ``DatasetNNN_Name`` (in ``$nnUNet_raw``) or a path ending in one.
