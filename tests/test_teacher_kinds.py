@@ -92,6 +92,8 @@ def test_a_hand_written_sidecar_describes_a_network_from_elsewhere(teachers, tra
     ours, theirs = labels_of(result.dataset), labels_of(reference["ct2mm"])
     for case in theirs:
         assert np.array_equal(ours[case], theirs[case]), case
+    recorded = json.loads(result.provenance.read_text())["teachers"][0]["sidecar"]
+    assert recorded["content"]["channels"][0]["normalization"] == "CTNormalization"
     from kt_nnunet.deploy.predict import predict  # `kt-nnunet predict` reads the same sidecar
 
     predicted = predict(tmp_path / "vendor.pt", transferal / "imagesTr", tmp_path / "predicted", tta=True)

@@ -98,6 +98,13 @@ class ExportedNetworkTeacher(_NetworkTeacher):
                 "configuration": self.model.configuration}
 
     def provenance(self) -> dict:
+        import json
+
+        from kt_nnunet.nnunet.exported_sidecar import NETWORK_SIDECAR_KIND
+
         record = super().provenance()
         record.pop("checkpoint", None), record.pop("checkpoint_sha256", None)
+        written = json.loads(self.exported.sidecar.read_text())
+        if written.get("kind") == NETWORK_SIDECAR_KIND:  # hand-written and short: kept whole, as the network's record
+            record["sidecar"]["content"] = written
         return record
