@@ -9,6 +9,7 @@ reads it.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Optional, Sequence
 
@@ -158,11 +159,17 @@ class MonaiSwinUNETR(SwinUNETR):
         dim = _dim(patch_size)
         divisor = swinunetr_divisor(embed_patch_size)
         _check_multiple("SwinUNETR", patch_size, divisor, f"MONAI's rule: embed_patch_size ** 5")
-        super().__init__(in_channels=input_channels, out_channels=num_classes, patch_size=embed_patch_size,
-                         depths=tuple(depths), num_heads=tuple(num_heads), window_size=window_size,
-                         feature_size=feature_size, norm_name=norm_name, drop_rate=drop_rate,
-                         attn_drop_rate=attn_drop_rate, dropout_path_rate=dropout_path_rate, spatial_dims=dim,
-                         use_v2=use_v2, use_checkpoint=use_checkpoint)
+        # MONAI's SwinTransformer reads its drop-path rates with Tensor.item(), which the meta device cannot do;
+        # kt-nnunet builds there to count parameters and check plans, so build on the CPU and move the result.
+        on_meta = torch.get_default_device().type == "meta"
+        with torch.device("cpu") if on_meta else contextlib.nullcontext():
+            super().__init__(in_channels=input_channels, out_channels=num_classes, patch_size=embed_patch_size,
+                             depths=tuple(depths), num_heads=tuple(num_heads), window_size=window_size,
+                             feature_size=feature_size, norm_name=norm_name, drop_rate=drop_rate,
+                             attn_drop_rate=attn_drop_rate, dropout_path_rate=dropout_path_rate, spatial_dims=dim,
+                             use_v2=use_v2, use_checkpoint=use_checkpoint)
+        if on_meta:
+            self.to("meta")
         self.decoder = DeepSupervisionFlag(deep_supervision)
         self.divisor, self.instance_norm = divisor, norm_name == "instance"
 
