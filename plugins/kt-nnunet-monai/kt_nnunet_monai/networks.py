@@ -1,11 +1,14 @@
 """MONAI networks under nnU-Net's network contract.
 
-Each class subclasses the MONAI network itself, so its ``state_dict`` keys are MONAI's and a MONAI checkpoint
-loads into it, and only adds what nnU-Net needs: the constructor ``cls(input_channels, num_classes,
-deep_supervision, **arch_kwargs)`` (arch_kwargs come from plans.json, so they are JSON values; the plan's own
-``strides``, ``kernel_sizes`` and ``patch_size`` arrive there too and are ignored by networks that have a fixed
-topology), a ``decoder.deep_supervision`` flag that nnU-Net's trainer flips at run time, and a forward pass that
-reads it.
+Each class holds the MONAI network as ``self.net`` (so its ``state_dict`` is MONAI's with a ``net.`` prefix) and
+adds only what nnU-Net needs: the constructor ``cls(input_channels, num_classes, deep_supervision, **arch_kwargs)``
+(arch_kwargs come from plans.json, so they are JSON values; the plan's own ``strides``, ``kernel_sizes`` and
+``patch_size`` arrive there too and are ignored by networks that have a fixed topology), a
+``decoder.deep_supervision`` flag that nnU-Net's trainer flips at run time, and a forward pass that reads it.
+
+They hold rather than subclass the MONAI classes because ``import monai`` imports all of MONAI (about 3-4 s):
+kt-nnunet registers plugins in every process that looks up an architecture, so this module imports only torch,
+and MONAI is imported when a MONAI network is built.
 """
 from __future__ import annotations
 
@@ -15,15 +18,11 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
-from monai.networks.nets import UNETR, AttentionUnet, BasicUNetPlusPlus, DynUNet, FlexibleUNet, SwinUNETR
 
 
 class DeepSupervisionFlag(nn.Module):
-    """``network.decoder`` for MONAI networks that have no module of that name.
-
-    nnU-Net's trainer sets ``network.decoder.deep_supervision``; this module holds only that flag (no parameters,
-    so the state_dict stays MONAI's).
-    """
+    """``network.decoder``: nnU-Net's trainer sets ``network.decoder.deep_supervision``, and this module holds only
+    that flag (no parameters, so the state_dict is the MONAI network's alone)."""
 
     def __init__(self, enabled: bool):
         super().__init__()
@@ -68,9 +67,18 @@ def _freeze_unused(modules) -> None:
             parameter.requires_grad_(False)
 
 
-def _single_output(network: nn.Module, logits: torch.Tensor):
-    """Architectures without deep supervision return ``[logits]`` while nnU-Net's flag is on."""
-    return [logits] if network.decoder.deep_supervision else logits
+class MonaiNetwork(nn.Module):
+    """The MONAI network ``net`` and the ``decoder.deep_supervision`` flag; forward() for those without deep
+    supervision, which return ``[logits]`` while nnU-Net's flag is on."""
+
+    def __init__(self, net: nn.Module, deep_supervision: bool):
+        super().__init__()
+        self.net = net
+        self.decoder = DeepSupervisionFlag(deep_supervision)
+
+    def forward(self, x: torch.Tensor):
+        logits = self.net(x)
+        return [logits] if self.decoder.deep_supervision else logits
 
 
 def stage_filters(n_stages: int, base_features: int, max_features: Optional[int], dim: int) -> list[int]:
@@ -79,12 +87,12 @@ def stage_filters(n_stages: int, base_features: int, max_features: Optional[int]
     return [min(cap, base_features * 2 ** i) for i in range(n_stages)]
 
 
-class MonaiDynUNet(DynUNet):
+class MonaiDynUNet(MonaiNetwork):
     """MONAI's DynUNet (the nnU-Net re-implementation) on the plan's strides and kernel sizes.
 
     Deep supervision: DynUNet's own heads (one per decoder stage above the bottleneck's, ``deep_supr_num =
     len(strides) - 2``) give exactly nnU-Net's ``len(strides) - 1`` scales with the final output. They are read at
-    their own resolution from ``self.heads``; DynUNet's own deep-supervision output instead interpolates them all to
+    their own resolution from DynUNet's ``heads``; DynUNet's own deep-supervision output instead interpolates them all to
     full resolution and stacks them into one tensor, which nnU-Net's loss cannot take. The heads are built whatever
     ``deep_supervision`` says, so the state_dict does not depend on it.
     """
@@ -98,24 +106,26 @@ class MonaiDynUNet(DynUNet):
         kernel_sizes = kernel_sizes or [[3] * dim for _ in strides]
         if len(kernel_sizes) != len(strides):
             raise ValueError(f"kernel_sizes {kernel_sizes} and strides {strides} must have one entry per stage")
-        super().__init__(
+        from monai.networks.nets import DynUNet
+
+        net = DynUNet(
             spatial_dims=dim, in_channels=input_channels, out_channels=num_classes,
             kernel_size=[list(k) for k in kernel_sizes], strides=[list(s) for s in strides],
             # nnU-Net's decoder upsamples with a transposed conv whose kernel equals the stride it undoes.
             upsample_kernel_size=[list(s) for s in strides[1:]],
             filters=stage_filters(len(strides), base_features, max_features, dim),
             deep_supervision=True, deep_supr_num=len(strides) - 2, res_block=res_block)
-        self.decoder = DeepSupervisionFlag(deep_supervision)
+        super().__init__(net, deep_supervision)
 
     def forward(self, x: torch.Tensor):
-        logits = self.output_block(self.skip_layers(x))
+        logits = self.net.output_block(self.net.skip_layers(x))
         if not self.decoder.deep_supervision:
             return logits
-        # skip_layers filled self.heads (shallowest first) during this forward pass.
-        return [logits, *self.heads]
+        # skip_layers filled net.heads (shallowest first) during this forward pass.
+        return [logits, *self.net.heads]
 
 
-class MonaiUNETR(UNETR):
+class MonaiUNETR(MonaiNetwork):
     """MONAI's UNETR: a ViT on 16-voxel patches of the image, with a convolutional decoder.
 
     ``img_size`` is the plan's patch size (the ViT's position embedding has one entry per 16-voxel patch), so the
@@ -130,19 +140,18 @@ class MonaiUNETR(UNETR):
                  qkv_bias: bool = False, **kwargs):
         dim = _dim(patch_size)
         _check_multiple("UNETR", patch_size, self.VIT_PATCH, "its ViT patch is 16 voxels")
-        super().__init__(in_channels=input_channels, out_channels=num_classes, img_size=[int(p) for p in patch_size],
+        from monai.networks.nets import UNETR
+
+        net = UNETR(in_channels=input_channels, out_channels=num_classes, img_size=[int(p) for p in patch_size],
                          feature_size=feature_size, hidden_size=hidden_size, mlp_dim=mlp_dim, num_heads=num_heads,
                          norm_name=norm_name, res_block=res_block, dropout_rate=dropout_rate, spatial_dims=dim,
                          qkv_bias=qkv_bias)
         # MONAI's transformer blocks always create a cross-attention norm; UNETR has no cross-attention.
-        _freeze_unused(block.norm_cross_attn for block in self.vit.blocks if not block.with_cross_attention)
-        self.decoder = DeepSupervisionFlag(deep_supervision)
-
-    def forward(self, x: torch.Tensor):
-        return _single_output(self, super().forward(x))
+        _freeze_unused(block.norm_cross_attn for block in net.vit.blocks if not block.with_cross_attention)
+        super().__init__(net, deep_supervision)
 
 
-class MonaiSwinUNETR(SwinUNETR):
+class MonaiSwinUNETR(MonaiNetwork):
     """MONAI's SwinUNETR: a Swin transformer encoder (patch embedding, four stages of shifted-window attention and
     patch merging) with a convolutional decoder.
 
@@ -161,29 +170,29 @@ class MonaiSwinUNETR(SwinUNETR):
         _check_multiple("SwinUNETR", patch_size, divisor, f"MONAI's rule: embed_patch_size ** 5")
         # MONAI's SwinTransformer reads its drop-path rates with Tensor.item(), which the meta device cannot do;
         # kt-nnunet builds there to count parameters and check plans, so build on the CPU and move the result.
+        from monai.networks.nets import SwinUNETR
+
         on_meta = torch.get_default_device().type == "meta"
         with torch.device("cpu") if on_meta else contextlib.nullcontext():
-            super().__init__(in_channels=input_channels, out_channels=num_classes, patch_size=embed_patch_size,
+            net = SwinUNETR(in_channels=input_channels, out_channels=num_classes, patch_size=embed_patch_size,
                              depths=tuple(depths), num_heads=tuple(num_heads), window_size=window_size,
                              feature_size=feature_size, norm_name=norm_name, drop_rate=drop_rate,
                              attn_drop_rate=attn_drop_rate, dropout_path_rate=dropout_path_rate, spatial_dims=dim,
                              use_v2=use_v2, use_checkpoint=use_checkpoint)
-        if on_meta:
-            self.to("meta")
-        self.decoder = DeepSupervisionFlag(deep_supervision)
+        super().__init__(net.to("meta") if on_meta else net, deep_supervision)
         self.divisor, self.instance_norm = divisor, norm_name == "instance"
 
     def forward(self, x: torch.Tensor):
         if self.instance_norm:
             _check_bottleneck(self, "SwinUNETR", x, self.divisor)
-        return _single_output(self, super().forward(x))
+        return super().forward(x)
 
 
 def swinunetr_divisor(embed_patch_size: int) -> int:
     return int(embed_patch_size) ** 5
 
 
-class MonaiBasicUNetPlusPlus(BasicUNetPlusPlus):
+class MonaiBasicUNetPlusPlus(MonaiNetwork):
     """MONAI's BasicUNetPlusPlus (UNet++, Zhou 2018): four 2x max-pooling levels and nested dense skips.
 
     Its own deep supervision returns four maps all at full resolution (the top row of nested decoders), not
@@ -196,18 +205,21 @@ class MonaiBasicUNetPlusPlus(BasicUNetPlusPlus):
                  features=(32, 32, 64, 128, 256, 32), dropout: float = 0.0, upsample: str = "deconv", **kwargs):
         dim = _dim(patch_size)
         _check_multiple("BasicUNetPlusPlus", patch_size, self.POOLING, "it max-pools by 2 four times")
-        super().__init__(spatial_dims=dim, in_channels=input_channels, out_channels=num_classes,
-                         features=tuple(features), deep_supervision=False, dropout=dropout, upsample=upsample)
+        from monai.networks.nets import BasicUNetPlusPlus
+
+        net = BasicUNetPlusPlus(spatial_dims=dim, in_channels=input_channels, out_channels=num_classes,
+                                features=tuple(features), deep_supervision=False, dropout=dropout, upsample=upsample)
         # The heads of the three shallower nested decoders serve only MONAI's own deep supervision.
-        _freeze_unused((self.final_conv_0_1, self.final_conv_0_2, self.final_conv_0_3))
-        self.decoder = DeepSupervisionFlag(deep_supervision)
+        _freeze_unused((net.final_conv_0_1, net.final_conv_0_2, net.final_conv_0_3))
+        super().__init__(net, deep_supervision)
 
     def forward(self, x: torch.Tensor):
         _check_bottleneck(self, "BasicUNetPlusPlus", x, self.POOLING)
-        return _single_output(self, super().forward(x)[0])
+        (logits,) = self.net(x)  # a one-element list with MONAI's deep supervision off
+        return [logits] if self.decoder.deep_supervision else logits
 
 
-class MonaiAttentionUnet(AttentionUnet):
+class MonaiAttentionUnet(MonaiNetwork):
     """MONAI's Attention U-Net (Oktay 2018) on the plan's strides: one level per nnU-Net stage, attention gates on
     the skips, ``base_features * 2**i`` channels (capped as nnU-Net caps them).
 
@@ -223,21 +235,19 @@ class MonaiAttentionUnet(AttentionUnet):
         if any(s != 1 for s in strides[0]):
             # Its input convolution has stride 1; a downsampling first stage would have nowhere to go.
             raise ValueError(f"Attention U-Net needs the first stage's stride to be 1, got strides {strides}")
-        super().__init__(spatial_dims=dim, in_channels=input_channels, out_channels=num_classes,
-                         channels=stage_filters(len(strides), base_features, max_features, dim),
-                         strides=[tuple(int(v) for v in s) for s in strides[1:]], kernel_size=kernel_size,
-                         up_kernel_size=kernel_size, dropout=dropout)
-        self.decoder = DeepSupervisionFlag(deep_supervision)
+        from monai.networks.nets import AttentionUnet
 
-    def forward(self, x: torch.Tensor):
-        return _single_output(self, super().forward(x))
+        net = AttentionUnet(spatial_dims=dim, in_channels=input_channels, out_channels=num_classes,
+                            channels=stage_filters(len(strides), base_features, max_features, dim),
+                            strides=[tuple(int(v) for v in s) for s in strides[1:]], kernel_size=kernel_size,
+                            up_kernel_size=kernel_size, dropout=dropout)
+        super().__init__(net, deep_supervision)
 
 
-class MonaiFlexibleUNet(FlexibleUNet):
+class MonaiFlexibleUNet(MonaiNetwork):
     """MONAI's FlexibleUNet: a ResNet or EfficientNet encoder (five 2x downsamplings) and a U-Net decoder.
 
-    ``pretrained`` is always False: kt-nnunet never downloads weights, and nnU-Net initialises nothing itself here.
-    The deep-supervision flag lives on FlexibleUNet's own ``decoder``.
+    ``pretrained`` is always False: kt-nnunet never downloads weights; MONAI initialises the backbone randomly.
     """
 
     DOWNSAMPLING = 32  # the backbones' five stride-2 stages
@@ -247,10 +257,9 @@ class MonaiFlexibleUNet(FlexibleUNet):
                  upsample: str = "nontrainable", **kwargs):
         dim = _dim(patch_size)
         _check_multiple("FlexibleUNet", patch_size, self.DOWNSAMPLING, "its backbone downsamples by 2 five times")
-        super().__init__(in_channels=input_channels, out_channels=num_classes, backbone=backbone, pretrained=False,
-                         decoder_channels=tuple(decoder_channels), spatial_dims=dim, dropout=dropout,
-                         upsample=upsample)
-        self.decoder.deep_supervision = bool(deep_supervision)
+        from monai.networks.nets import FlexibleUNet
 
-    def forward(self, x: torch.Tensor):
-        return _single_output(self, super().forward(x))
+        net = FlexibleUNet(in_channels=input_channels, out_channels=num_classes, backbone=backbone, pretrained=False,
+                           decoder_channels=tuple(decoder_channels), spatial_dims=dim, dropout=dropout,
+                           upsample=upsample)
+        super().__init__(net, deep_supervision)
