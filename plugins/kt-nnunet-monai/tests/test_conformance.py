@@ -2,9 +2,9 @@
 
 The kit's plans (``kt_nnunet.testing.GEOMETRIES``) include patches of 16 and 8 voxels along an axis. UNETR,
 SwinUNETR, BasicUNetPlusPlus and FlexibleUNet have a fixed topology that cannot take some of them (their
-divisor is 16 or 32), so those classes replace each such plan with the smallest plan of the same kind (2D/3D,
-isotropic/anisotropic) they can take, and ``test_refused_kit_plans_name_the_constraint`` checks that the plans
-they cannot take are refused, as ``kt-nnunet plan`` refuses them, with a message naming the constraint.
+divisor is 16 or 32), so those classes replace each such plan (same key) with a plan of the same dimensionality that is as small as
+their constraint allows, and ``test_kit_plans_are_replaced_exactly_where_refused`` checks that the
+plans they cannot take are refused, as ``kt-nnunet plan`` refuses them, with a message naming the constraint.
 
 Only DynUNet runs the kit's real ``kt-nnunet plan`` + ``nnUNetv2_train`` + ``nnUNetv2_predict`` step (about 30 s on 2
 cores); the others share its code path there (plans -> dotted path -> nnU-Net's builder), which the in-process
@@ -40,21 +40,25 @@ class MonaiConformance(ArchitectureConformance):
     def test_state_dict_is_independent_of_deep_supervision(self, architecture_name, geometry):
         check_state_dict(architecture_name, self.geometry_plans()[geometry])
 
-    def test_refused_kit_plans_name_the_constraint(self, architecture_name):
+    def test_kit_plans_are_replaced_exactly_where_refused(self, architecture_name):
+        """Each replaced kit plan is refused, as ``kt-nnunet plan`` refuses it, with a message naming the
+        constraint; every other kit plan is accepted (and then runs the kit's checks above)."""
         from kt_nnunet.registry import check_contract, get_architecture
 
         spec = get_architecture(architecture_name)
-        for key in self.plans:
-            geometry = GEOMETRIES[key]
+        for key, geometry in GEOMETRIES.items():
+            if geometry.dim not in spec.dims:
+                continue
             kwargs = spec.arch_kwargs(geometry, tiny=True)
             try:
                 spec.check_patch_size(geometry, kwargs)
                 check_contract(spec, geometry, 2, 3, arch_kwargs=kwargs)
             except Exception as exc:  # the planner reports either as one line
+                assert key in self.plans, f"kit plan {key} refused: {exc}"
                 assert "divisible" in str(exc) or "single voxel" in str(exc), exc
             else:
-                pytest.fail(f"{architecture_name} accepts kit plan {key} {list(geometry.patch_size)}, so it must not "
-                            "be replaced in `plans`")
+                assert key not in self.plans, f"kit plan {key} {list(geometry.patch_size)} is accepted, so `plans` " \
+                                              "must not replace it"
 
 
 class TestDynUNet(MonaiConformance):
@@ -94,3 +98,24 @@ class TestFlexibleUNet(MonaiConformance):
         "3d": PlanGeometry.default((32, 32, 32), 4),
         "3d_anisotropic": PlanGeometry.create((32, 32, 64), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]),
     }
+
+
+def test_flexibleunet_cannot_be_asked_for_pretrained_weights():
+    from kt_nnunet.architectures.spec import ArchitectureOptionError
+    from kt_nnunet.registry import get_architecture
+
+    with pytest.raises(ArchitectureOptionError, match="has no option 'pretrained'"):
+        get_architecture("monai_flexibleunet").check_options({"pretrained": True})
+
+
+def test_registering_the_plugin_does_not_import_monai():
+    """kt-nnunet registers plugins in every process that looks up an architecture; MONAI's import costs seconds."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from kt_nnunet.registry import list_architectures; "
+            "names = {s.name for s in list_architectures() if s.plugin == 'monai'}; "
+            "print(sorted(names), 'monai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ("['monai_attentionunet', 'monai_basicunetplusplus', 'monai_dynunet', 'monai_flexibleunet', "
+                   "'monai_swinunetr', 'monai_unetr'] False")
