@@ -59,7 +59,7 @@ def _check_bottleneck(network: nn.Module, name: str, x: torch.Tensor, divisor: i
 def _freeze_unused(modules) -> None:
     """Parameters MONAI creates but never uses in this configuration.
 
-    They are kept (so the state_dict stays MONAI's and MONAI checkpoints load strictly) but frozen, so that no
+    They are kept (so the state_dict stays MONAI's and MONAI's own weights load strictly) but frozen, so that no
     optimizer step or weight decay touches them and "every parameter gets a gradient" holds for the rest.
     """
     for module in modules:
@@ -92,9 +92,10 @@ class MonaiDynUNet(MonaiNetwork):
 
     Deep supervision: DynUNet's own heads (one per decoder stage above the bottleneck's, ``deep_supr_num =
     len(strides) - 2``) give exactly nnU-Net's ``len(strides) - 1`` scales with the final output. They are read at
-    their own resolution from DynUNet's ``heads``; DynUNet's own deep-supervision output instead interpolates them all to
-    full resolution and stacks them into one tensor, which nnU-Net's loss cannot take. The heads are built whatever
-    ``deep_supervision`` says, so the state_dict does not depend on it.
+    their own resolution from DynUNet's ``heads``; DynUNet's own deep-supervision output instead interpolates them
+    all to full resolution and stacks them into one tensor, which nnU-Net's loss cannot take. The heads are built
+    whatever ``deep_supervision`` says, so the state_dict does not depend on it; DynUNet runs them in every forward
+    pass (1x1 convs, a small cost at inference).
     """
 
     def __init__(self, input_channels: int, num_classes: int, deep_supervision: bool = False, strides=None,

@@ -1,13 +1,13 @@
 """Every MONAI architecture meets nnU-Net's network contract: kt-nnunet's conformance kit, as a plugin package uses it.
 
 The kit's plans (``kt_nnunet.testing.GEOMETRIES``) include patches of 16 and 8 voxels along an axis. UNETR,
-SwinUNETR, BasicUNetPlusPlus and FlexibleUNet have a fixed topology that cannot take some of them (their
-divisor is 16 or 32), so those classes replace each such plan (same key) with a plan of the same dimensionality that is as small as
-their constraint allows, and ``test_kit_plans_are_replaced_exactly_where_refused`` checks that the
-plans they cannot take are refused, as ``kt-nnunet plan`` refuses them, with a message naming the constraint.
+SwinUNETR, BasicUNetPlusPlus and FlexibleUNet have a fixed topology that cannot take some of them (their divisor is
+16 or 32), so those classes replace each such plan (same key) with a plan of the same dimensionality, as small as
+their constraint allows, and ``test_kit_plans_are_replaced_exactly_where_refused`` checks that exactly the plans
+they cannot take are refused, as ``kt-nnunet plan`` refuses them, with a message naming the constraint.
 
-Only DynUNet runs the kit's real ``kt-nnunet plan`` + ``nnUNetv2_train`` + ``nnUNetv2_predict`` step (about 30 s on 2
-cores); the others share its code path there (plans -> dotted path -> nnU-Net's builder), which the in-process
+Only DynUNet runs the kit's real ``kt-nnunet plan`` + ``nnUNetv2_train`` + ``nnUNetv2_predict`` step (30-70 s on 2
+cores, with the machine's load); the others share its code path there (plans -> dotted path -> nnU-Net's builder), which the in-process
 ``test_plans_kwargs_build_the_same_network_as_nnunet`` checks for each of them.
 """
 from __future__ import annotations
