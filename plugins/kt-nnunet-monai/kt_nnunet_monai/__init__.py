@@ -1,0 +1,1 @@
+"""MONAI's segmentation networks as kt-nnunet architectures, as an installable plugin package."""
