@@ -90,13 +90,15 @@ def test_conformance_class_passes_a_good_network_and_fails_a_broken_one(defects,
     """))
     result = pytester.runpytest_inprocess("-m", "not slow", "-p", "no:cacheprovider", "-W", "error::pytest."
                                           "PytestUnknownMarkWarning")
-    # Per class: 3 checks x 4 geometries (2D and 3D, isotropic and anisotropic) + 2 per architecture; the slow
-    # training test is deselected through the marker the kit's pytest plugin declares.
+    # Per class: 3 checks x 4 geometries (2D and 3D, isotropic and anisotropic) + 3 per architecture (the third:
+    # no kit plan is refused unless replaced, which the broken network fails too); the slow training test is
+    # deselected through the marker the kit's pytest plugin declares.
     outcomes = result.parseoutcomes()
     assert outcomes["deselected"] == 2, result.stdout.str()
     failed = [line for line in result.stdout.lines if line.startswith("FAILED")]
     assert failed and all("TestBroken" in line for line in failed), result.stdout.str()
-    assert outcomes["passed"] + len(failed) == 28
+    assert outcomes["passed"] + len(failed) == 30
+    assert any("test_replaced_plans_are_exactly_the_refused_ones" in line for line in failed)
     assert not any("TestGood" in line for line in result.stdout.lines if line.startswith(("FAILED", "ERROR")))
     result.stdout.fnmatch_lines(["*wrong_channels_net*deep-supervision output 0 has 2 channels, the plans ask for 3*"])
 

@@ -6,13 +6,14 @@ pytest reports it as a failure) whose message names the architecture, its plugin
 from __future__ import annotations
 
 import json
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
 from kt_nnunet.architectures.contract import (NetworkContractError, check_outputs, check_same_state_dict,
                                               construct_like_nnunet, set_deep_supervision, state_dict_signature)
 from kt_nnunet.architectures.spec import ArchitectureSpec, PlanGeometry
+from kt_nnunet.errors import KtNnunetError
 
 # Isotropic and anisotropic plans in 2D and 3D, small enough to run the tiny networks on a CPU in seconds.
 GEOMETRIES = {
@@ -35,6 +36,30 @@ def resolve(architecture: Union[str, ArchitectureSpec]) -> ArchitectureSpec:
 
 def geometries_for(spec: ArchitectureSpec) -> dict[str, PlanGeometry]:
     return {key: geometry for key, geometry in GEOMETRIES.items() if geometry.dim in spec.dims}
+
+
+def check_refused_plans(architecture: Union[str, ArchitectureSpec], replaced: set) -> None:
+    """The kit plans an architecture cannot take are exactly ``replaced``, and each is refused the way
+    ``kt-nnunet plan`` refuses it: by the spec's patch-size rule or the plan-time contract check, in one message."""
+    from kt_nnunet.registry import check_contract
+
+    spec = resolve(architecture)
+    unknown = sorted(replaced - set(GEOMETRIES))
+    if unknown:
+        raise NetworkContractError(f"`plans` replaces {unknown}, which are not kit plans ({', '.join(GEOMETRIES)})")
+    for key, geometry in geometries_for(spec).items():
+        kwargs = spec.arch_kwargs(geometry, tiny=True)
+        try:
+            spec.check_patch_size(geometry, kwargs)
+            check_contract(spec, geometry, CHANNELS, CLASSES, arch_kwargs=kwargs)
+        except (ValueError, KtNnunetError) as exc:
+            if key not in replaced:
+                raise _fail(spec, geometry, f"kit plan {key!r} is refused ({exc}); if the architecture cannot take "
+                                            f"it, give a plan it can take in the test class's `plans[{key!r}]`")
+        else:
+            if key in replaced:
+                raise _fail(spec, geometry, f"kit plan {key!r} is taken, so the test class's `plans` must not "
+                                            "replace it")
 
 
 def _fail(spec: ArchitectureSpec, geometry: PlanGeometry, message: str) -> NetworkContractError:
@@ -146,11 +171,15 @@ def check_default_size(architecture) -> None:
         raise _fail(spec, bad, "a patch size the strides do not divide was accepted; divisibility() must refuse it")
 
 
-def check_architecture(architecture, train: bool = False, workdir=None) -> None:
+def check_architecture(architecture, train: bool = False, workdir=None, plans: Optional[dict] = None) -> None:
     """Every in-process check on every geometry the architecture supports; with ``train``, also the tiny real
-    ``kt-nnunet plan`` + ``nnUNetv2_train`` + ``nnUNetv2_predict`` run in ``workdir`` (see :mod:`.training`)."""
+    ``kt-nnunet plan`` + ``nnUNetv2_train`` + ``nnUNetv2_predict`` run in ``workdir`` (see :mod:`.training`).
+    ``plans`` replaces kit plans the architecture cannot take (see ``ArchitectureConformance.plans``)."""
     spec = resolve(architecture)
-    for geometry in geometries_for(spec).values():
+    plans = dict(plans or {})
+    check_refused_plans(spec, set(plans))
+    for key, geometry in geometries_for(spec).items():
+        geometry = plans.get(key, geometry)
         check_plan_contract(spec, geometry, tiny=True)
         check_forward_backward(spec, geometry)
         check_state_dict(spec, geometry)

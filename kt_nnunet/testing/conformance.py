@@ -21,12 +21,21 @@ class ArchitectureConformance:
     """Base class of a pytest test class checking nnU-Net's network contract for ``architecture``.
 
     ``architecture`` is a registered name, or several; ``train`` runs the tiny real nnU-Net training (slow) and
-    ``predict`` the printed ``nnUNetv2_predict`` after it.
+    ``predict`` the printed ``nnUNetv2_predict`` after it. ``plans`` replaces kit plans (``GEOMETRIES``, by key)
+    that a fixed-topology architecture cannot take (a transformer whose patch must be a multiple of 32, say)
+    with plans of the same dimensionality that it can; ``test_replaced_plans_are_exactly_the_refused_ones``
+    checks that each replaced plan is refused as ``kt-nnunet plan`` refuses it and every other one is taken.
     """
 
     architecture: ClassVar[Union[str, Sequence[str]]] = ()
     train: ClassVar[bool] = True
     predict: ClassVar[bool] = True
+    plans: ClassVar[dict] = {}
+
+    @classmethod
+    def geometry(cls, key: str):
+        """The plan the checks run at for kit plan ``key``: the class's replacement, or the kit's own."""
+        return cls.plans.get(key) or checks.GEOMETRIES[key]
 
     @classmethod
     def architecture_names(cls) -> list[str]:
@@ -50,13 +59,16 @@ class ArchitectureConformance:
         return tmp_path_factory.mktemp("kt_nnunet_conformance")
 
     def test_contract_at_plan_geometry(self, architecture_name, geometry):
-        checks.check_plan_contract(architecture_name, checks.GEOMETRIES[geometry], tiny=True)
+        checks.check_plan_contract(architecture_name, self.geometry(geometry), tiny=True)
 
     def test_forward_backward_and_deep_supervision(self, architecture_name, geometry):
-        checks.check_forward_backward(architecture_name, checks.GEOMETRIES[geometry])
+        checks.check_forward_backward(architecture_name, self.geometry(geometry))
 
     def test_state_dict_is_independent_of_deep_supervision(self, architecture_name, geometry):
-        checks.check_state_dict(architecture_name, checks.GEOMETRIES[geometry])
+        checks.check_state_dict(architecture_name, self.geometry(geometry))
+
+    def test_replaced_plans_are_exactly_the_refused_ones(self, architecture_name):
+        checks.check_refused_plans(architecture_name, set(self.plans))
 
     def test_plans_kwargs_build_the_same_network_as_nnunet(self, architecture_name):
         checks.check_nnunet_builds_the_same(architecture_name)
