@@ -204,7 +204,7 @@ def test_kind_errors_are_one_clear_line(exported, teachers, transferal, tmp_path
     with pytest.raises(TeacherKindError, match=r"describes a onnx network; give it as onnx:"):
         label_dataset([f"torchscript:{exported['onnx']}"], transferal, tmp_path / "Dataset884_A", progress=False)
     (tmp_path / "weights.pth").write_bytes(b"x")
-    with pytest.raises(TeacherKindError, match=r"weights.pth is a file that no teacher kind reads"):
+    with pytest.raises(TeacherKindError, match=r"weights.pth is a file, not a model folder, and no teacher kind reads it"):
         label_dataset([tmp_path / "weights.pth"], transferal, tmp_path / "Dataset884_A", progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(TeacherKindError, match=r"neither a model folder .* nor a folder of predictions"):

@@ -175,8 +175,9 @@ def detect_kind(path: Path) -> TeacherKind:
         raise TeacherKindError(f"teacher {path} could be a {' or a '.join(names)} teacher; say which, e.g. "
                                f"--teacher {names[0]}:{path} (in a config: {{{names[0]}: {path}}})")
     if path.is_file():
-        raise TeacherKindError(f"teacher {path} is a file that no teacher kind reads; an exported network needs "
-                               f"its JSON sidecar beside it (same name, .json). Known kinds: {_listing()}")
+        raise TeacherKindError(f"teacher {path} is a file, not a model folder, and no teacher kind reads it; give "
+                               "the model folder holding plans.json, dataset.json and fold_N/, or an exported "
+                               f"network with its JSON sidecar beside it (same name, .json). Known kinds: {_listing()}")
     if path.is_dir():
         raise TeacherKindError(f"teacher {path} is neither a model folder (plans.json, fold_N/) nor a folder of "
                                f"predictions; give KIND:{path} with one of: {_listing()}")
