@@ -98,3 +98,17 @@ def remove_leftovers(folder: str | Path, only_dead: bool = False) -> None:
 def _pid_of(name: str) -> Optional[int]:
     head = name[len(PID_TEMPORARY_PREFIX):].split("-", 1)[0]
     return int(head) if head.isdigit() else None
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) while the body runs; waits for other holders.
+
+    For work that two processes of one experiment may start at once on a shared folder (nnU-Net's preprocessing
+    of a dataset two trainings need). The kernel releases the lock when its process ends, however it ends."""
+    import fcntl
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

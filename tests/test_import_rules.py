@@ -21,7 +21,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "kt_nnunet"
 
 LAYERS = (
-    {"errors", "checksums", "atomic_files", "progress", "devices", "__version__", "plugins", "registry",
+    {"errors", "checksums", "atomic_files", "progress", "interruption", "devices", "__version__", "plugins", "registry",
      "architectures"},
     {"nnunet"},
     {"data", "teachers"},

@@ -40,11 +40,16 @@ def _dry_run(runner) -> None:
 @click.option("--force", is_flag=True, help="Retrain, relabel and re-evaluate everything (default: resume).")
 @click.option("--dry-run", is_flag=True, help="Print the steps it would run, and which are already done; run nothing.")
 @click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
-def experiment(config, force, dry_run, verbose):
+@click.option("--executor", default=None, metavar="NAME",
+              help="serial (one step at a time, the default), local (several at once on this machine) or slurm "
+                   "(every step a SLURM job); wins over the config's `executor:` (docs/cluster.md).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="local: steps at once (each gets its share of the cores and a GPU); slurm: jobs at once.")
+def experiment(config, force, dry_run, verbose, executor, workers):
     """Run (or resume) the experiment described by CONFIG (YAML or TOML); see docs/experiment.md."""
     from kt_nnunet.experiment.runner import experiment_runner
 
-    runner = experiment_runner(config, force=force, verbose=verbose)
+    runner = experiment_runner(config, force=force, verbose=verbose, executor=executor, workers=workers)
     if dry_run:
         return _dry_run(runner)
     _print_results(runner.run())

@@ -54,7 +54,8 @@ def load_predictor(model: str | Path, *, folds: Optional[Sequence[int]] = None,
     """A loaded ``LeanPredictor`` for a model folder or an exported network (``.backend`` names which)."""
     import torch
 
-    from kt_nnunet.nnunet.lean_predictor import LeanPredictor, usable_cores
+    from kt_nnunet.devices import usable_cores
+    from kt_nnunet.nnunet.lean_predictor import LeanPredictor
     from kt_nnunet.nnunet.model_folder import load_trained_model
 
     threads = threads or usable_cores()

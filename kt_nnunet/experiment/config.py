@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from kt_nnunet.errors import KtNnunetError
+from kt_nnunet.experiment.executors.settings import ExecutorConfig
 from kt_nnunet.experiment.schema import Context, ExperimentConfigError, Section, join_key
 
 MODES = ("single_teacher", "multi_teacher", "kt_finetune", "finetune_only")
@@ -30,7 +31,7 @@ CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 TOP_LEVEL_KEYS = ("name", "description", "output", "seed", "repeats", "configuration", "fold", "device",
                   "derived_dataset_ids", "preprocessing_processes",
                   "budget", "source", "transferal", "test", "teachers", "students", "modes", "fusion", "transfer",
-                  "finetune", "evaluation")
+                  "finetune", "evaluation", "executor", "threads")
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,8 @@ class ExperimentConfig:
     device: str = "cpu"
     derived_dataset_ids: int = 800
     preprocessing_processes: int = 1   # nnU-Net's checks/fingerprint/preprocessing; 1: in process, no pools
+    executor: ExecutorConfig = ExecutorConfig()   # how the steps run (serial unless the config says otherwise)
+    threads: Optional[int] = None      # torch threads per step on the CPU; None: the cores the step may use
     description: str = ""
     source_file: Optional[Path] = None
     source_label: str = "experiment config"  # how messages name this config (the file name)
@@ -390,6 +393,9 @@ def parse_config(data: Any, *, source: str = "experiment config", base_dir: str 
                                                f"({repeats} repeat(s)) below nnU-Net's limit 999; choose a smaller "
                                                "first id")
     transfer = parse_transfer(top, ctx, teachers)
+    from kt_nnunet.experiment.executors import executor_names
+    from kt_nnunet.experiment.executors.settings import parse_executor
+
     return ExperimentConfig(
         name=name, output=resolve_path(top.string("output"), base_dir), teachers=teachers, students=students, test=test,
         modes=modes, budget=budget, transferal=transferal, sources=sources, fusion=fusion, transfer=transfer,
@@ -398,4 +404,5 @@ def parse_config(data: Any, *, source: str = "experiment config", base_dir: str 
         configuration=configuration, fold=parse_fold(top),
         device=top.choice("device", DEVICES, "cpu"), derived_dataset_ids=start,
         preprocessing_processes=top.integer("preprocessing_processes", 1, minimum=1),
+        executor=parse_executor(top, ctx, executor_names()), threads=top.integer("threads", None, minimum=1),
         description=top.string("description", ""), source_file=source_file, source_label=source)

@@ -325,20 +325,25 @@ class ExperimentConsole:
     def _report_failure(self, index: int, name: str, outcome: "StepOutcome", exc: BaseException) -> None:
         self.close()
         message = str(exc).strip() or type(exc).__name__
-        lines = [f"[{index}/{len(self.names)}] {name}: FAILED after {outcome.seconds:.1f} s: "
-                 f"{type(exc).__name__}: {message}", f"log: {outcome.log}"]
+        self.say_failure(f"[{index}/{len(self.names)}] {name}: FAILED after {outcome.seconds:.1f} s: "
+                         f"{type(exc).__name__}: {message}", outcome.log, outcome.log_offset)
+        mark_reported(exc)
+
+    def say_failure(self, headline: str, log: Path, log_offset: int = 0, extra: Sequence[str] = ()) -> None:
+        """A failed step: ``headline``, where its log is, and (unless the log is echoed) the log's tail from
+        ``log_offset`` on, where this run's part of the appended log starts."""
+        lines = [headline, f"log: {log}", *extra]
         if not self.verbose:
             tail = []
-            if outcome.log.is_file():
-                with open(outcome.log, "rb") as log:
-                    log.seek(outcome.log_offset)
-                    tail = log.read().decode(errors="replace").splitlines()[-FAILURE_TAIL_LINES:]
+            if log.is_file():
+                with open(log, "rb") as handle:
+                    handle.seek(log_offset)
+                    tail = handle.read().decode(errors="replace").splitlines()[-FAILURE_TAIL_LINES:]
             if tail:
                 lines.append(f"last {len(tail)} lines of the log:")
                 lines += [f"  | {line}" for line in tail]
         for line in lines:
             self.say(line)
-        mark_reported(exc)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from kt_nnunet.experiment.console import clock
 from kt_nnunet.experiment.plots import (
     choose_overlay_cases,
     plot_dice_per_model,
@@ -27,6 +28,7 @@ from kt_nnunet.experiment.tables import (
     per_class_rows,
     repeated,
     results_rows,
+    schedule_rows,
     timing_rows,
 )
 
@@ -164,7 +166,26 @@ def report_sections(results: dict) -> list:
     sections.append(Section("IoU and HD95 per class", per_class_rows(results), [
         "Mean ± sd over repeats." if repeated(results) else "Mean ± sd over test cases.",
         "HD95 penalised / both empty: counts of the first repeat's cases."], key="per_class"))
+    schedule = schedule_rows(results)
+    if schedule:
+        sections.append(Section("How long with more workers", schedule, schedule_notes(results["schedule"]),
+                                key="schedule"))
     return sections
+
+
+def schedule_notes(schedule: dict) -> list:
+    """What the schedule table assumes, naming the critical path's ends (the steps that bound the wall time)."""
+    path = schedule.get("critical_path") or []
+    ends = f"from `{path[0]}` to `{path[-1]}`" if len(path) > 1 else f"`{path[0]}`" if path else "empty"
+    notes = [f"Simulated from each step's recorded time over the experiment's step graph: a free worker starts "
+             f"the earliest-planned step whose dependencies have finished. The critical path runs {ends} "
+             f"({len(path)} step{'s' if len(path) != 1 else ''}, {clock(schedule['unlimited_seconds'])}); no number "
+             "of workers finishes sooner. Queue wait and per-job start-up (scheduling, loading nnU-Net and the "
+             "data) are not counted, so a cluster run takes longer."]
+    untimed = schedule.get("untimed") or []
+    if untimed:
+        notes.append("Counted as 0 s (no recorded time): " + ", ".join(f"`{name}`" for name in untimed) + ".")
+    return notes
 
 
 def render_report(results: dict, plots: dict, skipped: dict, plots_relative: str = PLOTS_FOLDER) -> str:

@@ -6,8 +6,11 @@ Top level: ``schema_version``, ``experiment`` (name, description, output folder,
 :class:`kt_nnunet.experiment.evaluation.ModelEvaluation`, combined over its repeats by
 :func:`combine_repeats`), ``comparisons`` (the paper's questions: student vs its teacher, multi-teacher
 student vs the best teacher, transfer + fine-tune vs fine-tune only) and ``claims`` (those questions as
-verdicts with confidence intervals, ``kt_nnunet.experiment.claims``). NaN is written as ``null``; the file
-is strict JSON.
+verdicts with confidence intervals, ``kt_nnunet.experiment.claims``). Optional: ``schedule``, the wall time
+the experiment would take with 1, 4, 8, 16 and unlimited workers and its critical path, simulated from the
+recorded step times over the step graph (``kt_nnunet.experiment.schedule.schedule_summary``); results.json
+files written before it existed have no such key and still load. NaN is written as ``null``; the file is
+strict JSON.
 """
 from __future__ import annotations
 
@@ -138,7 +141,8 @@ def combine_repeats(records: Sequence[dict]) -> list[dict]:
 def build_results(models: Sequence[ModelEvaluation | dict], *, config: Any = None, test_set: Optional[dict] = None,
                   timings: Optional[dict] = None, name: Optional[str] = None,
                   output_folder: Optional[str | Path] = None, inference_timing: Optional[dict] = None,
-                  labelling: Optional[Sequence[dict]] = None, unscored_teachers: Sequence[dict] = ()) -> dict:
+                  labelling: Optional[Sequence[dict]] = None, unscored_teachers: Sequence[dict] = (),
+                  step_graph: Optional[Sequence[dict]] = None) -> dict:
     """The results.json document; ``config`` is an ``ExperimentConfig`` or a plain dict (echoed as is).
 
     ``models`` are per-repeat evaluations (``extra.repeat`` tells the repeat; absent means 0), combined per
@@ -146,9 +150,12 @@ def build_results(models: Sequence[ModelEvaluation | dict], *, config: Any = Non
     ``seconds_per_case`` with the interleaved measurement. ``labelling`` lists each teacher-labelled
     dataset's summary (fusion, mean teacher agreement, confidence and, for reliability fusion, the mean
     teacher weights). ``unscored_teachers`` (``name``, ``kind``, ``path``) are teachers that labelled but
-    are not evaluated on the test set.
+    are not evaluated on the test set. ``step_graph`` lists every planned step in plan order as ``{"name",
+    "depends_on": [...], "seconds"}`` (``seconds`` None when not recorded); with it, ``schedule`` says how
+    long the experiment would take with more workers.
     """
     from kt_nnunet.experiment.claims import evaluate_claims
+    from kt_nnunet.experiment.schedule import schedule_summary
 
     records = combine_repeats([m.to_dict() if isinstance(m, ModelEvaluation) else dict(m) for m in models])
     for record in records:
@@ -176,6 +183,9 @@ def build_results(models: Sequence[ModelEvaluation | dict], *, config: Any = Non
                "models": records, "unscored_teachers": [dict(t) for t in unscored_teachers]}
     results["comparisons"] = compare_models(records)
     results["claims"] = evaluate_claims(records, results["comparisons"])
+    if step_graph:
+        results["schedule"] = schedule_summary([(s["name"], s.get("seconds"), s.get("depends_on") or ())
+                                                for s in step_graph])
     return clean_json(results)
 
 
@@ -207,7 +217,27 @@ def validate_results(results: Any, source: str = RESULTS_FILE) -> dict:
             value = model[number]
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ResultsError(f"{source}: {key}.{number}: expected a number or null, got {value!r}")
+    if "schedule" in results:  # optional: results.json files from before it existed have none
+        _validate_schedule(results["schedule"], source)
     return results
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _validate_schedule(schedule: Any, source: str) -> None:
+    """The parts of ``schedule`` the report reads."""
+    if not isinstance(schedule, dict):
+        raise ResultsError(f"{source}: schedule: expected an object")
+    for number in ("serial_seconds", "unlimited_seconds"):
+        if not _is_number(schedule.get(number)):
+            raise ResultsError(f"{source}: schedule.{number}: expected a number, got {schedule.get(number)!r}")
+    if not isinstance(schedule.get("critical_path"), list):
+        raise ResultsError(f"{source}: schedule.critical_path: expected a list of step names")
+    workers = schedule.get("workers")
+    if not isinstance(workers, dict) or not all(_is_number(v) for v in workers.values()):
+        raise ResultsError(f"{source}: schedule.workers: expected {{worker count: seconds}}, got {workers!r}")
 
 
 def write_results(results: dict, path: str | Path) -> Path:

@@ -11,8 +11,10 @@ held-out test set instead, and the validation export costs a process pool per mo
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Callable, Optional
 from kt_nnunet import progress
 from kt_nnunet.experiment.console import ExperimentConsole, LineStream
 from kt_nnunet.experiment.config import ExperimentConfig, load_config
+from kt_nnunet.experiment.schema import ExperimentConfigError
 from kt_nnunet.experiment.steps import (Evaluate, Finetune, LabelTransferal, MakeFinetuneSubset, ModelStep, Report,
                                         Step, TimeInference, TrainBaseline, TrainStudent, TrainTeacher, UseTeacher,
                                         plan_steps, repeat_suffix)
@@ -37,6 +40,23 @@ def experiment_folders(output: Path, override: bool = False) -> dict:
     ``output`` (all of them in ``output`` with ``override``)."""
     return {variable: str(folder_if_set(variable) if folder_if_set(variable) and not override
                           else (output / variable).absolute()) for variable in NNUNET_FOLDER_VARIABLES}
+
+
+@contextlib.contextmanager
+def experiment_threads(threads: Optional[int]):
+    """The config's ``threads`` for the steps run in this process (``kt_nnunet.devices.compute_threads``)."""
+    from kt_nnunet.devices import THREADS_VARIABLE
+
+    saved = os.environ.get(THREADS_VARIABLE)
+    if threads:
+        os.environ[THREADS_VARIABLE] = str(threads)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(THREADS_VARIABLE, None)
+        else:
+            os.environ[THREADS_VARIABLE] = saved
 
 
 def _in_experiment_folders(method):
@@ -64,8 +84,10 @@ def model_folder_of(dataset_name: str, trainer: str, plans_name: str, configurat
 
 class ExperimentRunner:
     def __init__(self, config: ExperimentConfig, *, force: bool = False, console: Optional[ExperimentConsole] = None,
-                 folders: Optional[dict] = None):
+                 folders: Optional[dict] = None, keep_state: bool = True):
+        """``keep_state=False``: never write ``state.json`` (a job running one step; its orchestrator keeps it)."""
         self.config = config
+        self.keep_state = keep_state
         self.output = Path(config.output)
         self.folders = folders if folders is not None else experiment_folders(self.output)
         self.console = console if console is not None else ExperimentConsole(self.output)
@@ -85,6 +107,8 @@ class ExperimentRunner:
     def _save_state(self) -> None:
         from kt_nnunet.atomic_files import atomic_write_text
 
+        if not self.keep_state:
+            return
         atomic_write_text(self.state_path, json.dumps(self.state, indent=2))
 
     @_in_experiment_folders
@@ -94,11 +118,27 @@ class ExperimentRunner:
         check_derived_datasets(self.config, self.steps)
 
     @_in_experiment_folders
-    def run(self) -> Path:
+    def run(self, executor: Optional[str] = None) -> Path:
+        """Run every step that is not done, with ``executor`` (default: the config's; see ``executors``)."""
+        from kt_nnunet.experiment.executors import create_executor
+        from kt_nnunet.experiment.lock import experiment_lock
+
         self.check()  # first: a refused config leaves no output folder behind
         self.output.mkdir(parents=True, exist_ok=True)
         for folder in self.folders.values():
             Path(folder).mkdir(parents=True, exist_ok=True)
+        with experiment_lock(self.output), experiment_threads(self.config.threads):
+            self.state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {"steps": {}}
+            parallel = create_executor(executor or self.config.executor.name, self)
+            if parallel is None:
+                self._run_serially()
+            else:
+                from kt_nnunet.experiment.dispatch import Dispatcher
+
+                Dispatcher(self, parallel).run()
+        return self.output / RESULTS_FILE
+
+    def _run_serially(self) -> None:
         steps = self.steps
         started = time.perf_counter()
         recorded = {name: r["seconds"] for name, r in self.state["steps"].items() if "seconds" in r}
@@ -112,9 +152,17 @@ class ExperimentRunner:
             self.console.close()
         self.state["total_seconds_last_run"] = round(time.perf_counter() - started, 2)
         self._save_state()
-        return self.output / RESULTS_FILE
 
-    def _run_step(self, index: int, step: Step) -> None:
+    def run_single(self, step: Step) -> bool:
+        """Run one step as a job does (its dependencies restored first); True when its result already existed."""
+        with nnunet_folders(self.folders):
+            self.console.start([(step.name, step.kind, _family(step))])
+            try:
+                return self._run_step(1, step)
+            finally:
+                self.console.close()
+
+    def _run_step(self, index: int, step: Step) -> bool:
         """Run one step and record its seconds in the state.
 
         A step finished by an earlier run keeps that run's seconds. A step resumed from unfinished work adds what
@@ -147,6 +195,7 @@ class ExperimentRunner:
         record.pop("unfinished_seconds", None)
         record["finished"] = True
         self._save_state()
+        return outcome.reused
 
     def is_done(self, name: str) -> bool:
         """Whether step ``name``'s result is on disk (a dry run's view: inputs are not re-checked)."""
@@ -165,11 +214,70 @@ class ExperimentRunner:
             return (dataset / "dataset.json").is_file() and (
                 isinstance(step, MakeFinetuneSubset) or (dataset / PROVENANCE_FILE).is_file())
         if isinstance(step, Evaluate):
-            return (self.output / "evaluations" / f"{step.model}{repeat_suffix(step.repeat)}" /
-                    "evaluation.json").is_file()
+            return (self._evaluation_folder(step) / "evaluation.json").is_file()
         if isinstance(step, TimeInference):
             return (self.output / "evaluations" / TIMING_FILE).is_file()
         return False
+
+    def step_named(self, name: str) -> Step:
+        return next(s for s in self.steps if s.name == name)
+
+    def reusable(self, step: Step) -> bool:
+        """Whether a finished step can be skipped, its outputs restored from its state record and the files."""
+        record = self.state["steps"].get(step.name, {})
+        finished = record.get("finished") or isinstance(step, UseTeacher)
+        return not self.force and finished and self.is_done(step.name) and self.restore(step)
+
+    def restore_dependencies(self, step: Step) -> None:
+        """Restore what ``step`` reads from the steps it depends on, directly or not (a job runs only ``step``)."""
+        seen: set = set()
+        wanted = list(step.depends_on)
+        while wanted:
+            name = wanted.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            dependency = self.step_named(name)
+            if not self.restore(dependency):
+                raise RuntimeError(f"{step.name} depends on {name}, whose outputs are not recorded as finished")
+            wanted.extend(dependency.depends_on)
+
+    def restore(self, step: Step) -> bool:
+        """Put a finished step's outputs back into memory from its state record and files; False when missing."""
+        record = self.state["steps"].get(step.name, {})
+        if isinstance(step, UseTeacher):
+            spec = self.config.teacher(step.model).spec()
+            self.given_teachers[step.key] = spec
+            if spec.kind == "nnunet":
+                self.models[step.key] = Path(spec.path)
+            return True
+        if isinstance(step, ModelStep):
+            if record.get("model_folder"):
+                self.models[step.key] = Path(record["model_folder"])
+            return bool(record.get("model_folder"))
+        if isinstance(step, (LabelTransferal, MakeFinetuneSubset)):
+            if isinstance(step, LabelTransferal) and "labelling" not in record:
+                return False  # recorded by an older kt-nnunet: running the step again reuses its labels
+            self.datasets[step.output_name] = f"Dataset{step.output_id:03d}_{step.output_name}"
+            if isinstance(step, LabelTransferal):
+                self.labelling[step.name] = record["labelling"]
+            return True
+        if isinstance(step, Evaluate):
+            from kt_nnunet.experiment.evaluation import EVALUATION_FILE, ModelEvaluation
+
+            path = self._evaluation_folder(step) / EVALUATION_FILE
+            if path.is_file():
+                self.evaluations[(step.model, step.repeat)] = ModelEvaluation.from_dict(json.loads(path.read_text()))
+            return path.is_file()
+        if isinstance(step, TimeInference):
+            path = self.output / "evaluations" / TIMING_FILE
+            if path.is_file():
+                self.inference_timing = json.loads(path.read_text())
+            return path.is_file()
+        return False
+
+    def _evaluation_folder(self, step: Evaluate) -> Path:
+        return self.output / "evaluations" / f"{step.model}{repeat_suffix(step.repeat)}"
 
     @_in_experiment_folders
     def dry_run(self) -> list[tuple[str, bool]]:
@@ -258,6 +366,7 @@ class ExperimentRunner:
         self.labelling[step.name] = {"dataset": out, "repeat": step.repeat, "teachers": list(step.teachers),
                                      "fusion": fusion.method, "min_confidence": fusion.min_confidence,
                                      "provenance": str(result.provenance), **result.summary}
+        self.state["steps"][step.name]["labelling"] = self.labelling[step.name]
         return existed
 
     def _train_student(self, step: TrainStudent) -> bool:
@@ -320,7 +429,7 @@ class ExperimentRunner:
 
         cfg = self.config
         model_step = self.model_steps[(step.model, step.repeat)]
-        out = self.output / "evaluations" / f"{step.model}{repeat_suffix(step.repeat)}"
+        out = self._evaluation_folder(step)
         existed = (out / "evaluation.json").is_file()
         evaluation = evaluate_model(self.model_folder(step.model, step.repeat), step.test.dataset.resolve(cfg.label),
                                     out, name=step.model, role=step.role, folds=[cfg.fold],
@@ -355,7 +464,9 @@ class ExperimentRunner:
         unscored = [{"name": s.model, "kind": self.given_teachers[s.key].kind,
                      "path": str(self.given_teachers[s.key].path)}
                     for s in self.steps if isinstance(s, UseTeacher) and not s.scored and s.key in self.given_teachers]
-        results = build_results(evaluations, config=cfg, test_set=test_set,
+        step_graph = [{"name": s.name, "depends_on": list(s.depends_on), "seconds": timings.get(s.name)}
+                      for s in self.steps]
+        results = build_results(evaluations, config=cfg, test_set=test_set, step_graph=step_graph,
                                 timings=timings, name=cfg.name, output_folder=self.output,
                                 inference_timing=self.inference_timing,
                                 labelling=[self.labelling[s.name] for s in self.steps
@@ -424,11 +535,12 @@ def check_output_folder(config: ExperimentConfig) -> None:
 
 
 def experiment_runner(config: ExperimentConfig | str | Path, *, force: bool = False, verbose: bool = False,
-                      progress: Optional[Callable[[str], None]] = None,
-                      own_nnunet_folders: bool = False) -> ExperimentRunner:
+                      progress: Optional[Callable[[str], None]] = None, own_nnunet_folders: bool = False,
+                      executor: Optional[str] = None, workers: Optional[int] = None) -> ExperimentRunner:
     """A runner for ``config`` with nnU-Net's folder variables set (see :func:`run_experiment`)."""
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
+    config = with_executor(config, executor, workers)
     check_output_folder(config)
     console = ExperimentConsole(Path(config.output), verbose=verbose,
                                 stream=None if progress is None else LineStream(progress))
@@ -436,14 +548,34 @@ def experiment_runner(config: ExperimentConfig | str | Path, *, force: bool = Fa
                             folders=experiment_folders(Path(config.output), override=own_nnunet_folders))
 
 
+def with_executor(config: ExperimentConfig, executor: Optional[str] = None,
+                  workers: Optional[int] = None) -> ExperimentConfig:
+    """``config`` with the command line's ``--executor`` / ``--workers``, which win over its ``executor:``."""
+    import dataclasses
+
+    from kt_nnunet.experiment.executors import executor_entry
+
+    if executor is None and workers is None:
+        return config
+    if executor is not None:
+        executor_entry(executor)  # an unknown name fails here, with the known ones
+    if workers is not None and workers < 1:
+        raise ExperimentConfigError(f"--workers {workers}: give 1 or more")
+    settings = dataclasses.replace(config.executor, name=executor or config.executor.name,
+                                   workers=workers or config.executor.workers)
+    return dataclasses.replace(config, executor=settings)
+
+
 def run_experiment(config: ExperimentConfig | str | Path, *, force: bool = False, verbose: bool = False,
-                   progress: Optional[Callable[[str], None]] = None, own_nnunet_folders: bool = False) -> Path:
+                   progress: Optional[Callable[[str], None]] = None, own_nnunet_folders: bool = False,
+                   executor: Optional[str] = None, workers: Optional[int] = None) -> Path:
     """Run (or resume) the experiment; returns the path of ``results.json``.
 
     nnU-Net's folder variables keep their values when set; unset ones (or all, with ``own_nnunet_folders``)
     point into the experiment's output folder while it runs, and are restored afterwards. nnU-Net's output goes to ``logs/<step>.log`` there (also to
     the console with ``verbose``); kt-nnunet's own progress lines go to standard output, or to ``progress``
-    one line at a time (see ``kt_nnunet.experiment.console``).
+    one line at a time (see ``kt_nnunet.experiment.console``). ``executor`` (``serial``, ``local``, ``slurm``)
+    and ``workers`` override the config's ``executor:`` section (docs/cluster.md).
     """
     return experiment_runner(config, force=force, verbose=verbose, progress=progress,
-                             own_nnunet_folders=own_nnunet_folders).run()
+                             own_nnunet_folders=own_nnunet_folders, executor=executor, workers=workers).run()

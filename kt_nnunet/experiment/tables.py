@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from kt_nnunet.experiment.console import clock
 from kt_nnunet.experiment.plots import ROLE_LABELS
 
 DASH = "–"
@@ -189,3 +190,20 @@ def timing_rows(results: dict) -> Optional[Table]:
     if not timings:
         return None
     return Table(["step", "seconds"], [[step, f"{value:.1f}"] for step, value in timings.items()], numeric={1})
+
+
+def schedule_rows(results: dict) -> Optional[Table]:
+    """The simulated wall time with 1, 4, 8, 16 and unlimited workers (results.json's ``schedule``) and the
+    speed-up over running the steps one after another."""
+    schedule = results.get("schedule")
+    if not schedule:
+        return None
+    serial = schedule["serial_seconds"]
+    counts = sorted(schedule["workers"], key=int)
+    rows = [("1 worker (as run serially)" if count == "1" else f"{count} workers", schedule["workers"][count])
+            for count in counts]
+    rows.append(("unlimited (critical path)", schedule["unlimited_seconds"]))
+    table = Table(["workers", "wall time", "seconds", "speed-up"], numeric={1, 2, 3})
+    for label, wall in rows:
+        table.rows.append([label, clock(wall), f"{wall:.1f}", DASH if not wall else f"{serial / wall:.2f}×"])
+    return table

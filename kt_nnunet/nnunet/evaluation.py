@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -134,7 +133,9 @@ def torch_threads(num_threads: Optional[int]):
     import torch
 
     saved = torch.get_num_threads()
-    torch.set_num_threads(int(num_threads or os.cpu_count() or 1))
+    from kt_nnunet.devices import compute_threads
+
+    torch.set_num_threads(int(num_threads or compute_threads()))
     try:
         yield torch.get_num_threads()
     finally:

@@ -9,7 +9,7 @@ fold averaging, resampling back and writer, and changes only that:
 * the fold networks are built once and stay loaded (no ``load_state_dict`` per case);
 * patches go through the network in batches (``batch_size``); each patch's logits are added to the
   float16 accumulator in nnU-Net's order, so the accumulated logits equal nnU-Net's;
-* torch runs on the cores this process may use (``os.sched_getaffinity``), uncapped;
+* torch runs on the cores this process may use (``kt_nnunet.devices.compute_threads``), uncapped;
 * :func:`predict_cases` reads and preprocesses case k+1 in a thread while case k is predicted, and
   resamples and writes case k in another thread; threads, not processes, so nothing is pickled or spawned.
 
@@ -50,13 +50,6 @@ class PredictionInputError(KtNnunetError):
     """The images to predict do not fit the model (channels, file ending) or are missing."""
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on every platform
-        return os.cpu_count() or 1
-
-
 def default_batch_size(patch_size: Sequence[int]) -> int:
     return int(max(1, min(MAX_BATCH, BATCH_VOXELS // math.prod(patch_size))))
 
@@ -76,7 +69,9 @@ class LeanPredictor(nnUNetPredictor):
         self.model = model
         self.fold_networks = list(networks)
         self.batch_size = batch_size or default_batch_size(model.configuration_manager.patch_size)
-        self.threads = threads or usable_cores()
+        from kt_nnunet.devices import compute_threads
+
+        self.threads = threads or compute_threads()
         self.forward_seconds = 0.0  # inside the network calls only
         self.backend = "torch"
 

@@ -110,10 +110,22 @@ def ensure_preprocessed(dataset: str | int, configuration: str = "2d", num_proce
 
     ``num_processes=1`` runs them in this process, without nnU-Net's worker pools (``serial_pools``).
     """
+    name = dataset_name(dataset)
+    with dataset_lock(name):  # parallel steps planning one dataset wait for the first (nnU-Net's files would tear)
+        return _ensure_preprocessed(name, configuration, num_processes, verify_dataset_integrity)
+
+
+def dataset_lock(name: str):
+    """An exclusive lock on ``nnUNet_preprocessed/<name>``'s planning, preprocessing and split files."""
+    from kt_nnunet.atomic_files import exclusive_lock
+
+    return exclusive_lock(preprocessed_folder() / f".{name}.kt-nnunet.lock")
+
+
+def _ensure_preprocessed(name: str, configuration: str, num_processes: int, verify_dataset_integrity: bool) -> str:
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
                                                                       preprocess)
 
-    name = dataset_name(dataset)
     plans_file = preprocessed_folder() / name / f"{NNUNET_PLANS}.json"
     if plans_file.is_file() and _is_preprocessed(name, json.loads(plans_file.read_text()), configuration):
         return name

@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from kt_nnunet.atomic_files import atomic_write_text
+from kt_nnunet.devices import compute_threads
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.nnunet.paths import preprocessed_folder, raw_folder
 from kt_nnunet.nnunet.planning import dataset_name
@@ -60,12 +62,21 @@ def augmentation_is_reproducible() -> bool:
 
 
 def ensure_splits(name: str) -> None:
-    """Give nnU-Net a ``splits_final.json`` where its 5-fold split cannot be made.
+    """Give nnU-Net a ``splits_final.json`` before its trainer writes one (two trainings of a dataset started at
+    once would each write it, and one could read the other's half-written file).
 
     A raw dataset's own ``splits_final.json`` is copied as nnU-Net's planner would. With fewer than five
     labelled cases (a fine-tuning set of N cases) nnU-Net's KFold fails, so every fold then trains on all
     cases and validates on them too: the protocol evaluates on a separate test set, not on this split.
+    Otherwise it is nnU-Net's own seeded 5-fold split.
     """
+    from kt_nnunet.nnunet.planning import dataset_lock
+
+    with dataset_lock(name):  # two trainings of one dataset may start at once
+        _ensure_splits(name)
+
+
+def _ensure_splits(name: str) -> None:
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
     target = preprocessed_folder() / name / "splits_final.json"
@@ -77,7 +88,12 @@ def ensure_splits(name: str) -> None:
         return
     cases = sorted(get_filenames_of_train_images_and_targets(str(raw), json.loads((raw / "dataset.json").read_text())))
     if len(cases) < NNUNET_NUM_FOLDS:
-        target.write_text(json.dumps([{"train": cases, "val": cases}] * NNUNET_NUM_FOLDS, indent=1))
+        splits = [{"train": cases, "val": cases}] * NNUNET_NUM_FOLDS
+    else:  # the split nnU-Net's do_split would write, written here under the lock and atomically
+        from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+        splits = generate_crossval_split(cases, seed=12345, n_splits=NNUNET_NUM_FOLDS)
+    atomic_write_text(target, json.dumps(splits, indent=1))
 
 
 def build_trainer(trainer_class, dataset: str | int, configuration: str, fold: int, plans_name: str,
@@ -154,7 +170,7 @@ def train_fold(trainer_class, dataset: str | int, configuration: str, fold: int,
         shutil.rmtree(fold_folder)
         fold_folder.mkdir(parents=True)
     if device == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(compute_threads())
     with augmentation_workers(num_workers):
         maybe_load_checkpoint(trainer, continue_training, False, None)
         if pretrained_weights is not None:

@@ -17,6 +17,8 @@ Every kt-nnunet trainer derives from this one, which also hardens nnU-Net's chec
 * ``save_checkpoint`` writes a temporary file, fsyncs it and renames it into place, so a kill mid-save
   leaves the previous checkpoint; it names ``nnUNetTrainer`` (real class under ``kt_trainer_name``) when
   the network is nnU-Net's build from the plans, so stock ``nnUNetv2_predict`` needs no ``nnUNet_extTrainer``;
+* after an epoch in which a stop was requested (SLURM's warning signal, ``kt_nnunet.interruption``) it saves
+  ``checkpoint_latest.pth`` and raises ``StopRequested``, so a resumed run loses no finished epoch;
 * ``initialize`` refuses plans whose network (or ``_kw_requires_import``) names code outside the known
   network classes, before nnU-Net imports and calls it.
 """
@@ -31,6 +33,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from kt_nnunet import progress
 from kt_nnunet.atomic_files import atomic_file
+from kt_nnunet.interruption import StopRequested, stop_requested
 from kt_nnunet.nnunet.model_folder import (ModelFolderError, UnsafeCheckpointError, check_plans_architecture,
                                            load_checkpoint_safely)
 from kt_nnunet.nnunet.planning import BUDGET_KEY, SEED_KEY
@@ -167,6 +170,24 @@ class nnUNetTrainerKTBudget(nnUNetTrainer):
             progress.announce(progress.EPOCH, epoch=epoch + 1, epochs=self.num_epochs,
                               train_loss=float(self.logger.get_value("train_losses", step=-1)),
                               pseudo_dice=float(self.logger.get_value("mean_fg_dice", step=-1)))
+        reason = stop_requested()
+        if reason and self.current_epoch < self.num_epochs:
+            self._stop_resumably(reason)
+
+    def _stop_resumably(self, reason: str) -> None:
+        """Save ``checkpoint_latest.pth`` so that ``--continue`` starts at the next epoch, then stop (see
+        ``kt_nnunet.interruption``)."""
+        # nnU-Net's save_checkpoint records current_epoch + 1 as the epoch to resume at, and its on_epoch_end
+        # has already counted the finished epoch.
+        self.current_epoch -= 1
+        try:
+            self.save_checkpoint(str(Path(self.output_folder) / "checkpoint_latest.pth"))
+        finally:
+            self.current_epoch += 1
+        message = (f"stopped after epoch {self.current_epoch} of {self.num_epochs} ({reason}); "
+                   f"checkpoint_latest.pth resumes at epoch {self.current_epoch + 1}")
+        self.print_to_log_file(f"kt-nnunet: {message}")
+        raise StopRequested(f"{self.output_folder}: {message}")
 
     def get_dataloaders(self):
         if self.kt_seed is not None:
