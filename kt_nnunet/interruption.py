@@ -1,4 +1,4 @@
-"""A request to stop long work at its next safe point: SLURM's warning signal before a time limit or a preemption.
+"""A request to stop long work at its next safe point: SLURM's warning signal before a job's time limit.
 
 SLURM sends ``SIGUSR1`` a while before it ends a job (submitit asks for it with ``--signal=USR1@<delay>``). A
 training that stops there would lose every epoch since nnU-Net's last periodic checkpoint, and one killed while
@@ -38,24 +38,22 @@ def clear() -> None:
     _requested = None
 
 
-JOB_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)  # SLURM's time-limit warning (submitit's), and preemption's
-
-
 @contextlib.contextmanager
-def stop_on_signals(signals: Sequence[int] = JOB_SIGNALS) -> Iterator[None]:
+def stop_on_signals(signals: Sequence[int] = (signal.SIGUSR1,)) -> Iterator[None]:
     """While the body runs, the given signals request a stop instead of doing what they did before (submitit's own
-    handlers requeue without a checkpoint, or ignore SIGTERM); the previous handlers come back afterwards.
+    handler requeues without a checkpoint); the previous handlers come back afterwards.
 
-    Processes forked meanwhile (worker pools) inherit the handler; in them a signal does what it would by default,
-    so a pool can still terminate its workers."""
+    Processes forked meanwhile (nnU-Net's worker pools) inherit the handler; it does nothing there, so a warning
+    sent to every process of a job stops the training, not a pool's workers in the middle of a task.
+
+    Never install a Python handler for SIGTERM around work that forks pools: a SIGTERM that reaches a worker right
+    after its fork is dropped before Python runs the handler (CPython clears pending signals in a new child), so
+    ``Pool.terminate`` waits forever for a worker that never died."""
     owner = os.getpid()
 
     def handler(signum, frame):
-        if os.getpid() != owner:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        request_stop(f"signal {signal.Signals(signum).name}")
+        if os.getpid() == owner:
+            request_stop(f"signal {signal.Signals(signum).name}")
 
     previous = {number: signal.signal(number, handler) for number in signals}
     clear()

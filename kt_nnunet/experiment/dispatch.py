@@ -155,7 +155,14 @@ class Dispatcher:
         log = self.console.logs / log_name(step.name)
         self.log_offsets[step.name] = log.stat().st_size if log.is_file() else 0
         attempt = sum(1 for s in self.book.submissions if s["step"] == step.name) + 1
-        handle = self.executor.submit(job, kind)
+        try:
+            handle = self.executor.submit(job, kind)
+        except Exception as exc:  # sbatch refused it (a partition or option the cluster does not have)
+            message = " ".join(str(exc).split())[:500] or type(exc).__name__
+            self.failed[step.name] = message
+            self.console.say(f"[{self.index[step.name]}/{len(self.steps)}] {step.name}: could not be submitted "
+                             f"({self.executor.name}): {type(exc).__name__}: {message}")
+            return
         self.running[step.name] = handle
         self.book.submitted(step.name, handle.describe(), attempt)
         self.line(step.name, f"submitted as {handle.label()}")
@@ -189,10 +196,11 @@ class Dispatcher:
             result = None
         if result is None:
             self.failed[name] = outcome.error or "failed"
-            log = self.console.logs / log_name(name)
+            log, offset = self.console.logs / log_name(name), self.log_offsets.get(name, 0)
+            if not log.is_file() or log.stat().st_size <= offset:  # it never started the step: show the job's own
+                log, offset = handle.stderr, 0
             self.console.say_failure(f"[{self.index[name]}/{len(self.steps)}] {name}: FAILED on {handle.label()}: "
-                                     f"{outcome.error}", log, self.log_offsets.get(name, 0),
-                                     extra=[f"job output: {handle.stderr}"])
+                                     f"{outcome.error}", log, offset, extra=[f"job output: {handle.stderr}"])
             return
         self.runner.state["steps"][name] = result.record
         self.runner._save_state()

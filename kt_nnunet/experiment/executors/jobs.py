@@ -10,6 +10,7 @@ orchestrator submits the step again, which resumes it.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ class StepJob:
 
     def __call__(self) -> StepResult:
         confine(self.cores, self.gpu, self.config.threads)
+        # submitit ignores SIGTERM in its jobs; nnU-Net's short-lived worker pools end their workers with it, and a
+        # worker forked with a Python handler in place can miss it and hang the pool (see interruption.py).
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         from kt_nnunet.experiment.console import ExperimentConsole
         from kt_nnunet.experiment.runner import ExperimentRunner
         from kt_nnunet.interruption import StopRequested, stop_on_signals

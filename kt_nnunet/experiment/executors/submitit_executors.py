@@ -109,6 +109,11 @@ class SubmititExecutor:
     name = ""
 
     def __init__(self, runner):
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise ExecutorError(f"--executor {self.name} submits its jobs with submitit: pip install "
+                                "'kt-nnunet[slurm]'") from None
         self.runner = runner
         self.config = runner.config
         self.settings = runner.config.executor
@@ -229,10 +234,6 @@ class SlurmExecutor(SubmititExecutor):
 
     def __init__(self, runner):
         super().__init__(runner)
-        try:
-            import submitit  # noqa: F401
-        except ImportError:
-            raise ExecutorError("--executor slurm needs submitit: pip install 'kt-nnunet[slurm]'") from None
         if not _command_works(["sinfo", "--version"]):
             raise ExecutorError("--executor slurm: SLURM's commands (sinfo, sbatch, squeue) are not on this "
                                 "machine's PATH; run on a SLURM login node, or use --executor local")
