@@ -84,7 +84,7 @@ def test_local_executor_gives_the_serial_results(serial_dice, tmp_path, monkeypa
     assert dice_per_repeat(results) == serial_dice
     assert max(int(m[1]) for line in lines if (m := re.search(r"(\d+) running", line))) == 2  # two at once
     steps = [s["step"] for s in submissions(tmp_path / "run")]
-    assert len(steps) == len(set(steps)) == 14  # every step that is not in-process, once
+    assert len(steps) == len(set(steps)) == 15  # every step but the report (it runs in-process), once
     results_json = json.loads(results.read_text())
     assert results_json["schedule"]["workers"]["4"] <= results_json["schedule"]["serial_seconds"]
 
@@ -108,16 +108,19 @@ def test_slurm_run_killed_restarted_and_signalled_gives_the_serial_results(seria
 
     config = make_experiment(tmp_path, monkeypatch)
     output = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "kt_nnunet.cli", "experiment", str(config), "--executor", "slurm"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    cli = Path(sys.executable).with_name("kt-nnunet")
+    first_output = open(tmp_path / "first-orchestrator.txt", "w")
+    first = subprocess.Popen([str(cli), "experiment", str(config), "--executor", "slurm"], stdout=first_output,
+                             stderr=subprocess.STDOUT, env=dict(os.environ))
     book = output / "jobs" / "jobs.json"
     deadline = time.monotonic() + 120
     while not (book.is_file() and json.loads(book.read_text())["active"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)  # the orchestrator dies; its SLURM jobs go on
     first.wait()
-    queued = json.loads(book.read_text())["active"]
-    assert queued
+    first_output.close()
+    assert book.is_file(), (tmp_path / "first-orchestrator.txt").read_text()
+    assert json.loads(book.read_text())["active"]
 
     stop, sent = threading.Event(), []
     watcher = threading.Thread(target=_signal_when_training, args=(output, stop, sent), daemon=True)
@@ -130,7 +133,7 @@ def test_slurm_run_killed_restarted_and_signalled_gives_the_serial_results(seria
         watcher.join()
     assert any("found its slurm job" in line for line in lines), lines
     steps = [s["step"] for s in submissions(output)]
-    assert sorted(steps) == sorted(set(steps) | {SIGNALLED}), steps  # nothing twice but the signalled training
+    assert sorted(steps) == sorted([*set(steps), SIGNALLED]), steps  # nothing twice but the signalled training
 
     assert sent, "the student's training was never seen running"
     assert any(f"{SIGNALLED}: slurm job {sent[0]} stopped at a safe point" in line for line in lines), lines
