@@ -1,6 +1,6 @@
 """Wall time of one small experiment run serially and with the ``local`` executor (2 workers), in one run.
 
-    python benchmarks/executor_scaling.py [--epochs 6 --iterations 10 --repeats 2] [--smoke]
+    python benchmarks/executor_scaling.py [--epochs 20 --iterations 20 --repeats 2] [--smoke]
 
 Prints ``serial_s``, ``local_s`` and ``local_over_serial=<wall ratio>`` (target: <= 0.75 on 2 cores), after
 asserting that both runs gave the same per-repeat Dice for every model. The experiment: two teachers (``unet``,
@@ -71,8 +71,8 @@ def run(root: Path, executor: str, args) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="one epoch of two iterations, one repeat")
     args = parser.parse_args()

@@ -342,6 +342,11 @@ def predictor_for_network(network, plans_manager, configuration_manager, state_d
     predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=use_mirroring,
                                 perform_everything_on_device=device.type == "cuda", device=device,
                                 verbose=verbose, verbose_preprocessing=False, allow_tqdm=False)
+    if device.type == "cuda":
+        # nnU-Net's predictor turns cuDNN's autotuner on, which picks convolution algorithms per process: teacher
+        # labels (and every later student) then differed in the 4th decimal between executors on a GPU.
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     predictor.manual_initialization(network, plans_manager, configuration_manager, state_dicts, dataset_json,
                                     trainer_name, mirroring_axes)
     return predictor
