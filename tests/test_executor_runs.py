@@ -28,7 +28,7 @@ budget: {{epochs: 2, iterations_per_epoch: 3, val_iterations_per_epoch: 1}}
 source: 700
 transferal: 701
 test: {{dataset: 702, split: test}}
-repeats: 2
+repeats: {repeats}
 threads: 1      # CPU sums depend on the thread count: the same count under every executor, the same numbers
 teachers:
   - {{architecture: unet, tiny: true}}
@@ -42,7 +42,7 @@ executor: {{poll_seconds: 0.5, slurm: {{cpus: 1, mem_gb: 2, signal_delay_s: 30{s
 SIGNALLED = "train_student:light_unet_multi"
 
 
-def make_experiment(root: Path, monkeypatch, slurm_extra: str = "") -> Path:
+def make_experiment(root: Path, monkeypatch, slurm_extra: str = "", repeats: int = 2) -> Path:
     from kt_nnunet.data import DOMAIN_PRESETS, ShapeConfig, synth_dataset, tiny_dataset
 
     for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
@@ -53,7 +53,8 @@ def make_experiment(root: Path, monkeypatch, slurm_extra: str = "") -> Path:
     synth_dataset(701, "Trf", num_train=6, num_test=0, shapes=shapes, domain=shifted, labelled=False, seed=1)
     synth_dataset(702, "Tst", num_train=4, num_test=3, shapes=shapes, domain=shifted, seed=2)
     config = root / "experiment.yaml"
-    config.write_text(CONFIG.format(output=root / "run", epochs=STUDENT_EPOCHS, slurm_extra=slurm_extra))
+    config.write_text(CONFIG.format(output=root / "run", epochs=STUDENT_EPOCHS, slurm_extra=slurm_extra,
+                                    repeats=repeats))
     return config
 
 
@@ -156,7 +157,7 @@ def test_slurm_job_that_fails_is_reported_and_the_others_go_on(tmp_path, monkeyp
     from kt_nnunet.experiment.dispatch import StepsFailed
     from kt_nnunet.experiment.runner import run_experiment
 
-    config = make_experiment(tmp_path, monkeypatch)
+    config = make_experiment(tmp_path, monkeypatch, repeats=1)
     # A job folder others can write to: the job refuses to unpickle anything from it and ends without a result.
     exposed = tmp_path / "run" / "jobs" / "train_teacher_teacher_unet"
     exposed.mkdir(parents=True)
@@ -170,6 +171,6 @@ def test_slurm_job_that_fails_is_reported_and_the_others_go_on(tmp_path, monkeyp
     assert any("refusing to run this job" in line and "can be written by other users" in line
                for line in lines[failed:]), lines[failed:]
     state = json.loads((tmp_path / "run" / "state.json").read_text())["steps"]
-    assert state["evaluate:light_unet_multi@r1"]["finished"]  # repeat 1 did not wait on repeat 0's failure
+    assert state["evaluate:teacher_light_unet"]["finished"]  # the other teacher did not wait on the failure
     assert "train_student:light_unet_multi" not in state
     assert wait_for_queue_empty(60)

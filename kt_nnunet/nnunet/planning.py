@@ -111,8 +111,16 @@ def ensure_preprocessed(dataset: str | int, configuration: str = "2d", num_proce
     ``num_processes=1`` runs them in this process, without nnU-Net's worker pools (``serial_pools``).
     """
     name = dataset_name(dataset)
+    if _planned_and_preprocessed(name, configuration):
+        return name
+    check_raw_dataset(name)  # before the lock: a refused dataset leaves nothing in nnUNet_preprocessed
     with dataset_lock(name):  # parallel steps planning one dataset wait for the first (nnU-Net's files would tear)
         return _ensure_preprocessed(name, configuration, num_processes, verify_dataset_integrity)
+
+
+def _planned_and_preprocessed(name: str, configuration: str) -> bool:
+    plans_file = preprocessed_folder() / name / f"{NNUNET_PLANS}.json"
+    return plans_file.is_file() and _is_preprocessed(name, json.loads(plans_file.read_text()), configuration)
 
 
 def dataset_lock(name: str):
@@ -127,9 +135,8 @@ def _ensure_preprocessed(name: str, configuration: str, num_processes: int, veri
                                                                       preprocess)
 
     plans_file = preprocessed_folder() / name / f"{NNUNET_PLANS}.json"
-    if plans_file.is_file() and _is_preprocessed(name, json.loads(plans_file.read_text()), configuration):
+    if _planned_and_preprocessed(name, configuration):  # another process did it while this one waited
         return name
-    check_raw_dataset(name)
     from kt_nnunet.nnunet.serial_pools import serial_pools
 
     with _planning_environment(), serial_pools(num_processes <= 1):
