@@ -20,7 +20,7 @@ from slurm_support import requires_slurm, wait_for_queue_empty
 
 pytestmark = pytest.mark.slow
 
-STUDENT_EPOCHS = 12
+STUDENT_EPOCHS = 20
 CONFIG = """
 name: tiny
 output: {output}
