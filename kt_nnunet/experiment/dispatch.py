@@ -17,7 +17,6 @@ import datetime
 import json
 import time
 from pathlib import Path
-from typing import Optional
 
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.experiment.console import clock, log_name
@@ -209,8 +208,3 @@ class Dispatcher:
         where = f"{handle.label()} on {result.host}" if result.host else handle.label()
         self.line(name, "already done" if result.reused else f"done in {result.seconds:.1f} s ({where})")
 
-
-def recorded_jobs(output: Path) -> Optional[dict]:
-    """``jobs/jobs.json`` of an experiment folder, or None (for tests and ``--dry-run``)."""
-    path = Path(output) / "jobs" / BOOK_FILE
-    return json.loads(path.read_text()) if path.is_file() else None

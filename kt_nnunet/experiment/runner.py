@@ -11,10 +11,8 @@ held-out test set instead, and the validation export costs a process pool per mo
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -42,21 +40,12 @@ def experiment_folders(output: Path, override: bool = False) -> dict:
                           else (output / variable).absolute()) for variable in NNUNET_FOLDER_VARIABLES}
 
 
-@contextlib.contextmanager
 def experiment_threads(threads: Optional[int]):
-    """The config's ``threads`` for the steps run in this process (``kt_nnunet.devices.compute_threads``)."""
+    """The config's ``threads`` for the steps run in this process (``kt_nnunet.devices.compute_threads``), set
+    and restored like nnU-Net's folder variables."""
     from kt_nnunet.devices import THREADS_VARIABLE
 
-    saved = os.environ.get(THREADS_VARIABLE)
-    if threads:
-        os.environ[THREADS_VARIABLE] = str(threads)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(THREADS_VARIABLE, None)
-        else:
-            os.environ[THREADS_VARIABLE] = saved
+    return nnunet_folders({THREADS_VARIABLE: threads} if threads else {})
 
 
 def _in_experiment_folders(method):
