@@ -16,8 +16,8 @@ Every function takes the same kinds of argument under the same names:
   a calling script's ``__main__``.
 
 They wrap the stage functions (``kt_nnunet.training.train_model``, ``kt_nnunet.labelling.label_dataset``,
-``kt_nnunet.training.transfer``/``finetune``, ``kt_nnunet.experiment.evaluate_model``); keywords not named
-here are passed on to them. A wrong kind of argument raises ``ApiArgumentError`` (a ``KtNnunetError``) naming
+``kt_nnunet.training.transfer``/``finetune``, ``kt_nnunet.experiment.evaluate_model``), turning the loose
+keywords into the stages' settings (``Budget``, ``TransferSettings``, ``FusionSettings``) in one place. A wrong kind of argument raises ``ApiArgumentError`` (a ``KtNnunetError``) naming
 the argument and what it takes. Heavy imports wait for the first call, so importing this module is cheap.
 """
 from __future__ import annotations
@@ -191,93 +191,119 @@ def _check_architecture(architecture) -> None:
         raise _refuse("architecture", architecture, "a registered architecture name (kt_nnunet.list_architectures())")
 
 
+def _budget(epochs, iterations, val_iterations, lr=None):
+    from kt_nnunet.training.settings import Budget
+
+    return Budget(epochs, iterations, val_iterations, lr)
+
+
 def train(dataset, architecture: str, *, fold: int = 0, configuration: str = "2d", epochs: Optional[int] = None,
           iterations: Optional[int] = None, val_iterations: Optional[int] = None, tiny: bool = False,
           arch_kwargs: Optional[dict] = None, seed: Optional[int] = None, device="auto", force: bool = False,
           continue_training: bool = False, validate: bool = False, num_processes: int = 1,
-          **options) -> TrainedModelResult:
+          num_workers: Optional[int] = 0) -> TrainedModelResult:
     """Plan ``dataset`` for ``architecture`` (if not planned yet) and train one fold: a teacher, or any model.
 
-    Other keywords (``num_workers``) go to ``kt_nnunet.training.train_model``.
+    ``num_workers``: nnU-Net's augmentation processes (0: in this process, the only reproducible order).
     """
     from kt_nnunet.training.supervised import train_model
 
     _check_architecture(architecture)
     folder = train_model(dataset_name_of(dataset, "dataset"), architecture, fold=fold, configuration=configuration,
-                         arch_kwargs=arch_kwargs, tiny=tiny, epochs=epochs, iterations=iterations,
-                         val_iterations=val_iterations, seed=seed, continue_training=continue_training, force=force,
-                         device=_device(device), validate=validate, num_processes=num_processes, **options)
+                         arch_kwargs=arch_kwargs, tiny=tiny, budget=_budget(epochs, iterations, val_iterations),
+                         seed=seed, continue_training=continue_training, force=force, device=_device(device),
+                         validate=validate, num_processes=num_processes, num_workers=num_workers)
     return _result(folder, fold, "teacher")
 
 
 def label(teachers, images, out, *, fusion: str = "mean", weights: Optional[Sequence[float]] = None,
           min_confidence: Optional[float] = None, tta: bool = True, save_probabilities: bool = False, device="auto",
-          force: bool = False, **options):
+          force: bool = False, label_map=None, num_parts: int = 1, part_id: int = 0,
+          checkpoint: str = DEFAULT_CHECKPOINT, tile_step_size: float = 0.5, copy_images: bool = False,
+          progress: bool = True, distributed="auto"):
     """The teachers label the transferal ``images`` into the new dataset ``out`` (``DatasetNNN_Name``, in
     ``$nnUNet_raw`` unless a path); returns the ``LabellingResult`` (``.dataset``: the labelled dataset's folder).
 
     A teacher is a model (see ``train``) or, as a text, any kind ``kt-nnunet label --teacher`` takes
-    (``"onnx:net.onnx"``, ``"predictions:DIR"``, ...; docs/teachers.md). Other keywords (``label_map``,
-    ``num_parts``/``part_id``, ``checkpoint``, ``progress``, ...) go to ``kt_nnunet.labelling.label_dataset``.
+    (``"onnx:net.onnx"``, ``"predictions:DIR"``, ...; docs/teachers.md). ``label_map`` reconciles different
+    teacher label sets; ``num_parts``/``part_id`` label one part of the cases (torchrun ranks are parts);
+    ``checkpoint`` is the model folders' checkpoint file; ``tile_step_size`` the sliding window's step;
+    ``copy_images`` copies instead of hard-linking. See ``kt_nnunet.labelling.label_dataset``.
     """
     from kt_nnunet.labelling.api import label_dataset
 
     images = _labelled_folder(images, "images")
     return label_dataset([_teacher_text(t) for t in _teachers(teachers)], images, out, fusion=fusion, weights=weights,
                          min_confidence=min_confidence, tta=tta, save_probabilities=save_probabilities,
-                         device=_device(device), force=force, **options)
+                         device=_device(device), force=force, label_map=label_map, num_parts=num_parts,
+                         part_id=part_id, checkpoint=checkpoint, tile_step_size=tile_step_size,
+                         copy_images=copy_images, progress=progress, distributed=distributed)
 
 
 def transfer(teachers, dataset, architecture: str, *, fold: int = 0, online: bool = False, soft: bool = False,
+             temperature: float = 2.0, alpha: float = 0.5, fusion: str = "mean",
+             weights: Optional[Sequence[float]] = None, min_confidence: Optional[float] = None,
              configuration: str = "2d", epochs: Optional[int] = None, iterations: Optional[int] = None,
              val_iterations: Optional[int] = None, tiny: bool = False, arch_kwargs: Optional[dict] = None,
              seed: Optional[int] = None, device="auto", force: bool = False, continue_training: bool = False,
-             validate: bool = False, labelled_out: Optional[str] = None, num_processes: int = 1,
-             **options) -> TrainedModelResult:
+             validate: bool = False, labelled_out: Optional[str] = None, reference_labels: Optional[str] = None,
+             reference_images: Optional[str] = None, num_processes: int = 1,
+             num_workers: Optional[int] = 0) -> TrainedModelResult:
     """Train a student of ``architecture`` from ``teachers`` on ``dataset``: offline (default; the teacher-labelled
     dataset, or an unlabelled transferal set labelled first into ``labelled_out``) or ``online``.
 
-    Other keywords (``temperature``, ``alpha``, ``fusion``, ``weights``, ``min_confidence``, ``reference_labels``,
-    ...) go to ``kt_nnunet.training.transfer``.
+    ``soft`` also learns the teachers' probabilities (``temperature``, weight ``alpha``); ``fusion``,
+    ``weights`` and ``min_confidence`` fuse the teachers (online, or when labelling here);
+    ``reference_labels``/``reference_images`` add a real Dice to the offline validation.
     """
+    from kt_nnunet.teachers.methods import FusionSettings
+    from kt_nnunet.training.settings import TransferSettings
     from kt_nnunet.training.transferring import transfer as transfer_stage
 
     _check_architecture(architecture)
     teachers = _teachers(teachers)
-    folder = transfer_stage([_teacher_text(t) for t in teachers], dataset_name_of(dataset, "dataset"), architecture,
-                            fold=fold, online=online, soft=soft, continue_training=continue_training, force=force,
-                            device=_device(device), validate=validate, configuration=configuration, epochs=epochs,
-                            iterations=iterations, val_iterations=val_iterations, tiny=tiny, arch_kwargs=arch_kwargs,
-                            seed=seed, labelled_out=labelled_out, num_processes=num_processes, **options)
+    folder = transfer_stage(
+        [_teacher_text(t) for t in teachers], dataset_name_of(dataset, "dataset"), architecture, fold=fold,
+        transfer=TransferSettings("online" if online else "offline", soft, temperature, alpha),
+        fusion=FusionSettings(fusion, weights, min_confidence), budget=_budget(epochs, iterations, val_iterations),
+        configuration=configuration, tiny=tiny, arch_kwargs=arch_kwargs, seed=seed,
+        reference_labels=reference_labels, reference_images=reference_images, labelled_out=labelled_out,
+        continue_training=continue_training, force=force, device=_device(device), validate=validate,
+        num_processes=num_processes, num_workers=num_workers)
     return _result(folder, fold, "multi_teacher_student" if len(teachers) > 1 else "student", teachers)
 
 
 def finetune(model: ModelLike, dataset, *, fold: int = 0, epochs: Optional[int] = None,
              iterations: Optional[int] = None, val_iterations: Optional[int] = None, lr: Optional[float] = None,
              seed: Optional[int] = None, device="auto", force: bool = False, continue_training: bool = False,
-             validate: bool = False, from_scratch: bool = False, num_processes: int = 1,
-             **options) -> TrainedModelResult:
+             validate: bool = False, from_scratch: bool = False, checkpoint: str = DEFAULT_CHECKPOINT,
+             source_fold: Optional[int] = None, num_processes: int = 1,
+             num_workers: Optional[int] = 0) -> TrainedModelResult:
     """Continue ``model`` (a student) on the labelled ``dataset`` (same architecture and preprocessing); with
     ``from_scratch``, train its network there without its weights (the fine-tune-only baseline).
 
-    The model's own fold is the starting checkpoint (a bare folder: its first fold); ``fold`` is the fold of
-    ``dataset`` to train. Other keywords (``checkpoint``, ``num_workers``) go to ``kt_nnunet.training.finetune``.
+    The starting checkpoint is ``source_fold`` of the model, else the model's own fold (a bare folder: its first
+    fold); ``checkpoint`` names the file. ``fold`` is the fold of ``dataset`` to train.
     """
     from kt_nnunet.training.finetuning import finetune as finetune_stage
 
-    model_folder, source_fold = _model(model, "model")
+    model_folder, trained_fold = _model(model, "model")
+    if source_fold is None and trained_fold != "all":
+        source_fold = trained_fold
     folder = finetune_stage(model_folder, dataset_name_of(dataset, "dataset"), fold=fold,
-                            source_fold=None if source_fold == "all" else source_fold, epochs=epochs, lr=lr,
-                            iterations=iterations, val_iterations=val_iterations, force=force,
-                            continue_training=continue_training, device=_device(device), validate=validate,
-                            seed=seed, from_scratch=from_scratch, num_processes=num_processes, **options)
+                            source_fold=source_fold, checkpoint=checkpoint,
+                            budget=_budget(epochs, iterations, val_iterations, lr), seed=seed,
+                            from_scratch=from_scratch, force=force, continue_training=continue_training,
+                            device=_device(device), validate=validate, num_processes=num_processes,
+                            num_workers=num_workers)
     teachers = model.teachers if isinstance(model, TrainedModelResult) else ()
     return _result(folder, fold, "finetune_only" if from_scratch else "kt_finetune", teachers)
 
 
 def evaluate(model: ModelLike, test, out: Optional[str | Path] = None, *, fold: Optional[int] = None,
              split: str = "auto", name: Optional[str] = None, role: Optional[str] = None, mirroring: bool = True,
-             force: bool = False, **options):
+             force: bool = False, threads: Optional[int] = None, warmup: bool = True,
+             checkpoint_name: str = DEFAULT_CHECKPOINT, progress=None):
     """Predict the labelled ``test`` set with ``model`` on the CPU and score it; returns the ``ModelEvaluation``
     (``dice_mean``, ``per_class``, ``hd95_mean``, ``seconds_per_case``, per-case records, ...).
 
@@ -285,8 +311,7 @@ def evaluate(model: ModelLike, test, out: Optional[str | Path] = None, *, fold: 
     ``out`` (default: ``evaluation_<test dataset>`` in the model folder) receives the predictions,
     ``summary.json`` and ``evaluation.json``; an evaluation there with unchanged checkpoints and cases is reused
     unless ``force``. ``fold`` defaults to the trained fold of a ``TrainedModelResult``, else every fold found.
-    Other keywords (``threads``, ``warmup``, ``checkpoint_name``, ``progress``) go to
-    ``kt_nnunet.experiment.evaluate_model``.
+    ``threads`` caps torch's threads, ``warmup`` runs one untimed case first, ``progress`` receives a line per case.
     """
     from kt_nnunet.experiment.evaluation import ROLES, evaluate_model
     from kt_nnunet.nnunet.evaluation import load_test_set
@@ -303,4 +328,5 @@ def evaluate(model: ModelLike, test, out: Optional[str | Path] = None, *, fold: 
     teachers = [str(t) for t in model.teachers] if isinstance(model, TrainedModelResult) else []
     return evaluate_model(model_folder, test_set, out, name=name or model_folder.name, role=role,
                           folds=None if fold is None else [fold], mirroring=mirroring, teachers=teachers,
-                          force=force, **options)
+                          force=force, threads=threads, warmup=warmup, checkpoint_name=checkpoint_name,
+                          progress=progress)

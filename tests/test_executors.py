@@ -110,8 +110,9 @@ def test_a_training_asked_to_stop_saves_its_epoch_and_resumes_without_losing_one
     from kt_nnunet.training.supervised import train_model
 
     tiny_dataset(980, "Stop", num_train=4, num_test=0)
-    settings = dict(configuration="2d", tiny=True, epochs=4, iterations=2, val_iterations=1, seed=0,
-                    num_processes=1, validate=False)
+    from kt_nnunet.training.settings import Budget
+
+    settings = dict(configuration="2d", tiny=True, budget=Budget(4, 2, 1), seed=0, num_processes=1, validate=False)
 
     def stop_after_two(event, fields):
         if event == progress.EPOCH and fields["epoch"] == 2:

@@ -26,13 +26,13 @@ def tiny_model(tmp_path_factory):
             (root / variable).mkdir()
             patch.setenv(variable, str(root / variable))
         patch.setenv("nnUNet_def_n_proc", "1")
-        from kt_nnunet.nnunet.planning import write_architecture_plans
+        from kt_nnunet.training.plans import write_architecture_plans
+        from kt_nnunet.training.settings import Budget
         from kt_nnunet.nnunet.training_api import train_fold
         from kt_nnunet.training.budget import nnUNetTrainerKTBudget
 
         raw = tiny_dataset(601, "EvalTiny", num_train=6, num_test=3)
-        planned = write_architecture_plans(601, "light_unet", "2d", tiny=True, num_processes=1, budget={
-            "num_epochs": 1, "num_iterations_per_epoch": 2, "num_val_iterations_per_epoch": 1})
+        planned = write_architecture_plans(601, "light_unet", "2d", tiny=True, num_processes=1, budget=Budget(1, 2, 1))
         model = train_fold(nnUNetTrainerKTBudget, 601, "2d", 0, planned.plans_name, validate=False)
     return raw, model
 

@@ -53,7 +53,9 @@ def experiment_config(tmp_path_factory):
     mp.undo()
 
 
-def test_interrupted_experiment_resumes_without_redoing_work(experiment_config):
+def test_interrupted_experiment_resumes_without_redoing_work(experiment_config, monkeypatch):
+    from kt_nnunet.nnunet import planning
+
     config, output = experiment_config
     seen = []
 
@@ -72,8 +74,19 @@ def test_interrupted_experiment_resumes_without_redoing_work(experiment_config):
     checkpoint = f"{teacher}/fold_0/checkpoint_final.pth"
     mtime = os.stat(checkpoint).st_mtime
 
+    plans_writes: dict = {}
+    write = planning.write_plans_configuration
+
+    def counting(path, *args, **kwargs):
+        plans_writes[Path(path).name] = plans_writes.get(Path(path).name, 0) + 1
+        return write(path, *args, **kwargs)
+
+    monkeypatch.setattr(planning, "write_plans_configuration", counting)
     messages = []
     results_path = run_experiment(config, progress=messages.append)
+    # Each model planned once in this run, the reused teachers as the trained students: 2 teachers, the student,
+    # its fine-tuning and the from-scratch baseline.
+    assert len(plans_writes) == 5 and set(plans_writes.values()) == {1}, plans_writes
     assert messages and all(m.startswith("[") for m in messages), messages  # nnU-Net's output went to the logs
     teacher_log = (output / "logs" / "train_teacher_teacher_unet.log").read_text()
     assert "Epoch 0" in teacher_log and "train_loss" in teacher_log
@@ -216,15 +229,15 @@ def test_plots_are_readable_after_nnunet_trained_in_this_process(experiment_conf
 
     from kt_nnunet.experiment import plots
     from kt_nnunet.experiment.report import draw_plots
-    from kt_nnunet.nnunet.planning import write_architecture_plans
+    from kt_nnunet.training.plans import write_architecture_plans
+    from kt_nnunet.training.settings import Budget
     from kt_nnunet.nnunet.training_api import train_fold
     from kt_nnunet.training.budget import nnUNetTrainerKTBudget
     from report_checks import layout_problems
 
     config, output = experiment_config
     planned = write_architecture_plans(700, "light_unet", "2d", tiny=True, num_processes=1, force=True,
-                                       budget={"num_epochs": 1, "num_iterations_per_epoch": 2,
-                                               "num_val_iterations_per_epoch": 1})
+                                       budget=Budget(1, 2, 1))
     train_fold(nnUNetTrainerKTBudget, planned.dataset_name, "2d", 0, planned.plans_name, force=True, validate=False)
     try:
         assert matplotlib.rcParams["font.size"] != matplotlib.rcParamsDefault["font.size"], \

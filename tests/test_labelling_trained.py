@@ -16,14 +16,14 @@ def test_trained_teacher_and_differently_preprocessed_teacher_label_a_dataset(nn
     from kt_nnunet.cli import main
     from kt_nnunet.data import tiny_dataset
     from kt_nnunet.nnunet.inference import verify_dataset_integrity
-    from kt_nnunet.nnunet.planning import write_architecture_plans
+    from kt_nnunet.training.plans import write_architecture_plans
+    from kt_nnunet.training.settings import Budget
     from kt_nnunet.nnunet.training_api import train_fold
     from kt_nnunet.training.budget import nnUNetTrainerKTBudget
 
     source = tiny_dataset(850, "Source", num_train=5, num_test=3, seed=1)
     planned = write_architecture_plans(850, "unet", "2d", tiny=True, num_processes=1,
-                                       budget={"num_epochs": 1, "num_iterations_per_epoch": 2,
-                                               "num_val_iterations_per_epoch": 1})
+                                       budget=Budget(1, 2, 1))
     model = train_fold(nnUNetTrainerKTBudget, 850, "2d", 0, planned.plans_name, validate=False)
     relative = f"{source.name}/{model.name}"  # found under $nnUNet_results
 

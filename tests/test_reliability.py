@@ -521,13 +521,14 @@ def test_item7_budgets_below_one_are_refused(nnunet_env, tmp_path, command, opti
 
 def test_item7_the_api_refuses_budgets_below_one_too(nnunet_env):
     """Item 7: the Python API is checked as well, not only the CLI."""
-    from kt_nnunet.nnunet.planning import write_architecture_plans
+    from kt_nnunet.training.plans import write_architecture_plans
+    from kt_nnunet.training.settings import Budget
     from kt_nnunet.training.transferring import prepare_transfer
 
     with pytest.raises(KtNnunetError, match="--epochs must be a whole number of at least 1"):
-        write_architecture_plans("Dataset612_Options", "unet", budget={"num_epochs": 0})
+        write_architecture_plans("Dataset612_Options", "unet", budget=Budget(epochs=0))
     with pytest.raises(KtNnunetError, match="--iterations must be a whole number of at least 1"):
-        prepare_transfer([], "Dataset612_Options", "unet", iterations=-1)
+        prepare_transfer([], "Dataset612_Options", "unet", budget=Budget(iterations_per_epoch=-1))
 
 
 # ----------------------------------------------------------------------------- one line, not a traceback

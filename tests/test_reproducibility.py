@@ -10,16 +10,17 @@ import torch
 pytestmark = pytest.mark.slow
 
 DATASET = 880
-BUDGET = {"num_epochs": 2, "num_iterations_per_epoch": 3, "num_val_iterations_per_epoch": 1}
+BUDGET = dict(epochs=2, iterations_per_epoch=3, val_iterations_per_epoch=1)
 
 
 def _train(seed: int, force: bool = False):
     from kt_nnunet.nnunet.model_folder import load_checkpoint_safely
-    from kt_nnunet.nnunet.planning import write_architecture_plans
+    from kt_nnunet.training.plans import write_architecture_plans
+    from kt_nnunet.training.settings import Budget
     from kt_nnunet.nnunet.training_api import train_fold
     from kt_nnunet.training.budget import nnUNetTrainerKTBudget
 
-    planned = write_architecture_plans(DATASET, "light_unet", tiny=True, num_processes=1, budget=BUDGET, seed=seed)
+    planned = write_architecture_plans(DATASET, "light_unet", tiny=True, num_processes=1, budget=Budget(**BUDGET), seed=seed)
     folder = train_fold(nnUNetTrainerKTBudget, DATASET, "2d", 0, planned.plans_name, validate=False, force=force)
     return folder, load_checkpoint_safely(folder / "fold_0" / "checkpoint_final.pth")["network_weights"]
 

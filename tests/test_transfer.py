@@ -19,12 +19,16 @@ import pytest
 import torch
 
 from kt_nnunet.nnunet.ext_trainers import EXT_TRAINER_FOLDER
+from kt_nnunet.teachers.methods import FusionSettings
+from kt_nnunet.training.settings import Budget, TransferSettings
 
 pytestmark = pytest.mark.slow
 
 DATASET = 950
 # Identical budget and online settings in every test: they live in the shared ktOnline plans file.
-BUDGET = dict(tiny=True, epochs=1, iterations=2, val_iterations=1, num_processes=1)
+BUDGET = dict(tiny=True, budget=Budget(epochs=1, iterations_per_epoch=2, val_iterations_per_epoch=1), num_processes=1)
+ONLINE, ONLINE_SOFT = TransferSettings("online"), TransferSettings("online", soft=True)
+FINETUNE_BUDGET = Budget(epochs=1, iterations_per_epoch=2, val_iterations_per_epoch=1, initial_lr=1e-3)
 
 
 @dataclass
@@ -50,8 +54,8 @@ def _add_ignored_voxels(raw: Path) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from kt_nnunet.data import tiny_dataset
-    from kt_nnunet.nnunet.planning import write_architecture_plans
     from kt_nnunet.nnunet.training_api import train_fold
+    from kt_nnunet.training.plans import write_architecture_plans
     from kt_nnunet.training.budget import nnUNetTrainerKTBudget
 
     root = tmp_path_factory.mktemp("kt")
@@ -66,8 +70,7 @@ def world(tmp_path_factory):
         # seeded: an unseeded 6-iteration teacher sometimes labelled everything background, and nnU-Net's
         # fingerprint of such a labelled set fails (no foreground intensities)
         planned = write_architecture_plans(DATASET, "unet", tiny=True, num_processes=1,
-                                           budget={"num_epochs": 2, "num_iterations_per_epoch": 3,
-                                                   "num_val_iterations_per_epoch": 1}, seed=0)
+                                           budget=Budget(2, 3, 1), seed=0)
         teacher = train_fold(nnUNetTrainerKTBudget, DATASET, "2d", 0, planned.plans_name, validate=False)
         torch.set_num_threads(2)
         yield World(root, raw, teacher)
@@ -136,10 +139,10 @@ def test_online_train_step_uses_teacher_targets_at_every_scale(world, soft):
     from kt_nnunet.nnunet.model_folder import load_trained_model
     from kt_nnunet.nnunet.training_api import augmentation_workers, build_trainer
     from kt_nnunet.training.targets import downsample_labels
-    from kt_nnunet.training.transferring import prepare_transfer, trainer_class
+    from kt_nnunet.training.transferring import prepare_transfer, transfer_trainer
 
-    plan = prepare_transfer([str(world.teacher)], DATASET, "light_unet", online=True, **BUDGET)
-    trainer = build_trainer(trainer_class(True, soft), plan.dataset_name, "2d", 3, plan.plans_name)
+    plan = prepare_transfer([str(world.teacher)], DATASET, "light_unet", transfer=ONLINE, **BUDGET)
+    trainer = build_trainer(transfer_trainer(True, soft), plan.dataset_name, "2d", 3, plan.plans_name)
     with augmentation_workers(0):
         trainer.on_train_start()
     batch = next(trainer.dataloader_train)
@@ -183,7 +186,8 @@ def test_two_teachers_are_fused_with_weights_online(world, tmp_path):
     torch.save(checkpoint, second / "fold_0" / "checkpoint_final.pth")
 
     teachers = [str(world.teacher), f"{second}:0"]
-    plan = prepare_transfer(teachers, DATASET, "unet", online=True, fusion="weighted", weights=[1.0, 3.0], **BUDGET)
+    plan = prepare_transfer(teachers, DATASET, "unet", transfer=ONLINE, fusion=FusionSettings("weighted", (1.0, 3.0)),
+                            **BUDGET)
     trainer = build_trainer(nnUNetTrainerKTOnline, plan.dataset_name, "2d", 0, plan.plans_name)
     with augmentation_workers(0):
         trainer.initialize()
@@ -205,7 +209,7 @@ def test_online_trainer_refuses_a_teacher_with_other_preprocessing(world):
     from kt_nnunet.teachers.errors import TeacherMismatchError
     from kt_nnunet.training.transferring import prepare_transfer
 
-    plan = prepare_transfer([str(world.teacher)], DATASET, "light_unet", online=True, **BUDGET)
+    plan = prepare_transfer([str(world.teacher)], DATASET, "light_unet", transfer=ONLINE, **BUDGET)
     folder = preprocessed_folder() / plan.dataset_name
     plans = json.loads((folder / f"{plan.plans_name}.json").read_text())
     plans["plans_name"] = "ktOnlineCT_light_unet"
@@ -227,7 +231,7 @@ def test_teachers_with_other_labels_are_one_clear_error(world, tmp_path):
     (other / "dataset.json").write_text(json.dumps(dataset_json))
     with pytest.raises(TeacherMismatchError, match=r"inconsistent with its teachers: teacher .*other_teacher: "
                                                    r"labels differ"):
-        prepare_transfer([str(other)], DATASET, "light_unet", online=True, **BUDGET)
+        prepare_transfer([str(other)], DATASET, "light_unet", transfer=ONLINE, **BUDGET)
 
 
 def test_online_hard_and_soft_students_train_and_stock_nnunet_predicts_them(world, tmp_path):
@@ -235,12 +239,12 @@ def test_online_hard_and_soft_students_train_and_stock_nnunet_predicts_them(worl
     from kt_nnunet.training import transfer
     from kt_nnunet.training.transferring import prepare_transfer
 
-    hard = transfer([str(world.teacher)], DATASET, "light_unet", online=True, validate=False, **BUDGET)
+    hard = transfer([str(world.teacher)], DATASET, "light_unet", transfer=ONLINE, validate=False, **BUDGET)
     assert _checkpoint(hard)["kt_trainer_name"] == "nnUNetTrainerKTOnline"
     provenance = json.loads((hard / "kt_provenance.json").read_text())
     assert provenance["mode"] == "online" and provenance["teachers"][0]["model_folder"] == str(world.teacher)
 
-    plan = prepare_transfer([str(world.teacher)], DATASET, "light_unet", online=True, soft=True, **BUDGET)
+    plan = prepare_transfer([str(world.teacher)], DATASET, "light_unet", transfer=ONLINE_SOFT, **BUDGET)
     env = dict(os.environ, nnUNet_extTrainer=str(EXT_TRAINER_FOLDER), nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1")
     train = subprocess.run(plan.train_command(1).split(), env=env, capture_output=True, text=True)
     assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
@@ -268,8 +272,7 @@ def test_finetuning_changes_weights_keeps_the_architecture_and_resumes(world, of
     from kt_nnunet.nnunet.training_api import TrainingError
     from kt_nnunet.training import finetune
 
-    tuned = finetune(offline_student, DATASET, epochs=1, lr=1e-3, iterations=2, val_iterations=1, validate=False,
-                     num_processes=1)
+    tuned = finetune(offline_student, DATASET, budget=FINETUNE_BUDGET, validate=False, num_processes=1)
     assert tuned.name == "nnUNetTrainerKTFinetune__ktFinetune_light_unet__2d"
     source_plans = json.loads((offline_student / "plans.json").read_text())["configurations"]["2d"]
     tuned_plans = json.loads((tuned / "plans.json").read_text())["configurations"]["2d"]
@@ -283,9 +286,9 @@ def test_finetuning_changes_weights_keeps_the_architecture_and_resumes(world, of
     assert json.loads((tuned / "kt_provenance.json").read_text())["source"]["source_model"] == str(offline_student)
 
     with pytest.raises(TrainingError, match="pass --force"):
-        finetune(offline_student, DATASET, epochs=1, lr=1e-3, iterations=2, val_iterations=1, num_processes=1)
-    finetune(offline_student, DATASET, epochs=1, lr=1e-3, iterations=2, val_iterations=1, validate=False,
-             continue_training=True, num_processes=1)  # finished: resumes, trains nothing more
+        finetune(offline_student, DATASET, budget=FINETUNE_BUDGET, num_processes=1)
+    finetune(offline_student, DATASET, budget=FINETUNE_BUDGET, validate=False, continue_training=True,
+             num_processes=1)  # finished: resumes, trains nothing more
     assert torch.equal(_checkpoint(tuned)["network_weights"][next(iter(after))], after[next(iter(after))])
 
 
@@ -326,7 +329,8 @@ def test_offline_soft_student_learns_the_saved_probabilities_aligned_with_image_
     from kt_nnunet.training.transferring import prepare_transfer
 
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")  # the batch below comes from the training process, seeded
-    options = dict(labelled_out="Dataset953_KTSoftLabelled", soft=True, temperature=2.0, alpha=0.5, seed=0, **BUDGET)
+    options = dict(labelled_out="Dataset953_KTSoftLabelled", transfer=TransferSettings("offline", True, 2.0, 0.5),
+                   seed=0, **BUDGET)
     plan = prepare_transfer([f"{world.teacher}:0"], TRANSFERAL, "light_unet", **options)
     assert plan.trainer == "nnUNetTrainerKTOfflineSoft" and plan.plans_name == "ktOfflineSoft_light_unet_seed0"
     data_folder = preprocessed_folder() / plan.dataset_name / "nnUNetPlans_2d"

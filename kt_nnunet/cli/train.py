@@ -30,6 +30,14 @@ def _predict_hint(model_folder, fold) -> str:
             "(stock nnU-Net; nnUNet_extTrainer not needed)")
 
 
+# One default for every command that trains, the API's: nnU-Net's preprocessing in this process (worker pools
+# pay off only on many cores) and CUDA when torch sees a GPU.
+NUM_PROCESSES = click.option("-np", "--num-processes", default=1, show_default=True,
+                             help="Processes for nnU-Net preprocessing (1: in this process).")
+DEVICE = click.option("--device", default="auto", show_default=True,
+                      help="cpu, cuda, cuda:1, mps (auto: cuda if present).")
+
+
 def _model_options(command):
     """The options every command that trains a model takes: configuration, fold, architecture width, budget."""
     options = [
@@ -55,10 +63,10 @@ def _model_options(command):
                    "the same seed repeats the run on this machine (single-threaded augmentation, the default).")
 @click.option("--force", is_flag=True, help="Retrain a finished fold from scratch; replace differing plans.")
 @click.option("--continue", "continue_training", is_flag=True, help="Resume the fold from its checkpoint.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, mps (auto: cuda if present).")
+@DEVICE
 @click.option("--no-validate", is_flag=True, help="Skip nnU-Net's final validation.")
 @click.option("--plan-only", is_flag=True, help="Write the plans and print the stock nnUNetv2_train command.")
-@click.option("-np", "--num-processes", default=2, show_default=True, help="Processes for nnU-Net preprocessing.")
+@NUM_PROCESSES
 def train(dataset, architecture, configuration, fold, tiny, arch_kwargs, epochs, iterations, val_iterations, seed,
           force, continue_training, device, no_validate, plan_only, num_processes):
     """Train an architecture on the labelled DATASET (id, name or folder in nnUNet_raw), as a teacher is trained.
@@ -69,19 +77,29 @@ def train(dataset, architecture, configuration, fold, tiny, arch_kwargs, epochs,
     from kt_nnunet.api import train as run_train
     from kt_nnunet.training.supervised import prepare_training
 
-    options = dict(configuration=configuration, tiny=tiny, arch_kwargs=_arch_kwargs(arch_kwargs), epochs=epochs,
-                   iterations=iterations, val_iterations=val_iterations, seed=seed, num_processes=num_processes)
+    options = dict(configuration=configuration, tiny=tiny, arch_kwargs=_arch_kwargs(arch_kwargs), seed=seed,
+                   num_processes=num_processes)
     if plan_only:
         from kt_nnunet.api import dataset_name_of
+        from kt_nnunet.training.settings import Budget
 
-        plan = prepare_training(dataset_name_of(dataset), architecture, force=force, **options)
-        click.echo(f"plans:   {plan.plans_name} for {plan.dataset_name}")
-        click.echo(f"train:   {plan.train_command(fold)}   (needs nnUNet_extTrainer: eval \"$(kt-nnunet env)\")")
+        plan = prepare_training(dataset_name_of(dataset), architecture, budget=Budget(epochs, iterations, val_iterations),
+                                force=force, **options)
+        _echo_plan(plan, fold, device)
         return
-    model = run_train(dataset, architecture, fold=fold, force=force, continue_training=continue_training,
-                      device=device, validate=not no_validate, **options)
+    model = run_train(dataset, architecture, fold=fold, epochs=epochs, iterations=iterations,
+                      val_iterations=val_iterations, force=force, continue_training=continue_training, device=device,
+                      validate=not no_validate, **options)
     click.echo(f"trained: {model.model_folder}/fold_{fold}")
     click.echo(_predict_hint(model.model_folder, fold))
+
+
+def _echo_plan(plan, fold, device) -> None:
+    from kt_nnunet.devices import parse_device
+
+    click.echo(f"plans:   {plan.plans_name} for {plan.dataset_name}")
+    click.echo(f"train:   {plan.train_command(fold, parse_device(device).type)}   "
+               "(needs nnUNet_extTrainer: eval \"$(kt-nnunet env)\")")
 
 
 @click.command()
@@ -106,37 +124,45 @@ def train(dataset, architecture, configuration, fold, tiny, arch_kwargs, epochs,
               help="If --dataset is unlabelled: label it with the teachers into this new dataset first.")
 @click.option("--force", is_flag=True, help="Retrain a finished fold from scratch; replace differing plans.")
 @click.option("--continue", "continue_training", is_flag=True, help="Resume the fold from its checkpoint.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or mps.")
+@DEVICE
 @click.option("--no-validate", is_flag=True, help="Skip nnU-Net's final validation.")
 @click.option("--plan-only", is_flag=True, help="Write the plans and print the stock nnUNetv2_train command.")
 @click.option("--seed", type=int, default=None,
               help="Seed initialisation, patch sampling and augmentation (plans key kt_seed; plans name _seed<S>): "
                    "the same seed repeats the run on this machine (single-threaded augmentation, the default).")
-@click.option("-np", "--num-processes", default=2, show_default=True, help="Processes for nnU-Net preprocessing.")
+@NUM_PROCESSES
 def transfer(teachers, dataset, architecture, online, soft, temperature, alpha, fusion, weights, min_confidence,
              configuration, fold, tiny, arch_kwargs, epochs, iterations, val_iterations, reference_labels,
              reference_images, labelled_out, force, continue_training, device, no_validate, plan_only, seed,
              num_processes):
     """Train a STUDENT architecture from teachers: offline (teacher-labelled dataset) or --online."""
-    from kt_nnunet.training.transferring import prepare_transfer, transfer as run_transfer
+    from kt_nnunet.api import dataset_name_of, transfer as run_transfer
 
-    overrides = _arch_kwargs(arch_kwargs)
-    options = dict(temperature=temperature, alpha=alpha, fusion=fusion, weights=_floats(weights, "--weights"),
-                   min_confidence=min_confidence, configuration=configuration, tiny=tiny, arch_kwargs=overrides,
-                   epochs=epochs, iterations=iterations, val_iterations=val_iterations,
-                   reference_labels=reference_labels, reference_images=reference_images, labelled_out=labelled_out,
-                   num_processes=num_processes, seed=seed)
+    weights = _floats(weights, "--weights")
     if plan_only:
-        plan = prepare_transfer(teachers, dataset, architecture, online=online, soft=soft, force=force,
-                                device=device, **options)
-        click.echo(f"plans:   {plan.plans_name} for {plan.dataset_name}")
-        click.echo(f"train:   {plan.train_command(fold)}   (needs nnUNet_extTrainer: eval \"$(kt-nnunet env)\")")
+        from kt_nnunet.teachers.methods import FusionSettings
+        from kt_nnunet.training.settings import Budget, TransferSettings
+        from kt_nnunet.training.transferring import prepare_transfer
+
+        plan = prepare_transfer(
+            teachers, dataset_name_of(dataset), architecture,
+            transfer=TransferSettings("online" if online else "offline", soft, temperature, alpha),
+            fusion=FusionSettings(fusion, weights, min_confidence), budget=Budget(epochs, iterations, val_iterations),
+            configuration=configuration, tiny=tiny, arch_kwargs=_arch_kwargs(arch_kwargs), seed=seed,
+            reference_labels=reference_labels, reference_images=reference_images, labelled_out=labelled_out,
+            force=force, device=device, num_processes=num_processes)
+        _echo_plan(plan, fold, device)
         return
-    folder = run_transfer(teachers, dataset, architecture, fold=fold, online=online, soft=soft,
-                          continue_training=continue_training, force=force, device=device,
-                          validate=not no_validate, **options)
-    click.echo(f"trained: {folder}/fold_{fold}")
-    click.echo(_predict_hint(folder, fold))
+    model = run_transfer(list(teachers), dataset, architecture, fold=fold, online=online, soft=soft,
+                         temperature=temperature, alpha=alpha, fusion=fusion, weights=weights,
+                         min_confidence=min_confidence, configuration=configuration, epochs=epochs,
+                         iterations=iterations, val_iterations=val_iterations, tiny=tiny,
+                         arch_kwargs=_arch_kwargs(arch_kwargs), seed=seed, device=device, force=force,
+                         continue_training=continue_training, validate=not no_validate, labelled_out=labelled_out,
+                         reference_labels=reference_labels, reference_images=reference_images,
+                         num_processes=num_processes)
+    click.echo(f"trained: {model.model_folder}/fold_{fold}")
+    click.echo(_predict_hint(model.model_folder, fold))
 
 
 @click.command()
@@ -152,22 +178,22 @@ def transfer(teachers, dataset, architecture, online, soft, temperature, alpha, 
 @click.option("--val-iterations", type=int, default=None, help="Validation iterations per epoch.")
 @click.option("--force", is_flag=True, help="Retrain a finished fold from scratch; replace differing plans.")
 @click.option("--continue", "continue_training", is_flag=True, help="Resume the fold from its checkpoint.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or mps.")
+@DEVICE
 @click.option("--no-validate", is_flag=True, help="Skip nnU-Net's final validation.")
 @click.option("--seed", type=int, default=None,
               help="Seed initialisation, patch sampling and augmentation (plans key kt_seed; plans name _seed<S>): "
                    "the same seed repeats the run on this machine (single-threaded augmentation, the default).")
 @click.option("--from-scratch", is_flag=True,
               help="Train the student's network and preprocessing from scratch (the fine-tune-only baseline).")
-@click.option("-np", "--num-processes", default=2, show_default=True, help="Processes for nnU-Net preprocessing.")
+@NUM_PROCESSES
 def finetune(model_folder, dataset, fold, source_fold, checkpoint, epochs, lr, iterations, val_iterations, force,
              continue_training, device, no_validate, seed, from_scratch, num_processes):
     """Continue a student on a labelled dataset (same architecture, nnU-Net's pretrained-weights path)."""
-    from kt_nnunet.training.finetuning import finetune as run_finetune
+    from kt_nnunet.api import finetune as run_finetune
 
-    folder = run_finetune(model_folder, dataset, fold=fold, source_fold=source_fold, checkpoint=checkpoint,
-                          epochs=epochs, lr=lr, iterations=iterations, val_iterations=val_iterations, force=force,
-                          continue_training=continue_training, device=device, validate=not no_validate,
-                          num_processes=num_processes, seed=seed, from_scratch=from_scratch)
-    click.echo(f"{'trained from scratch' if from_scratch else 'fine-tuned'}: {folder}/fold_{fold}")
-    click.echo(_predict_hint(folder, fold))
+    model = run_finetune(model_folder, dataset, fold=fold, epochs=epochs, iterations=iterations,
+                         val_iterations=val_iterations, lr=lr, seed=seed, device=device, force=force,
+                         continue_training=continue_training, validate=not no_validate, from_scratch=from_scratch,
+                         checkpoint=checkpoint, num_processes=num_processes, source_fold=source_fold)
+    click.echo(f"{'trained from scratch' if from_scratch else 'fine-tuned'}: {model.model_folder}/fold_{fold}")
+    click.echo(_predict_hint(model.model_folder, fold))

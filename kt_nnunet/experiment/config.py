@@ -18,13 +18,14 @@ from typing import Any, Optional
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.experiment.executors.settings import ExecutorConfig
 from kt_nnunet.experiment.schema import Context, ExperimentConfigError, Section, join_key
+from kt_nnunet.teachers.methods import FusionSettings
+from kt_nnunet.training.settings import TRANSFER_MODES, Budget, TransferSettings
 
 MODES = ("single_teacher", "multi_teacher", "kt_finetune", "finetune_only")
 MODE_ROLES = {"single_teacher": "student", "multi_teacher": "multi_teacher_student",
               "kt_finetune": "kt_finetune", "finetune_only": "finetune_only"}
 DEVICES = ("cpu", "cuda")
 SPLITS = ("auto", "test", "train")
-TRANSFER_MODES = ("offline", "online")
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_\-]*"
 NAME_HELP = "use letters, digits, '_' and '-' (it names folders and nnU-Net datasets)"
 CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
@@ -74,17 +75,8 @@ class DatasetRef:
         return str(self.path) if self.path is not None else self.spec
 
 
-@dataclass(frozen=True)
-class Budget:
-    """Training length, written into the plans as ``kt_budget`` for ``nnUNetTrainerKTBudget``."""
-
-    epochs: int = 10
-    iterations_per_epoch: int = 20
-    val_iterations_per_epoch: int = 5
-
-    def as_plans_budget(self) -> dict:
-        return {"num_epochs": self.epochs, "num_iterations_per_epoch": self.iterations_per_epoch,
-                "num_val_iterations_per_epoch": self.val_iterations_per_epoch}
+# An experiment trains briefly unless its config says otherwise (nnU-Net's own 1000 epochs are days on a CPU).
+EXPERIMENT_BUDGET = Budget(epochs=10, iterations_per_epoch=20, val_iterations_per_epoch=5)
 
 
 @dataclass(frozen=True)
@@ -136,22 +128,6 @@ class StudentConfig:
 
 
 @dataclass(frozen=True)
-class FusionConfig:
-    method: str = "mean"
-    weights: Optional[tuple[float, ...]] = None
-    min_confidence: Optional[float] = None
-    tta: bool = True
-
-
-@dataclass(frozen=True)
-class TransferConfig:
-    mode: str = "offline"
-    soft: bool = False
-    temperature: float = 2.0
-    alpha: float = 0.5
-
-
-@dataclass(frozen=True)
 class TestConfig:
     dataset: DatasetRef
     split: str = "auto"
@@ -185,11 +161,11 @@ class ExperimentConfig:
     students: tuple[StudentConfig, ...]
     test: TestConfig
     modes: tuple[str, ...]
-    budget: Budget = Budget()
+    budget: Budget = EXPERIMENT_BUDGET
     transferal: Optional[DatasetRef] = None
     sources: tuple[DatasetRef, ...] = ()
-    fusion: FusionConfig = FusionConfig()
-    transfer: TransferConfig = TransferConfig()
+    fusion: FusionSettings = FusionSettings()
+    transfer: TransferSettings = TransferSettings()
     finetune: Optional[FinetuneConfig] = None
     evaluation: EvaluationConfig = EvaluationConfig()
     seed: int = 0
@@ -363,7 +339,7 @@ def parse_config(data: Any, *, source: str = "experiment config", base_dir: str 
     name = top.string("name", pattern=NAME_PATTERN, pattern_help=NAME_HELP)
     configuration = top.string("configuration", "2d", pattern=CONFIGURATION_PATTERN, pattern_help=CONFIGURATION_HELP)
     dim = 2 if configuration.startswith("2d") else 3
-    budget = parse_budget(top, "budget", Budget())
+    budget = parse_budget(top, "budget", EXPERIMENT_BUDGET)
     source_list = top.has("source") and isinstance(top.raw("source"), list)
     sources = tuple(parse_dataset(v, join_key("source", i) if source_list else "source", ctx, base_dir)
                     for i, v in enumerate(top.sequence("source", [], allow_single=True)))

@@ -17,16 +17,12 @@ from kt_nnunet.experiment.config import (
     NAME_HELP,
     NAME_PATTERN,
     SPLITS,
-    TRANSFER_MODES,
-    Budget,
     DatasetRef,
     EvaluationConfig,
     FinetuneConfig,
-    FusionConfig,
     StudentConfig,
     TeacherConfig,
     TestConfig,
-    TransferConfig,
 )
 from kt_nnunet.experiment.schema import (
     Context,
@@ -37,6 +33,8 @@ from kt_nnunet.experiment.schema import (
     describe,
     join_key,
 )
+from kt_nnunet.teachers.methods import FusionSettings
+from kt_nnunet.training.settings import TRANSFER_MODES, Budget, TransferSettings
 
 
 def resolve_path(value: str, base_dir: Path) -> Path:
@@ -229,14 +227,14 @@ def parse_students(top: Section, ctx: Context, budget: Budget, dim: int) -> tupl
     return tuple(students)
 
 
-def parse_fusion(top: Section, ctx: Context, num_teachers: int) -> FusionConfig:
+def parse_fusion(top: Section, ctx: Context, num_teachers: int) -> FusionSettings:
     from kt_nnunet.teachers.methods import FUSION_METHODS
 
     if not top.has("fusion"):
-        return FusionConfig()
+        return FusionSettings()
     value = top.raw("fusion")
     if isinstance(value, str):
-        return FusionConfig(check_choice(value, "fusion", ctx, FUSION_METHODS))
+        return FusionSettings(check_choice(value, "fusion", ctx, FUSION_METHODS))
     sub = Section(value, "fusion", ctx, ("method", "weights", "min_confidence", "tta"))
     method = sub.choice("method", FUSION_METHODS, "mean")
     weights = sub.sequence("weights", None)
@@ -251,13 +249,13 @@ def parse_fusion(top: Section, ctx: Context, num_teachers: int) -> FusionConfig:
             raise sub.error("weights", "must not all be zero")
     elif method == "weighted":
         raise sub.error("weights", "is required with `method: weighted` (one weight per teacher)")
-    return FusionConfig(method, weights, sub.number("min_confidence", None, minimum=0.0, maximum=1.0),
+    return FusionSettings(method, weights, sub.number("min_confidence", None, minimum=0.0, maximum=1.0),
                         sub.boolean("tta", True))
 
 
-def parse_transfer(top: Section, ctx: Context, teachers: tuple) -> TransferConfig:
+def parse_transfer(top: Section, ctx: Context, teachers: tuple) -> TransferSettings:
     if not top.has("transfer"):
-        return TransferConfig()
+        return TransferSettings()
     sub = Section(top.raw("transfer"), "transfer", ctx, ("mode", "soft", "temperature", "alpha"))
     mode = sub.choice("mode", TRANSFER_MODES, "offline")
     other_kinds = [i for i, t in enumerate(teachers) if t.kind not in (None, "nnunet")]
@@ -272,7 +270,7 @@ def parse_transfer(top: Section, ctx: Context, teachers: tuple) -> TransferConfi
                                 f"student's configuration; teachers[{own[0]}].configuration differs. Use "
                                 "`mode: offline` (teachers of any configuration label the images on their grid)")
     soft = sub.boolean("soft", False)  # offline: the labelling keeps the fused probabilities for the students
-    return TransferConfig(mode, soft, sub.number("temperature", 2.0, minimum=1e-6),
+    return TransferSettings(mode, soft, sub.number("temperature", 2.0, minimum=1e-6),
                           sub.number("alpha", 0.5, minimum=0.0, maximum=1.0))
 
 

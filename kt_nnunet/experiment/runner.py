@@ -66,11 +66,6 @@ def _finished(model_folder: Path, fold: int) -> bool:
     return (Path(model_folder) / f"fold_{fold}" / "checkpoint_final.pth").is_file()
 
 
-def model_folder_of(dataset_name: str, trainer: str, plans_name: str, configuration: str) -> Path:
-    """Where nnU-Net puts a model: ``nnUNet_results/DatasetX/TRAINER__PLANS__CONFIG``."""
-    return nnunet_folder("nnUNet_results", create=False) / dataset_name / f"{trainer}__{plans_name}__{configuration}"
-
-
 class ExperimentRunner:
     def __init__(self, config: ExperimentConfig, *, force: bool = False, console: Optional[ExperimentConsole] = None,
                  folders: Optional[dict] = None, keep_state: bool = True):
@@ -289,14 +284,17 @@ class ExperimentRunner:
         """A model of ``repeat``; a model used as given (``model_folder`` teacher) is the same in every repeat."""
         return self.models.get((model, repeat)) or self.models[(model, 0)]
 
-    def _train_or_reuse(self, step: ModelStep, folder: Path, train: Callable[..., Path], **kwargs) -> bool:
-        """Reuse a finished fold; resume an unfinished one; otherwise train. True when it was reused."""
-        fold_folder = folder / f"fold_{self.config.fold}"
+    def _train_or_reuse(self, step: ModelStep, plan) -> bool:
+        """Reuse a finished fold of ``plan``; resume an unfinished one; otherwise train it. True when reused."""
+        from kt_nnunet.training.training_plan import train_plan
+
+        folder = plan.model_folder()
         if _finished(folder, self.config.fold) and not self.force:
             self._remember_model(step, folder)
             return True
-        resume = fold_folder.is_dir() and not self.force
-        model = train(continue_training=resume, fold=self.config.fold, force=self.force, validate=False, **kwargs)
+        resume = (folder / f"fold_{self.config.fold}").is_dir() and not self.force
+        model = train_plan(plan, fold=self.config.fold, device=self.config.device, continue_training=resume,
+                           force=self.force, validate=False)
         self._remember_model(step, model)
         return False
 
@@ -305,16 +303,13 @@ class ExperimentRunner:
                         configuration: Optional[str] = None) -> bool:
         """Plan ``dataset`` for the step's architecture and train it with the budget trainer, in ``configuration``
         (default: the experiment's)."""
-        from kt_nnunet.training.supervised import prepare_training, train_model
+        from kt_nnunet.training.supervised import prepare_training
 
         cfg = self.config
-        settings = dict(configuration=configuration or cfg.configuration, arch_kwargs=dict(arch_kwargs) or None,
-                        tiny=tiny, epochs=budget.epochs, iterations=budget.iterations_per_epoch,
-                        val_iterations=budget.val_iterations_per_epoch, seed=step.seed,
-                        num_processes=cfg.preprocessing_processes)
-        plan = prepare_training(dataset, step.architecture, force=self.force, **settings)
-        return self._train_or_reuse(step, plan.model_folder(), train_model, dataset=plan.dataset_name,
-                                    architecture=step.architecture, device=cfg.device, **settings)
+        plan = prepare_training(dataset, step.architecture, configuration=configuration or cfg.configuration,
+                                arch_kwargs=dict(arch_kwargs) or None, tiny=tiny, budget=budget, seed=step.seed,
+                                force=self.force, num_processes=cfg.preprocessing_processes)
+        return self._train_or_reuse(step, plan)
 
     def _train_teacher(self, step: TrainTeacher) -> bool:
         return self._plain_training(step, step.dataset.resolve(self.config.label).name, step.budget, step.tiny,
@@ -344,12 +339,12 @@ class ExperimentRunner:
         out = f"Dataset{step.output_id:03d}_{step.output_name}"
         target = nnunet_folder("nnUNet_raw", create=False) / out
         existed = (target / "dataset.json").is_file()
-        fusion = step.fusion
+        fusion, transfer = step.fusion, self.config.transfer
         result = label_dataset(self._teachers_of(step.teachers, step.repeat),
                                step.dataset.resolve(self.config.label), out, fusion=fusion.method,
                                weights=fusion.weights, min_confidence=fusion.min_confidence, tta=fusion.tta,
                                device=self.config.device, force=self.force, progress=False,
-                               save_probabilities=self.config.transfer.soft and self.config.transfer.mode == "offline")
+                               save_probabilities=transfer.soft and not transfer.online)
         self.datasets[step.output_name] = out
         self.state["steps"].setdefault(step.name, {})["dataset"] = out
         self.labelling[step.name] = {"dataset": out, "repeat": step.repeat, "teachers": list(step.teachers),
@@ -359,22 +354,15 @@ class ExperimentRunner:
         return existed
 
     def _train_student(self, step: TrainStudent) -> bool:
-        from kt_nnunet.training.transferring import prepare_transfer, transfer
+        from kt_nnunet.training.transferring import prepare_transfer
 
-        cfg, mode = self.config, self.config.transfer
-        options = dict(online=mode.mode == "online", soft=mode.soft, temperature=mode.temperature, alpha=mode.alpha,
-                       fusion=step.fusion.method, weights=step.fusion.weights,
-                       min_confidence=step.fusion.min_confidence, configuration=cfg.configuration, tiny=step.tiny,
-                       arch_kwargs=dict(step.arch_kwargs) or None, epochs=step.budget.epochs,
-                       iterations=step.budget.iterations_per_epoch,
-                       val_iterations=step.budget.val_iterations_per_epoch, device=cfg.device, seed=step.seed,
-                       num_processes=cfg.preprocessing_processes)
-        teachers = self._teachers_of(step.teachers, step.repeat)
-        dataset = self.datasets[step.labelled_dataset]
-        plan = prepare_transfer(teachers, dataset, step.architecture, force=self.force, **options)
-        folder = model_folder_of(plan.dataset_name, plan.trainer, plan.plans_name, plan.configuration)
-        return self._train_or_reuse(step, folder, transfer, teachers=teachers, dataset=dataset,
-                                    architecture=step.architecture, **options)
+        cfg = self.config
+        plan = prepare_transfer(self._teachers_of(step.teachers, step.repeat), self.datasets[step.labelled_dataset],
+                                step.architecture, transfer=cfg.transfer, fusion=step.fusion, budget=step.budget,
+                                configuration=cfg.configuration, tiny=step.tiny,
+                                arch_kwargs=dict(step.arch_kwargs) or None, seed=step.seed, force=self.force,
+                                device=cfg.device, num_processes=cfg.preprocessing_processes)
+        return self._train_or_reuse(step, plan)
 
     def _make_subset(self, step: MakeFinetuneSubset) -> bool:
         from kt_nnunet.data.subset import make_subset
@@ -395,18 +383,15 @@ class ExperimentRunner:
 
     def _train_from_student(self, step: ModelStep, student: str, learning_rate, from_scratch: bool) -> bool:
         """Fine-tune ``student`` on the step's subset, or train its network from scratch there (the baseline)."""
-        from kt_nnunet.training.finetuning import finetune, prepare_finetune
+        from dataclasses import replace
 
-        budget = step.budget
-        base = self.model_folder(student, step.repeat)
-        dataset = self.datasets[step.dataset_name]
-        settings = dict(epochs=budget.epochs, lr=learning_rate, iterations=budget.iterations_per_epoch,
-                        val_iterations=budget.val_iterations_per_epoch, seed=step.seed, from_scratch=from_scratch,
-                        num_processes=self.config.preprocessing_processes)
-        plan = prepare_finetune(base, dataset, None, "checkpoint_final.pth", **settings)
-        folder = model_folder_of(plan.dataset_name, plan.trainer, plan.plans_name, plan.configuration)
-        return self._train_or_reuse(step, folder, finetune, model_folder=base, dataset=dataset,
-                                    device=self.config.device, **settings)
+        from kt_nnunet.training.finetuning import prepare_finetune
+
+        plan = prepare_finetune(self.model_folder(student, step.repeat), self.datasets[step.dataset_name],
+                                budget=replace(step.budget, initial_lr=learning_rate), seed=step.seed,
+                                from_scratch=from_scratch, force=self.force,
+                                num_processes=self.config.preprocessing_processes)
+        return self._train_or_reuse(step, plan)
 
     def _baseline(self, step: TrainBaseline) -> bool:
         if step.network_from:  # the transfer student's own network and preprocessing, from scratch

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from kt_nnunet.experiment.config import (Budget, DatasetRef, ExperimentConfig, FusionConfig, TestConfig, TransferConfig,
-                                        derived_datasets_per_repeat)
+from kt_nnunet.experiment.config import EXPERIMENT_BUDGET, DatasetRef, ExperimentConfig, TestConfig, derived_datasets_per_repeat
 from kt_nnunet.experiment.schema import Context
+from kt_nnunet.teachers.methods import FusionSettings
+from kt_nnunet.training.settings import Budget, TransferSettings
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class UseTeacher(ModelStep):
 @dataclass(frozen=True)
 class TrainTeacher(ModelStep):
     dataset: Optional[DatasetRef] = None
-    budget: Budget = Budget()
+    budget: Budget = EXPERIMENT_BUDGET
     tiny: bool = False
     arch_kwargs: dict = field(default_factory=dict)
     configuration: Optional[str] = None  # its own nnU-Net configuration; None: the experiment's
@@ -88,7 +89,7 @@ class LabelTransferal(Step):
     teachers: tuple[str, ...] = ()
     repeat: int = 0
     dataset: Optional[DatasetRef] = None
-    fusion: FusionConfig = FusionConfig()
+    fusion: FusionSettings = FusionSettings()
     output_id: int = 0
     output_name: str = ""
 
@@ -99,9 +100,9 @@ class TrainStudent(ModelStep):
 
     labelled_dataset: str = ""  # output_name of the LabelTransferal step
     transferal: Optional[DatasetRef] = None
-    transfer: TransferConfig = TransferConfig()
-    fusion: FusionConfig = FusionConfig()
-    budget: Budget = Budget()
+    transfer: TransferSettings = TransferSettings()
+    fusion: FusionSettings = FusionSettings()
+    budget: Budget = EXPERIMENT_BUDGET
     tiny: bool = False
     arch_kwargs: dict = field(default_factory=dict)
 
@@ -124,7 +125,7 @@ class Finetune(ModelStep):
 
     base_model: str = ""
     dataset_name: str = ""
-    budget: Budget = Budget()
+    budget: Budget = EXPERIMENT_BUDGET
     learning_rate: Optional[float] = None
 
 
@@ -138,7 +139,7 @@ class TrainBaseline(ModelStep):
 
     dataset_name: str = ""
     network_from: str = ""
-    budget: Budget = Budget()
+    budget: Budget = EXPERIMENT_BUDGET
     tiny: bool = False
     arch_kwargs: dict = field(default_factory=dict)
 
@@ -224,7 +225,7 @@ def _repeat_steps(config: ExperimentConfig, repeat: int) -> list[Step]:
         for index, teacher in enumerate(config.teachers):
             label_steps[(teacher.name,)] = LabelTransferal(
                 f"label:{teacher.name}{suffix}", (teacher_step[teacher.name],), (teacher.name,), repeat,
-                config.transferal, FusionConfig("mean", None, config.fusion.min_confidence, config.fusion.tta),
+                config.transferal, FusionSettings("mean", None, config.fusion.min_confidence, config.fusion.tta),
                 start + index, derived_dataset_name(config, f"labels_{teacher.name}", repeat))
     all_teachers = tuple(t.name for t in config.teachers)
     if "multi_teacher" in config.modes:

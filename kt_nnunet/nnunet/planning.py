@@ -1,8 +1,8 @@
 """nnU-Net planning and preprocessing, and plans files that swap in another architecture.
 
 kt-nnunet never replaces nnU-Net's planner: it runs (or reuses) ``nnUNetPlans`` for a configuration, then
-writes a separate plans file ``ktPlans_<arch>.json`` whose configuration is nnU-Net's, with only the
-``architecture`` block replaced. The configuration keeps nnU-Net's ``data_identifier``, so the same
+builds plans whose configuration is nnU-Net's, with only the ``architecture`` block replaced
+(``architecture_plans``; ``kt_nnunet.training.plans`` names and writes them). The configuration keeps nnU-Net's ``data_identifier``, so the same
 preprocessed data serves every architecture, and stock ``nnUNetv2_train -p ktPlans_<arch>`` just works.
 """
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -19,35 +18,12 @@ from kt_nnunet.nnunet.paths import preprocessed_folder, raw_folder
 
 NNUNET_PLANS = "nnUNetPlans"
 BUDGET_KEY = "kt_budget"  # read by kt_nnunet.training.budget.nnUNetTrainerKTBudget
-BUDGET_OPTIONS = {"num_epochs": "epochs", "num_iterations_per_epoch": "iterations",
-                  "num_val_iterations_per_epoch": "val_iterations"}
 SEED_KEY = "kt_seed"      # read by the same trainer: seeds initialisation, patch sampling and augmentation
-BUDGET_TRAINER = "nnUNetTrainerKTBudget"
 KT_PLANS_PREFIX = "ktPlans_"
 
 
 class PlanningError(KtNnunetError):
     """Planning or writing a plans file failed for a reason the user can fix."""
-
-
-@dataclass(frozen=True)
-class PlannedArchitecture:
-    dataset_name: str
-    configuration: str
-    plans_name: str
-    plans_file: Path
-    architecture: str
-    trainer: str = "nnUNetTrainer"
-
-    def train_command(self, fold: int = 0) -> str:
-        return (f"nnUNetv2_train {self.dataset_name} {self.configuration} {fold} -p {self.plans_name} "
-                f"-tr {self.trainer} -device cpu")
-
-    def predict_command(self, images: str = "IMAGES", out: str = "OUT", fold: int = 0) -> str:
-        # -tr picks the model folder TRAINER__PLANS__CONFIG that train_command fills; without it nnU-Net looks in
-        # nnUNetTrainer__..., which does not exist when the budget trainer trained the model.
-        return (f"nnUNetv2_predict -i {images} -o {out} -d {self.dataset_name} -c {self.configuration} "
-                f"-p {self.plans_name} -tr {self.trainer} -f {fold} -device cpu")
 
 
 def dataset_name(dataset: str | int) -> str:
@@ -197,14 +173,6 @@ def seeded_plans_name(plans_name: str, seed: Optional[int]) -> str:
     return plans_name if seed is None else f"{plans_name}_seed{int(seed)}"
 
 
-def check_budget(error: type = PlanningError, **budget) -> None:
-    """Refuse epochs/iterations below 1 before anything is planned: 0 is written into the plans as is,
-    and transfer divides by the epochs."""
-    for name, value in budget.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise error(f"--{name.replace('_', '-')} must be a whole number of at least 1, got {value!r}")
-
-
 def architecture_plans(plans: dict, configuration: str, spec, arch_kwargs_overrides: Optional[dict] = None,
                        tiny: bool = False, budget: Optional[dict] = None, seed: Optional[int] = None) -> dict:
     """A copy of nnU-Net's ``plans`` holding ``configuration`` built with ``spec``'s architecture.
@@ -270,28 +238,3 @@ def check_planned_network(name: str, plans: dict, configuration: str, spec) -> N
     strides = arch_kwargs.get("strides") or [[1] * len(config["patch_size"])]
     geometry = PlanGeometry.create(config["patch_size"], strides, arch_kwargs.get("kernel_sizes"))
     check_contract(spec, geometry, *network_channels(plans, configuration, dataset_json), arch_kwargs=arch_kwargs)
-
-
-def write_architecture_plans(dataset: str | int, architecture: str, configuration: str = "2d",
-                             arch_kwargs: Optional[dict] = None, tiny: bool = False, force: bool = False,
-                             num_processes: int = 2, budget: Optional[dict] = None,
-                             seed: Optional[int] = None) -> PlannedArchitecture:
-    """Plan/preprocess with nnU-Net if needed, then write ``ktPlans_<architecture>.json`` beside nnU-Net's plans.
-
-    An existing plans file with different content is only replaced with ``force=True``. ``budget``
-    (``num_epochs``, ``num_iterations_per_epoch``, ``num_val_iterations_per_epoch``) is stored for the
-    ``nnUNetTrainerKTBudget`` trainer, and so is ``seed`` (the file is then ``ktPlans_<arch>_seed<S>.json``).
-    """
-    from kt_nnunet.registry import get_architecture
-
-    spec = get_architecture(architecture)
-    check_budget(**{BUDGET_OPTIONS[k]: v for k, v in (budget or {}).items() if k in BUDGET_OPTIONS})
-    spec.check_options(arch_kwargs)
-    name = ensure_preprocessed(dataset, configuration, num_processes=num_processes)
-    new_plans = architecture_plans(load_plans(name), configuration, spec, arch_kwargs, tiny=tiny, budget=budget,
-                                   seed=seed)
-    check_planned_network(name, new_plans, configuration, spec)
-    plans_file = write_plans_configuration(preprocessed_folder() / name / f"{new_plans['plans_name']}.json",
-                                           new_plans, configuration, force=force)
-    return PlannedArchitecture(name, configuration, new_plans["plans_name"], plans_file, spec.name,
-                               BUDGET_TRAINER if budget or seed is not None else "nnUNetTrainer")

@@ -1,6 +1,8 @@
 """Transfer and fine-tuning: nnU-Net trainer variants (small ``nnUNetTrainer`` subclasses, one seam each)
 and the Python API behind ``kt-nnunet train`` / ``transfer`` / ``finetune``: ``train_model`` (a model trained on a
-labelled dataset, as a teacher is; ``supervised.py``), ``transfer``, ``finetune``.
+labelled dataset, as a teacher is; ``supervised.py``), ``transfer``, ``finetune``. Each is a ``prepare_*`` function
+returning one ``TrainingPlan`` (``training_plan.py``), then ``train_plan``; their settings are the small frozen
+types of ``settings.py`` (``Budget``, ``TransferSettings``) and ``kt_nnunet.teachers.methods.FusionSettings``.
 
 | trainer | module | seam |
 | --- | --- | --- |
@@ -19,13 +21,16 @@ import importlib
 
 _EXPORTS = {
     "train_model": "kt_nnunet.training.supervised", "prepare_training": "kt_nnunet.training.supervised",
-    "TrainingPlan": "kt_nnunet.training.supervised",
+    "TrainingPlan": "kt_nnunet.training.training_plan", "train_plan": "kt_nnunet.training.training_plan",
+    "Budget": "kt_nnunet.training.settings", "TransferSettings": "kt_nnunet.training.settings",
     "transfer": "kt_nnunet.training.transferring", "prepare_transfer": "kt_nnunet.training.transferring",
-    "TransferPlan": "kt_nnunet.training.transferring", "TransferError": "kt_nnunet.training.transferring",
+    "TransferError": "kt_nnunet.training.transferring",
     "finetune": "kt_nnunet.training.finetuning", "prepare_finetune": "kt_nnunet.training.finetuning",
-    "FinetunePlan": "kt_nnunet.training.finetuning", "FinetuneError": "kt_nnunet.training.finetuning",
+    "FinetuneError": "kt_nnunet.training.finetuning",
     "nnUNetTrainerKTBudget": "kt_nnunet.training.budget", "nnUNetTrainerKTBase": "kt_nnunet.training.base",
     "nnUNetTrainerKTOffline": "kt_nnunet.training.offline", "nnUNetTrainerKTOnline": "kt_nnunet.training.online",
+    "nnUNetTrainerKTOfflineSoft": "kt_nnunet.training.offline_soft",
+    "nnUNetTrainerKTScratch": "kt_nnunet.training.finetuning",
     "nnUNetTrainerKTOnlineSoft": "kt_nnunet.training.online",
     "nnUNetTrainerKTFinetune": "kt_nnunet.training.finetuning",
 }

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -28,6 +27,8 @@ from kt_nnunet.nnunet.model_folder import (DEFAULT_CHECKPOINT, TrainedModel, ava
 from kt_nnunet.nnunet.paths import raw_folder
 from kt_nnunet.training.base import nnUNetTrainerKTBase
 from kt_nnunet.training.plans import write_plans
+from kt_nnunet.training.settings import Budget
+from kt_nnunet.training.training_plan import TrainingPlan, train_plan
 
 FINETUNE_KEY = "kt_finetune"
 FINETUNE_PREFIX = "ktFinetune"
@@ -64,21 +65,6 @@ class nnUNetTrainerKTScratch(nnUNetTrainerKTBase):
         record["mode"] = "from_scratch"
         record["network_from"] = self.configuration_manager.configuration.get(SCRATCH_KEY)
         return record
-
-
-@dataclass(frozen=True)
-class FinetunePlan:
-    dataset_name: str
-    configuration: str
-    plans_name: str
-    plans_file: Path
-    pretrained_weights: Optional[Path]   # None: the from-scratch baseline
-    trainer: str = nnUNetTrainerKTFinetune.__name__
-
-    def train_command(self, fold: int = 0) -> str:
-        weights = f" -pretrained_weights {self.pretrained_weights}" if self.pretrained_weights else ""
-        return (f"nnUNetv2_train {self.dataset_name} {self.configuration} {fold} -p {self.plans_name} -tr "
-                f"{self.trainer} -device cpu{weights}")
 
 
 def architecture_name(plans: dict, configuration_manager) -> str:
@@ -121,22 +107,20 @@ def finetune_plans(student: TrainedModel, dataset_name: str, dataset_json: dict,
     return plans
 
 
-def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: Optional[int] = None,
-                     checkpoint: str = DEFAULT_CHECKPOINT, epochs: Optional[int] = None, lr: Optional[float] = None,
-                     iterations: Optional[int] = None, val_iterations: Optional[int] = None, force: bool = False,
-                     num_processes: int = 2, seed: Optional[int] = None, from_scratch: bool = False) -> FinetunePlan:
-    """Write ``ktFinetune_<arch>.json`` for the labelled ``dataset`` and preprocess it with the student's plans.
+def prepare_finetune(model_folder: str | Path, dataset: str | int, *, source_fold: Optional[int] = None,
+                     checkpoint: str = DEFAULT_CHECKPOINT, budget: Budget = Budget(), seed: Optional[int] = None,
+                     from_scratch: bool = False, force: bool = False, num_processes: int = 1) -> TrainingPlan:
+    """Write ``ktFinetune_<arch>.json`` for the labelled ``dataset`` and preprocess it with the student's plans;
+    returns the ``TrainingPlan``, which starts from the student's checkpoint (``source_fold``, default its first).
 
-    ``from_scratch``: the fine-tune-only baseline, ``ktScratch_<arch>.json``: the same network and
-    preprocessing, trained without the student's weights (so a comparison of the two is between equal networks).
+    ``budget.initial_lr`` is the fine-tuning learning rate. ``from_scratch``: the fine-tune-only baseline,
+    ``ktScratch_<arch>.json``: the same network and preprocessing, trained without the student's weights (so a
+    comparison of the two is between equal networks).
     """
-    from kt_nnunet.nnunet.planning import check_budget, check_raw_dataset, dataset_name, preprocess_with_own_plans
+    from kt_nnunet.nnunet.planning import check_raw_dataset, dataset_name, preprocess_with_own_plans
     from kt_nnunet.nnunet.raw_dataset import dataset_reader_name, labelled_training_cases
 
-    check_budget(FinetuneError, epochs=epochs, iterations=iterations, val_iterations=val_iterations)
-    if lr is not None and not lr > 0:
-        raise FinetuneError(f"--lr must be a positive number, got {lr!r}")
-
+    budget.check(FinetuneError)
     folds = [source_fold] if source_fold is not None else available_folds(Path(model_folder), checkpoint)[:1]
     student = load_trained_model(model_folder, folds, checkpoint)  # weights_only=True, allow-list
     name = str(dataset_name(dataset))
@@ -153,40 +137,36 @@ def prepare_finetune(model_folder: str | Path, dataset: str | int, source_fold: 
         raise FinetuneError(f"{raw} has no labelled training cases; fine-tuning needs imagesTr + labelsTr")
     example = next(iter(cases.values()))["images"][0]
     reader = dataset_reader_name(dataset_json, example)
-    budget = {k: v for k, v in {"num_epochs": epochs, "num_iterations_per_epoch": iterations,
-                                "num_val_iterations_per_epoch": val_iterations, "initial_lr": lr}.items()
-              if v is not None}
-    plans = finetune_plans(student, name, dataset_json, budget, reader, seed=seed, from_scratch=from_scratch)
+    plans = finetune_plans(student, name, dataset_json, budget.as_plans_budget(), reader, seed=seed,
+                           from_scratch=from_scratch)
     plans_file = preprocess_with_own_plans(
         name, plans, student.configuration, dataset_json,
         lambda p: write_plans(name, p, student.configuration, force=force), num_processes=num_processes)
+    architecture = architecture_name(student.plans, student.configuration_manager)
     if from_scratch:
-        return FinetunePlan(name, student.configuration, plans["plans_name"], plans_file, None,
-                            nnUNetTrainerKTScratch.__name__)
-    weights = student.folder / f"fold_{student.folds[0]}" / checkpoint
-    return FinetunePlan(name, student.configuration, plans["plans_name"], plans_file, weights)
+        return TrainingPlan(name, student.configuration, plans["plans_name"], nnUNetTrainerKTScratch.__name__,
+                            architecture, plans_file)
+    return TrainingPlan(name, student.configuration, plans["plans_name"], nnUNetTrainerKTFinetune.__name__,
+                        architecture, plans_file,
+                        pretrained_weights=student.folder / f"fold_{student.folds[0]}" / checkpoint)
 
 
-def finetune(model_folder: str | Path, dataset: str | int, fold: int = 0, source_fold: Optional[int] = None,
-             checkpoint: str = DEFAULT_CHECKPOINT, epochs: Optional[int] = None, lr: Optional[float] = None,
-             iterations: Optional[int] = None, val_iterations: Optional[int] = None, force: bool = False,
-             continue_training: bool = False, device: str = "cpu", validate: bool = True, num_processes: int = 2,
-             num_workers: Optional[int] = 0, seed: Optional[int] = None, from_scratch: bool = False) -> Path:
-    """Fine-tune the student in ``model_folder`` on the labelled ``dataset``; returns the new model folder.
+def finetune(model_folder: str | Path, dataset: str | int, *, fold: int | str = 0, source_fold: Optional[int] = None,
+             checkpoint: str = DEFAULT_CHECKPOINT, budget: Budget = Budget(), seed: Optional[int] = None,
+             from_scratch: bool = False, force: bool = False, continue_training: bool = False, device: str = "auto",
+             validate: bool = True, num_processes: int = 1, num_workers: Optional[int] = 0) -> Path:
+    """Fine-tune the student in ``model_folder`` on the labelled ``dataset`` (``prepare_finetune``, then
+    ``train_plan``); returns the new model folder.
 
-    ``source_fold`` picks the student's checkpoint (default: its first fold); ``fold`` is the fold of the
-    labelled dataset to train. An existing finished fold is kept unless ``force``; ``continue_training``
-    resumes it. ``from_scratch`` trains the same network without the student's weights (the baseline).
+    ``fold`` is the fold of the labelled dataset to train. An existing finished fold is kept unless ``force``;
+    ``continue_training`` resumes it.
     """
     from kt_nnunet.devices import parse_device
-    from kt_nnunet.nnunet.training_api import check_fold_options, train_fold
+    from kt_nnunet.nnunet.training_api import check_fold_options
 
     check_fold_options(force, continue_training, FinetuneError)
     parse_device(device)  # before preprocessing, which takes minutes
-    plan = prepare_finetune(model_folder, dataset, source_fold, checkpoint, epochs, lr, iterations, val_iterations,
-                            force=force, num_processes=num_processes, seed=seed, from_scratch=from_scratch)
-    trainer = nnUNetTrainerKTScratch if from_scratch else nnUNetTrainerKTFinetune
-    weights = None if continue_training or plan.pretrained_weights is None else str(plan.pretrained_weights)
-    return train_fold(trainer, plan.dataset_name, plan.configuration, fold, plan.plans_name, device,
-                      continue_training=continue_training, pretrained_weights=weights,
-                      force=force, validate=validate, num_workers=num_workers, pretrained_skip=())
+    plan = prepare_finetune(model_folder, dataset, source_fold=source_fold, checkpoint=checkpoint, budget=budget,
+                            seed=seed, from_scratch=from_scratch, force=force, num_processes=num_processes)
+    return train_plan(plan, fold=fold, device=device, continue_training=continue_training, force=force,
+                      validate=validate, num_workers=num_workers)
