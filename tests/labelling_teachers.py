@@ -55,7 +55,7 @@ def nnunet_plans(spacing=(1.0, 1.0), patch=(64, 64), normalization="ZScoreNormal
 
 def with_architecture(plans: dict, architecture: str) -> dict:
     """The plans with a kt-nnunet architecture (tiny width), as ``kt-nnunet plan --tiny`` writes them."""
-    from kt_nnunet.nnunet.planning import architecture_plans
+    from kt_nnunet.training.plans import architecture_plans
     from kt_nnunet.registry import get_architecture
 
     return architecture_plans(plans, "2d", get_architecture(architecture), tiny=True)

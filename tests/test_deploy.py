@@ -66,7 +66,7 @@ def _fresh_model_folder(folder: Path, plans: dict, configuration: str) -> Path:
 
 
 def _architecture_plans(architecture: str, dim: int) -> tuple[dict, str]:
-    from kt_nnunet.nnunet.planning import architecture_plans
+    from kt_nnunet.training.plans import architecture_plans
     from kt_nnunet.registry import get_architecture
 
     base = nnunet_plans() if dim == 2 else _plans_3d(nnunet_plans())

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from kt_nnunet.cli import main
-from kt_nnunet.nnunet.planning import PlanningError, architecture_plans
-from kt_nnunet.training.plans import write_architecture_plans
+from kt_nnunet.nnunet.planning import PlanningError
+from kt_nnunet.training.plans import architecture_plans, write_architecture_plans
 from kt_nnunet.registry import get_architecture
 
 NNUNET_PLANS = json.loads((Path(__file__).parent / "data" / "nnUNetPlans_2d_48px.json").read_text())

@@ -2,7 +2,7 @@
 
 kt-nnunet never replaces nnU-Net's planner: it runs (or reuses) ``nnUNetPlans`` for a configuration, then
 builds plans whose configuration is nnU-Net's, with only the ``architecture`` block replaced
-(``architecture_plans``; ``kt_nnunet.training.plans`` names and writes them). The configuration keeps nnU-Net's ``data_identifier``, so the same
+(``swap_architecture``; ``kt_nnunet.training.plans`` adds kt-nnunet's keys, names and writes them). The configuration keeps nnU-Net's ``data_identifier``, so the same
 preprocessed data serves every architecture, and stock ``nnUNetv2_train -p ktPlans_<arch>`` just works.
 """
 from __future__ import annotations
@@ -17,9 +17,6 @@ from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.nnunet.paths import preprocessed_folder, raw_folder
 
 NNUNET_PLANS = "nnUNetPlans"
-BUDGET_KEY = "kt_budget"  # read by kt_nnunet.training.budget.nnUNetTrainerKTBudget
-SEED_KEY = "kt_seed"      # read by the same trainer: seeds initialisation, patch sampling and augmentation
-KT_PLANS_PREFIX = "ktPlans_"
 
 
 class PlanningError(KtNnunetError):
@@ -168,17 +165,10 @@ def write_plans_configuration(path: Path, plans: dict, configuration: str, force
     return path
 
 
-def seeded_plans_name(plans_name: str, seed: Optional[int]) -> str:
-    """Each seed gets its own plans name, hence its own model folder (``TRAINER__PLANS__CONFIG``)."""
-    return plans_name if seed is None else f"{plans_name}_seed{int(seed)}"
-
-
-def architecture_plans(plans: dict, configuration: str, spec, arch_kwargs_overrides: Optional[dict] = None,
-                       tiny: bool = False, budget: Optional[dict] = None, seed: Optional[int] = None) -> dict:
-    """A copy of nnU-Net's ``plans`` holding ``configuration`` built with ``spec``'s architecture.
-
-    ``seed`` is written as ``kt_seed`` and appended to the plans name (``ktPlans_unet_seed3``).
-    """
+def swap_architecture(plans: dict, configuration: str, spec, arch_kwargs_overrides: Optional[dict] = None,
+                      tiny: bool = False) -> dict:
+    """A copy of nnU-Net's ``plans`` holding only ``configuration``, resolved (no ``inherits_from``), with its
+    network block built for ``spec``'s architecture at nnU-Net's planned patch size and strides."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from kt_nnunet.architectures.spec import PlanGeometry
@@ -203,16 +193,8 @@ def architecture_plans(plans: dict, configuration: str, spec, arch_kwargs_overri
         "arch_kwargs": arch_kwargs,
         "_kw_requires_import": list(spec.kw_requires_import),
     }
-    if budget:
-        new_configuration[BUDGET_KEY] = {k: int(v) for k, v in budget.items() if v is not None}
-    if seed is not None:
-        new_configuration[SEED_KEY] = int(seed)
-    new_plans = {k: v for k, v in plans.items() if k != "configurations"}
-    new_plans["plans_name"] = seeded_plans_name(KT_PLANS_PREFIX + spec.name, seed)
-    new_plans["configurations"] = {configuration: new_configuration}
-    new_plans["kt_nnunet"] = {"architecture": spec.name, "plugin": spec.plugin, "based_on": plans["plans_name"],
-                              "tiny": tiny}
-    return new_plans
+    return dict({k: v for k, v in plans.items() if k != "configurations"},
+                configurations={configuration: new_configuration})
 
 
 def network_channels(plans: dict, configuration: str, dataset_json: dict) -> tuple[int, int]:
@@ -223,18 +205,3 @@ def network_channels(plans: dict, configuration: str, dataset_json: dict) -> tup
     manager = PlansManager(plans)
     return (determine_num_input_channels(manager, configuration, dataset_json),
             manager.get_label_manager(dataset_json).num_segmentation_heads)
-
-
-def check_planned_network(name: str, plans: dict, configuration: str, spec) -> None:
-    """The quick contract check of ``spec`` at the geometry, arch_kwargs and channel counts ``plans`` give it, so a
-    network nnU-Net cannot train fails here, naming the plugin and the rule, not at the first training step."""
-    from kt_nnunet.architectures.spec import PlanGeometry
-    from kt_nnunet.registry import check_contract
-
-    dataset_json = json.loads((preprocessed_folder() / name / "dataset.json").read_text())
-    config = plans["configurations"][configuration]
-    arch_kwargs = config["architecture"]["arch_kwargs"]
-    # The trainer's deep-supervision targets follow these strides; without them check_contract names that rule.
-    strides = arch_kwargs.get("strides") or [[1] * len(config["patch_size"])]
-    geometry = PlanGeometry.create(config["patch_size"], strides, arch_kwargs.get("kernel_sizes"))
-    check_contract(spec, geometry, *network_channels(plans, configuration, dataset_json), arch_kwargs=arch_kwargs)

@@ -17,6 +17,8 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import torch
+from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
 from kt_nnunet.errors import KtNnunetError
@@ -89,3 +91,36 @@ class SoftTargetDataset(nnUNetDatasetBlosc2):
         soft = np.load(soft_folder_of(self.source_folder) / f"{identifier}.npy")
         return np.concatenate([np.asarray(data, dtype=np.float32), soft.astype(np.float32)]), seg, seg_previous, \
             properties
+
+
+def restrict_to_image_channels(transforms, channels: int):
+    """nnU-Net's training transforms (a ``ComposeTransforms``) with every transform that changes intensities
+    applied to the first ``channels`` image channels only, so the probabilities riding along as further channels
+    move with the image (spatial, mirroring) but are never noised, blurred or rescaled."""
+    from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
+    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+    from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
+    from batchgeneratorsv2.transforms.utils.pseudo2d import Convert2DTo3DTransform, Convert3DTo2DTransform
+    from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
+    from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
+
+    # Transforms that move pixels (the probabilities must move with the image) or touch the segmentation only.
+    shared = (SpatialTransform, MirrorTransform, Convert2DTo3DTransform, Convert3DTo2DTransform, RemoveLabelTansform,
+              DownsampleSegForDSTransform, ConvertSegmentationToRegionsTransform)
+    transforms.transforms = [t if isinstance(t, shared) else ImageChannelsOnly(t, channels)
+                             for t in transforms.transforms]
+    return transforms
+
+
+class ImageChannelsOnly(BasicTransform):
+    """Apply ``transform`` to the first ``channels`` image channels; the others pass through untouched."""
+
+    def __init__(self, transform: BasicTransform, channels: int):
+        super().__init__()
+        self.transform, self.channels = transform, channels
+
+    def __call__(self, **data_dict) -> dict:
+        image = data_dict["image"]
+        result = self.transform(**dict(data_dict, image=image[:self.channels]))
+        result["image"] = torch.cat([result["image"], image[self.channels:]])
+        return result

@@ -47,6 +47,37 @@ def augmentation_workers(num_workers: Optional[int]):
             os.environ["nnUNet_n_proc_DA"] = saved
 
 
+class _TorchReturning:
+    """torch, except that ``load`` returns one checkpoint already read (see ``checkpoint_given``)."""
+
+    def __init__(self, checkpoint: dict):
+        self._checkpoint = checkpoint
+
+    def load(self, *args, **kwargs):
+        return self._checkpoint
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
+@contextlib.contextmanager
+def checkpoint_given(checkpoint: dict):
+    """Inside, ``nnUNetTrainer.load_checkpoint(any_path)`` loads ``checkpoint`` instead of unpickling the file.
+
+    nnU-Net 2.8.1's ``load_checkpoint`` reads files with ``torch.load(weights_only=False)``, which runs whatever
+    a planted file holds, and cannot take the dict it advertises (``checkpoint`` is bound only in its ``str``
+    branch). So a trainer reads the file safely itself and hands nnU-Net's own method the result, through the
+    ``torch`` name of nnU-Net's trainer module only, for the length of the call.
+    """
+    import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
+
+    trainer_module.torch = _TorchReturning(checkpoint)
+    try:
+        yield
+    finally:
+        trainer_module.torch = torch
+
+
 def check_fold_options(force: bool, continue_training: bool, error: type = TrainingError) -> None:
     """``force`` and ``continue_training`` together are refused before any work (one silently won before)."""
     if force and continue_training:

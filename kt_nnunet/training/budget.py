@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Union
 
 import torch
-from torch._dynamo import OptimizedModule
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from kt_nnunet import progress
@@ -36,8 +35,8 @@ from kt_nnunet.atomic_files import atomic_file
 from kt_nnunet.interruption import StopRequested, stop_requested
 from kt_nnunet.nnunet.model_folder import (ModelFolderError, UnsafeCheckpointError, check_plans_architecture,
                                            load_checkpoint_safely)
-from kt_nnunet.nnunet.planning import BUDGET_KEY, SEED_KEY
-from kt_nnunet.nnunet.training_api import augmentation_is_reproducible
+from kt_nnunet.nnunet.training_api import augmentation_is_reproducible, checkpoint_given
+from kt_nnunet.training.plans import BUDGET_KEY, SEED_KEY
 from kt_nnunet.training.seeding import seed_everything
 
 BUDGET_FIELDS = ("num_epochs", "num_iterations_per_epoch", "num_val_iterations_per_epoch", "initial_lr")
@@ -63,24 +62,26 @@ class nnUNetTrainerKTBudget(nnUNetTrainer):
     """nnUNetTrainer with ``num_epochs`` / iterations per epoch (and ``initial_lr``) from the plans' ``kt_budget``,
     seeded by the plans' ``kt_seed``."""
 
-    # nnU-Net records its constructor's arguments by reading this signature (inspect.signature + locals()), so an
-    # __init__ here must name nnU-Net's parameters; *args/**kwargs would break its checkpoint's init_args.
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        budget = self.configuration_manager.configuration.get(BUDGET_KEY, {})
+    # No __init__ here: nnU-Net records its constructor's arguments by reading the signature of type(self).__init__,
+    # so settings are read from the plans when the trainer is initialised (before nnU-Net builds the network,
+    # optimizer and loss from them).
+    def read_plans_settings(self) -> None:
+        """Read ``kt_budget`` and ``kt_seed``; subclasses read their own plans keys here too."""
+        configuration = self.configuration_manager.configuration
+        budget = configuration.get(BUDGET_KEY, {})
         unknown = set(budget) - set(BUDGET_FIELDS)
         if unknown:
-            raise ValueError(f"plans configuration {configuration!r}: unknown {BUDGET_KEY} keys {sorted(unknown)}; "
-                             f"allowed: {list(BUDGET_FIELDS)}")
+            raise ValueError(f"plans configuration {self.configuration_name!r}: unknown {BUDGET_KEY} keys "
+                             f"{sorted(unknown)}; allowed: {list(BUDGET_FIELDS)}")
         for field in BUDGET_FIELDS:
             if field in budget:
                 setattr(self, field, (float if field in FLOAT_FIELDS else int)(budget[field]))
-        seed = self.configuration_manager.configuration.get(SEED_KEY)
+        seed = configuration.get(SEED_KEY)
         self.kt_seed = None if seed is None else int(seed)
 
     def initialize(self):
         if not self.was_initialized:
+            self.read_plans_settings()
             plans_file = Path(self.preprocessed_dataset_folder_base or ".") / f"{self.plans_manager.plans_name}.json"
             check_plans_architecture(self.plans_manager.plans, self.configuration_name, plans_file)
             if self.kt_seed is not None:
@@ -88,35 +89,19 @@ class nnUNetTrainerKTBudget(nnUNetTrainer):
         super().initialize()
 
     def load_checkpoint(self, filename_or_checkpoint: Union[dict, str]) -> None:
-        """nnU-Net's ``load_checkpoint`` on a file read with ``weights_only=True`` (or on a dict).
-
-        nnU-Net 2.8.1's own method cannot take the dict it advertises (``checkpoint`` is only bound in its
-        ``str`` branch: UnboundLocalError), so its body is repeated here minus the unsafe ``torch.load``.
-        """
-        if not self.was_initialized:
-            self.initialize()
+        """nnU-Net's ``load_checkpoint``, on a file read with ``weights_only=True`` (a torn one falling back to the
+        next checkpoint nnU-Net would resume from) or on a dict."""
         if isinstance(filename_or_checkpoint, dict):
             checkpoint = filename_or_checkpoint
         else:
+            if not self.was_initialized:
+                self.initialize()
             checkpoint = self._read_resumable_checkpoint(Path(filename_or_checkpoint))
             if checkpoint is None:
                 return
-        network = self.network.module if self.is_ddp else self.network
-        network = network._orig_mod if isinstance(network, OptimizedModule) else network
-        own_keys = network.state_dict().keys()
-        # nnU-Net's heuristic for weights saved from nn.DataParallel
-        weights = {k[7:] if k not in own_keys and k.startswith("module.") else k: v
-                   for k, v in checkpoint["network_weights"].items()}
-        self.my_init_kwargs = checkpoint["init_args"]
-        self.current_epoch = checkpoint["current_epoch"]
-        self.logger.load_checkpoint(checkpoint["logging"])
-        self._best_ema = checkpoint["_best_ema"]
-        self.inference_allowed_mirroring_axes = checkpoint.get("inference_allowed_mirroring_axes",
-                                                               self.inference_allowed_mirroring_axes)
-        network.load_state_dict(weights)
-        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
-        if self.grad_scaler is not None and checkpoint["grad_scaler_state"] is not None:
-            self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])
+        with checkpoint_given(checkpoint):
+            super().load_checkpoint(str(filename_or_checkpoint) if not isinstance(filename_or_checkpoint, dict)
+                                    else "checkpoint")
 
     def _read_resumable_checkpoint(self, path: Path):
         """``path`` read safely; if it is torn, the next checkpoint nnU-Net would resume from, or None (restart)."""

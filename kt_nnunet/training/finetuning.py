@@ -79,7 +79,7 @@ def finetune_plans(student: TrainedModel, dataset_name: str, dataset_json: dict,
     ``from_scratch`` names them ``ktScratch_<arch>`` (the baseline that trains this network without the
     student's weights); the data identifier is the same either way, so both train on one preprocessing.
     """
-    from kt_nnunet.nnunet.planning import SEED_KEY, seeded_plans_name
+    from kt_nnunet.training.plans import SEED_KEY, seeded_plans_name
 
     configuration = {k: v for k, v in student.configuration_manager.configuration.items()
                      if k not in KT_CONFIGURATION_KEYS}

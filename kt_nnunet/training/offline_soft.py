@@ -11,7 +11,7 @@ for one teacher exactly ``softmax(logits / T)``).
 How the probabilities reach the loss: ``nnunet.soft_targets`` puts them on the preprocessed grid and serves
 them as extra image channels, so nnU-Net's loader crops them with the image and its spatial and mirroring
 augmentations move them with it; the intensity augmentations are restricted to the real image channels
-(``ImageChannelsOnly``). ``train_step`` splits the channels again: the network sees the image, the loss
+(``nnunet.soft_targets.restrict_to_image_channels``). ``train_step`` splits the channels again: the network sees the image, the loss
 the probabilities. The network, its checkpoints and prediction are nnU-Net's, unchanged.
 
 Settings come from the plans key ``kt_soft`` (``{"probabilities": DIR, "temperature": T, "alpha": A}``),
@@ -20,41 +20,15 @@ written by ``kt-nnunet transfer --soft`` (offline).
 from __future__ import annotations
 
 import torch
-from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
-from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
-from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
-from batchgeneratorsv2.transforms.utils.pseudo2d import Convert2DTo3DTransform, Convert3DTo2DTransform
-from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
-from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
-from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
-from kt_nnunet.nnunet.soft_targets import SoftTargetDataset
+from kt_nnunet.nnunet.soft_targets import SoftTargetDataset, restrict_to_image_channels
 from kt_nnunet.training.losses import SoftTargetLoss, pack_targets
 from kt_nnunet.training.offline import nnUNetTrainerKTOffline
 from kt_nnunet.training.targets import downsample_probabilities
 
 SOFT_KEY = "kt_soft"
-# Transforms that move pixels (the probabilities must move with the image) or touch the segmentation only.
-SHARED_TRANSFORMS = (SpatialTransform, MirrorTransform, Convert2DTo3DTransform, Convert3DTo2DTransform,
-                     RemoveLabelTansform, DownsampleSegForDSTransform, ConvertSegmentationToRegionsTransform)
-
-
-class ImageChannelsOnly(BasicTransform):
-    """Apply ``transform`` to the first ``channels`` image channels; the others pass through untouched."""
-
-    def __init__(self, transform: BasicTransform, channels: int):
-        super().__init__()
-        self.transform, self.channels = transform, channels
-
-    def __call__(self, **data_dict) -> dict:
-        image = data_dict["image"]
-        result = self.transform(**dict(data_dict, image=image[:self.channels]))
-        result["image"] = torch.cat([result["image"], image[self.channels:]])
-        return result
-
-
 def temper(probabilities: torch.Tensor, temperature: float) -> torch.Tensor:
     """``p^(1/T)`` normalised over classes: ``softmax(log p / T)``.
 
@@ -68,13 +42,12 @@ def temper(probabilities: torch.Tensor, temperature: float) -> torch.Tensor:
 class nnUNetTrainerKTOfflineSoft(nnUNetTrainerKTOffline):
     """Offline student trained on the fused labels and the teachers' saved probabilities."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+    def read_plans_settings(self) -> None:
+        super().read_plans_settings()
         settings = self.configuration_manager.configuration.get(SOFT_KEY) or {}
         if not settings:
-            raise ValueError(f"plans configuration {configuration!r} has no {SOFT_KEY!r} key; create the plans with "
-                             "`kt-nnunet transfer --soft` on a dataset labelled with --save-probabilities")
+            raise ValueError(f"plans configuration {self.configuration_name!r} has no {SOFT_KEY!r} key; create the "
+                             "plans with `kt-nnunet transfer --soft` on a dataset labelled with --save-probabilities")
         self.temperature = float(settings.get("temperature", 2.0))
         self.alpha = float(settings.get("alpha", 0.5))
 
@@ -83,11 +56,8 @@ class nnUNetTrainerKTOfflineSoft(nnUNetTrainerKTOffline):
         self.dataset_class = SoftTargetDataset
 
     def get_training_transforms(self, *args, **kwargs):
-        transforms = nnUNetTrainerKTOffline.get_training_transforms(*args, **kwargs)
-        channels = self.num_input_channels
-        transforms.transforms = [t if isinstance(t, SHARED_TRANSFORMS) else ImageChannelsOnly(t, channels)
-                                 for t in transforms.transforms]
-        return transforms
+        return restrict_to_image_channels(nnUNetTrainerKTOffline.get_training_transforms(*args, **kwargs),
+                                          self.num_input_channels)
 
     def _build_loss(self):
         loss = super()._build_loss()

@@ -34,11 +34,12 @@ class nnUNetTrainerKTOnline(nnUNetTrainerKTBase):
 
     soft_targets = False
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.kt_settings = OnlineSettings.from_configuration(self.configuration_manager.configuration, configuration)
-        self.teachers = None  # -> initialize
+    teachers = None  # -> initialize
+
+    def read_plans_settings(self) -> None:
+        super().read_plans_settings()
+        self.kt_settings = OnlineSettings.from_configuration(self.configuration_manager.configuration,
+                                                             self.configuration_name)
 
     def initialize(self):
         super().initialize()

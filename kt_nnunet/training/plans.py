@@ -14,7 +14,7 @@ arguments, and the plans are copied into every model folder, so a model records 
 With a seed, every file name ends in ``_seed<S>`` and its configuration holds ``kt_seed``, so each seed
 trains into its own model folder.
 
-All of them are nnU-Net's plans with the student's architecture (``planning.architecture_plans``)
+All of them are nnU-Net's plans with the student's architecture (``architecture_plans``)
 and keep nnU-Net's ``data_identifier``, so they reuse its preprocessed data; nnU-Net's own ``nnUNetPlans.json``
 is never touched. A plans file holding a *different* configuration is only
 replaced with ``force`` (trained models keep their own copy in their folder).
@@ -29,6 +29,11 @@ from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.nnunet.paths import preprocessed_folder
 from kt_nnunet.training.settings import Budget
 from kt_nnunet.training.training_plan import BUDGET_TRAINER, STOCK_TRAINER, TrainingPlan
+
+
+BUDGET_KEY = "kt_budget"  # read by kt_nnunet.training.budget.nnUNetTrainerKTBudget
+SEED_KEY = "kt_seed"      # read by the same trainer: seeds initialisation, patch sampling and augmentation
+KT_PLANS_PREFIX = "ktPlans"
 
 
 class TransferPlansError(KtNnunetError):
@@ -48,7 +53,48 @@ def write_plans(dataset_name: str, plans: dict, configuration: str, force: bool 
                                      force=force, error=error)
 
 
-def write_model_plans(dataset: str | int, architecture: str, plans_prefix: str = "ktPlans", *,
+def seeded_plans_name(plans_name: str, seed: Optional[int]) -> str:
+    """Each seed gets its own plans name, hence its own model folder (``TRAINER__PLANS__CONFIG``)."""
+    return plans_name if seed is None else f"{plans_name}_seed{int(seed)}"
+
+
+def architecture_plans(plans: dict, configuration: str, spec, arch_kwargs_overrides: Optional[dict] = None,
+                       tiny: bool = False, budget: Optional[dict] = None, seed: Optional[int] = None) -> dict:
+    """nnU-Net's ``plans`` with ``spec``'s architecture (``planning.swap_architecture``), named
+    ``ktPlans_<arch>[_seed<S>]``, with ``budget`` as ``kt_budget``, ``seed`` as ``kt_seed`` and what it was
+    planned from under ``kt_nnunet``."""
+    from kt_nnunet.nnunet.planning import swap_architecture
+
+    new_plans = swap_architecture(plans, configuration, spec, arch_kwargs_overrides, tiny)
+    if budget:
+        new_plans["configurations"][configuration][BUDGET_KEY] = {k: v for k, v in budget.items() if v is not None}
+    if seed is not None:
+        new_plans["configurations"][configuration][SEED_KEY] = int(seed)
+    new_plans["plans_name"] = seeded_plans_name(f"{KT_PLANS_PREFIX}_{spec.name}", seed)
+    new_plans["kt_nnunet"] = {"architecture": spec.name, "plugin": spec.plugin, "based_on": plans["plans_name"],
+                              "tiny": tiny}
+    return new_plans
+
+
+def check_planned_network(name: str, plans: dict, configuration: str, spec) -> None:
+    """The quick contract check of ``spec`` at the geometry, arch_kwargs and channel counts ``plans`` give it, so a
+    network nnU-Net cannot train fails here, naming the plugin and the rule, not at the first training step."""
+    import json
+
+    from kt_nnunet.architectures.spec import PlanGeometry
+    from kt_nnunet.nnunet.planning import network_channels
+    from kt_nnunet.registry import check_contract
+
+    dataset_json = json.loads((preprocessed_folder() / name / "dataset.json").read_text())
+    config = plans["configurations"][configuration]
+    arch_kwargs = config["architecture"]["arch_kwargs"]
+    # The trainer's deep-supervision targets follow these strides; without them check_contract names that rule.
+    strides = arch_kwargs.get("strides") or [[1] * len(config["patch_size"])]
+    geometry = PlanGeometry.create(config["patch_size"], strides, arch_kwargs.get("kernel_sizes"))
+    check_contract(spec, geometry, *network_channels(plans, configuration, dataset_json), arch_kwargs=arch_kwargs)
+
+
+def write_model_plans(dataset: str | int, architecture: str, plans_prefix: str = KT_PLANS_PREFIX, *,
                       configuration: str = "2d", arch_kwargs: Optional[dict] = None, tiny: bool = False,
                       budget: Budget = Budget(), settings: Optional[dict] = None, seed: Optional[int] = None,
                       force: bool = False, num_processes: int = 1, error: type = TransferPlansError) -> TrainingPlan:
@@ -58,8 +104,7 @@ def write_model_plans(dataset: str | int, architecture: str, plans_prefix: str =
     first, so a network nnU-Net cannot train fails here, not at its first training step. Returns the plan of a
     ``nnUNetTrainerKTBudget`` training (the caller names another trainer with ``dataclasses.replace``).
     """
-    from kt_nnunet.nnunet.planning import (architecture_plans, check_planned_network, ensure_preprocessed, load_plans,
-                                           seeded_plans_name)
+    from kt_nnunet.nnunet.planning import ensure_preprocessed, load_plans
     from kt_nnunet.registry import get_architecture
 
     spec = get_architecture(architecture)
@@ -68,7 +113,7 @@ def write_model_plans(dataset: str | int, architecture: str, plans_prefix: str =
     name = str(ensure_preprocessed(dataset, configuration, num_processes=num_processes))
     plans = architecture_plans(load_plans(name), configuration, spec, arch_kwargs, tiny=tiny,
                                budget=budget.as_plans_budget(), seed=seed)
-    plans["plans_name"] = seeded_plans_name(f"{plans_prefix}_{spec.name}", seed)
+    plans["plans_name"] = seeded_plans_name(f"{plans_prefix}_{spec.name}", seed)  # ktOffline_..., ktOnline_...
     plans["configurations"][configuration].update({k: v for k, v in (settings or {}).items() if v is not None})
     check_planned_network(name, plans, configuration, spec)
     plans_file = write_plans(name, plans, configuration, force=force, error=error)
