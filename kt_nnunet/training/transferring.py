@@ -34,6 +34,7 @@ from kt_nnunet.training.online import nnUNetTrainerKTOnline, nnUNetTrainerKTOnli
 from kt_nnunet.training.plans import transfer_plans
 from kt_nnunet.teachers.compatibility import check_online_teachers, check_student_dataset
 from kt_nnunet.teachers.errors import TeacherSettingsError
+from kt_nnunet.teachers.kinds import resolve_kind
 from kt_nnunet.teachers.loading import load_teacher
 from kt_nnunet.teachers.spec import MODEL_FOLDER_KIND, TeacherSpec
 from kt_nnunet.training.online_settings import ONLINE_KEY, OnlineSettings
@@ -129,7 +130,7 @@ def prepare_transfer(teachers: Sequence, dataset: str | int, architecture: str, 
     check_budget(TransferError, epochs=epochs, iterations=iterations, val_iterations=val_iterations)
     get_architecture(architecture).check_options(arch_kwargs)  # before labelling, not after
     cls = trainer_class(online, soft)
-    specs = [TeacherSpec.parse(t) for t in teachers]
+    specs = [resolve_kind(TeacherSpec.parse(t)) for t in teachers]
     if online and not specs:
         raise TransferError("online transfer needs at least one --teacher model folder")
     name = str(dataset_name(dataset))
