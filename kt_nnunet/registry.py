@@ -7,10 +7,10 @@ breaks the others. Two plugins registering one name is still an error: neither i
 """
 from __future__ import annotations
 
+from functools import cache
 from typing import Optional
 
 from kt_nnunet.errors import KtNnunetError
-from kt_nnunet.plugins.collector import HookRegistry
 
 
 class UnknownArchitectureError(KtNnunetError, KeyError):
@@ -37,27 +37,32 @@ def _spec_problem(spec) -> Optional[str]:
     return class_path_problem(spec.class_path, spec.network_class)
 
 
-_ARCHITECTURES = HookRegistry("architecture", ("register_architectures",), _spec_class,
-                              DuplicateArchitectureError, check=_spec_problem)
+@cache
+def _architectures():
+    # Made on first use, so that `import kt_nnunet` (which imports this module) does not import pluggy.
+    from kt_nnunet.plugins.collector import HookRegistry
+
+    return HookRegistry("architecture", ("register_architectures",), _spec_class, DuplicateArchitectureError,
+                        check=_spec_problem)
 
 
 def reset() -> None:
-    _ARCHITECTURES.reset()
+    _architectures().reset()
 
 
 def list_architectures() -> list:
     """All registered :class:`ArchitectureSpec` objects, sorted by name."""
-    return [spec for _, spec in sorted(_ARCHITECTURES.collection().items.items())]
+    return [spec for _, spec in sorted(_architectures().collection().items.items())]
 
 
 def problems() -> list[str]:
     """One line per plugin or architecture left out because it is broken, naming the plugin and the cause."""
-    return _ARCHITECTURES.problems()
+    return _architectures().problems()
 
 
 def get_architecture(name: str):
     """The spec registered as ``name``; an unknown name lists what exists and the closest match."""
-    found = _ARCHITECTURES.collection()
+    found = _architectures().collection()
     if name in found.items:
         return found.items[name]
     problem = found.problem_of(name)

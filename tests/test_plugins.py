@@ -301,6 +301,9 @@ def test_nothing_loads_at_import():
             "print(manager._manager is None, 'torch' in sys.modules, 'kt_nnunet_segresnet' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False", "False"]
+    bare = subprocess.run([sys.executable, "-c", "import sys, kt_nnunet; print('pluggy' in sys.modules)"],
+                          capture_output=True, text=True, check=True).stdout
+    assert bare.split() == ["False"]  # the registries make their collectors on first use
 
 
 def test_plugin_authors_names_are_exported_lazily():
