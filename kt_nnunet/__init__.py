@@ -10,8 +10,8 @@ The public API (docs/api.md)::
     scores = kt.evaluate(tuned, target)                                # -> ModelEvaluation (dice_mean, ...)
     results_json = kt.run_experiment("examples/demo.yaml")
 
-For plugin authors: ``hookimpl``, ``ArchitectureSpec``; for everyone: ``KtNnunetError`` (every user error),
-``get_architecture``, ``list_architectures``, ``__version__``.
+For plugin authors: ``hookimpl``, ``ArchitectureSpec``, ``TeacherKind``, ``Teacher``; for everyone:
+``KtNnunetError`` (every user error), ``get_architecture``, ``list_architectures``, ``__version__``.
 
 Importing this package is cheap: torch, nnU-Net and plugins load only when an API that needs them is used.
 """
@@ -27,14 +27,15 @@ from kt_nnunet.registry import get_architecture, list_architectures  # noqa: E40
 
 # Loaded on first access (module __getattr__), because they need torch and nnU-Net.
 _LAZY = {"hookimpl": "kt_nnunet.plugins", "ArchitectureSpec": "kt_nnunet.architectures.spec",
+         "TeacherKind": "kt_nnunet.teachers.kinds", "Teacher": "kt_nnunet.teachers.base",
          "train": "kt_nnunet.api", "label": "kt_nnunet.api", "transfer": "kt_nnunet.api",
          "finetune": "kt_nnunet.api", "evaluate": "kt_nnunet.api", "run_experiment": "kt_nnunet.experiment.runner",
          "TrainedModelResult": "kt_nnunet.api", "ApiArgumentError": "kt_nnunet.api",
          "LabellingResult": "kt_nnunet.labelling.api", "ModelEvaluation": "kt_nnunet.experiment.evaluation"}
 
-__all__ = ["__version__", "ArchitectureSpec", "KtNnunetError", "get_architecture", "hookimpl", "list_architectures",
-           "train", "label", "transfer", "finetune", "evaluate", "run_experiment", "TrainedModelResult",
-           "ApiArgumentError", "LabellingResult", "ModelEvaluation"]
+__all__ = ["__version__", "ArchitectureSpec", "KtNnunetError", "Teacher", "TeacherKind", "get_architecture", "hookimpl",
+           "list_architectures", "train", "label", "transfer", "finetune", "evaluate", "run_experiment",
+           "TrainedModelResult", "ApiArgumentError", "LabellingResult", "ModelEvaluation"]
 
 
 def __getattr__(name: str):

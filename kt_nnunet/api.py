@@ -111,9 +111,12 @@ def _teacher_text(teacher) -> str:
 
 
 def _teacher_folder(teacher) -> Path:
+    from kt_nnunet.teachers.kinds import resolve_kind
     from kt_nnunet.teachers.spec import TeacherSpec
 
-    return teacher.model_folder if isinstance(teacher, TrainedModelResult) else TeacherSpec.parse(teacher).path
+    if isinstance(teacher, TrainedModelResult):
+        return teacher.model_folder
+    return resolve_kind(TeacherSpec.parse(teacher)).path
 
 
 def _labelled_folder(value, argument: str):

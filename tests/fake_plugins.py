@@ -159,3 +159,90 @@ def register_architectures(register):
         register(ArchitectureSpec(name=name, network_class=cls, dims=(2,) if cls is PlainFCN else (2, 3),
                                   deep_supervision=cls is not PlainFCN, description=f"{cls.__name__} for tests"))
 '''
+
+# A teacher kind registered through ``{hook}`` (register_teacher_kinds, or its deprecated old name).
+TEACHER_KIND_PLUGIN = '''
+from kt_nnunet import TeacherKind, hookimpl
+
+@hookimpl
+def {hook}(register):
+    register(TeacherKind(name="{kind}", open=lambda spec, options: None, description="{kind} for tests"))
+'''
+
+# A plugin's own kind of teacher, installed as ``thresholds``: intensity thresholds read from a rules file.
+THRESHOLD_KIND_PLUGIN = '''
+import json
+
+import numpy as np
+
+from kt_nnunet import Teacher, TeacherKind, hookimpl
+
+
+class ThresholdTeacher(Teacher):
+    """Classes by intensity: a voxel above the k-th threshold of the rules file is class k + 1."""
+
+    kind = "threshold"
+    hard_labels = True
+
+    def __init__(self, spec, options):
+        super().__init__(spec)
+        self.rules = json.loads(spec.path.read_text())
+
+    @property
+    def labels(self):
+        return self.rules["labels"]
+
+    def probabilities(self, case, image, properties):
+        classes = np.digitize(image[0], self.rules["thresholds"])
+        return np.stack([classes == c for c in range(len(self.labels))]).astype(np.float32)
+
+    def fingerprint(self):
+        return {"kind": self.kind, "rules": self.file_record(self.spec.path)}
+
+
+@hookimpl
+def register_teacher_kinds(register):
+    register(TeacherKind(name="threshold", open=ThresholdTeacher, description="intensity thresholds",
+                         claims=lambda path: path.name.endswith(".threshold.json")))
+'''
+
+# Teacher kinds that each break one rule of the teacher-kind conformance kit, built on the threshold kind's teacher
+# (so the ``thresholds`` plugin must be installed too).
+FLAWED_KINDS_PLUGIN = '''
+import numpy as np
+from fake_kt_plugin_thresholds import ThresholdTeacher
+
+from kt_nnunet import TeacherKind, hookimpl
+
+
+class GapLabels(ThresholdTeacher):
+    @property
+    def labels(self):
+        return {"background": 0, "class2": 2}
+
+
+class TwiceTheGrid(ThresholdTeacher):
+    def probabilities(self, case, image, properties):
+        return np.repeat(np.repeat(super().probabilities(case, image, properties), 2, axis=-1), 2, axis=-2)
+
+
+class NotSummingToOne(ThresholdTeacher):
+    def probabilities(self, case, image, properties):
+        return super().probabilities(case, image, properties) * np.float32(0.7)
+
+
+class PathNotChecksum(ThresholdTeacher):
+    def fingerprint(self):
+        return {"kind": self.kind, "rules": str(self.spec.path)}
+
+
+FLAWED = {"gap": GapLabels, "grid": TwiceTheGrid, "sum": NotSummingToOne, "no_checksum": PathNotChecksum}
+
+
+@hookimpl
+def register_teacher_kinds(register):
+    for flaw, teacher in FLAWED.items():
+        register(TeacherKind(name=f"threshold_{flaw}", open=teacher))
+    register(TeacherKind(name="threshold_greedy", open=ThresholdTeacher,
+                         claims=lambda path: path.suffix in (".greedy", ".txt")))
+'''

@@ -18,13 +18,17 @@ def kind(block: str) -> str:
     """How a block is meant to be used: a plugin module, a test module for the kit, or a script."""
     if "def register_architectures" in block:
         return "plugin"
+    if "def register_teacher_kinds" in block:
+        return "kind_plugin"
     if "ArchitectureConformance" in block:
         return "kit"
+    if "TeacherKindConformance" in block:
+        return "kind_kit"
     return "script"
 
 
 def test_the_doc_has_a_block_of_each_kind():
-    assert sorted(kind(b) for b in BLOCKS) == ["kit", "plugin", "script"]
+    assert sorted(kind(b) for b in BLOCKS) == ["kind_kit", "kind_plugin", "kit", "plugin", "script"]
 
 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if kind(b) == "plugin"])
@@ -45,6 +49,24 @@ def test_kit_block_is_a_passing_test_module(block, pytester, fresh_plugins):
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) >= 10 and "failed" not in outcomes and "error" not in outcomes, \
         result.stdout.str()
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if kind(b) == "kind_kit"])
+def test_kind_kit_block_passes_on_the_kind_plugin_block(block, pytester, fake_entry_points):
+    """The teacher-kind example plugin, installed through its entry point, passes the kit as the doc's test module
+    runs it, on a rules file where the doc's test module says."""
+    import json
+
+    from kt_nnunet.teachers.kinds import get_kind  # before the inner run, which forgets the modules it imports
+
+    fake_entry_points("docs_kind", source=next(b for b in BLOCKS if kind(b) == "kind_plugin"))
+    (pytester.path / "data").mkdir()
+    (pytester.path / "data" / "rules.threshold.json").write_text(json.dumps(
+        {"labels": {"background": 0, "dark": 1, "bright": 2}, "thresholds": [0.3, 0.7]}))
+    pytester.makepyfile(test_from_docs=block)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    assert result.parseoutcomes() == {"passed": 5}, result.stdout.str()
+    assert get_kind("threshold").plugin == "docs_kind"
 
 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if kind(b) == "script"])
@@ -70,16 +92,16 @@ def test_hook_docstring_example_runs():
 
 
 def test_teacher_kind_hook_docstring_example_runs():
-    """The register_teacher_loaders docstring's example registers a real TeacherKind with the real marker."""
+    """The register_teacher_kinds docstring's example registers a real TeacherKind with the real marker."""
     from kt_nnunet.plugins import hookspecs
     from kt_nnunet.teachers.kinds import TeacherKind
 
-    example = textwrap.dedent(hookspecs.register_teacher_loaders.__doc__.split("::\n", 1)[1])
+    example = textwrap.dedent(hookspecs.register_teacher_kinds.__doc__.split("::\n", 1)[1])
     namespace = {"MyToolTeacher": lambda spec, options: None}
     exec(compile(example, hookspecs.__file__, "exec"), namespace)
-    assert hasattr(namespace["register_teacher_loaders"], "kt_nnunet_impl")
+    assert hasattr(namespace["register_teacher_kinds"], "kt_nnunet_impl")
     registered = []
-    namespace["register_teacher_loaders"](register=registered.append)
+    namespace["register_teacher_kinds"](register=registered.append)
     assert [type(k) for k in registered] == [TeacherKind] and registered[0].name == "my_tool"
     from pathlib import Path
 

@@ -5,15 +5,17 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+import warnings
 
 import pytest
 from click.testing import CliRunner
 
-from fake_plugins import LOCAL_CLASS_PLUGIN, NO_KWARGS_PLUGIN, PLUGIN_TEMPLATE
+from fake_plugins import LOCAL_CLASS_PLUGIN, NO_KWARGS_PLUGIN, PLUGIN_TEMPLATE, TEACHER_KIND_PLUGIN
 from kt_nnunet.cli import main
 from kt_nnunet.errors import KtNnunetWarning
 from kt_nnunet.plugins.manager import PluginLoadError
 from kt_nnunet.registry import DuplicateArchitectureError, UnknownArchitectureError, get_architecture
+from kt_nnunet.teachers.errors import TeacherKindError
 
 
 def names(manager):
@@ -121,7 +123,8 @@ def test_misspelled_hook_is_reported_and_not_listed_as_known(fake_entry_points, 
     message = next(str(w.message) for w in caught if "'typo'" in str(w.message))
     assert "implements 'register_architecture', which kt-nnunet does not define" in message
     assert "did you mean 'register_architectures'" in message
-    assert message.split("known hooks: ")[1].startswith("register_architectures, register_teacher_loaders.")
+    assert message.split("known hooks: ")[1].startswith(
+        "register_architectures, register_teacher_kinds, register_teacher_loaders.")
     assert "register_architecture," not in message.split("known hooks: ")[1]
 
 
@@ -196,12 +199,100 @@ def test_cli_lists_the_others_and_reports_each_broken_plugin_in_one_line(fake_en
     as_json = CliRunner().invoke(main, ["architectures", "--json"])
     assert as_json.exit_code == 1 and "alpha_net" in {r["name"] for r in json.loads(as_json.stdout)}
 
-    fresh_plugins.reset()  # as in a new process: the warnings come when the plugins load
-    other_command = CliRunner().invoke(main, ["plugins"])
-    assert other_command.exit_code == 0
-    assert "warning: plugin 'broken' (kt-nnunet-broken 1.0) failed to import" in other_command.stderr
-    assert {p["name"]: "error" in p for p in json.loads(other_command.stdout)} == {
+    fresh_plugins.reset()  # as in a new process: the plugins load again
+    listing = CliRunner().invoke(main, ["plugins"])
+    assert listing.exit_code == 1 and "warning:" not in listing.stderr  # reported once, as broken: lines
+    assert "broken: plugin 'broken' (kt-nnunet-broken 1.0) failed to import" in listing.stderr
+    assert "broken: architecture 'local_net' from plugin 'local'" in listing.stderr
+    assert {p["name"]: "error" in p for p in json.loads(listing.stdout)} == {
         "builtin": False, "alpha": False, "broken": True, "local": False, "strict": False}
+
+    fresh_plugins.reset()
+    other_command = CliRunner().invoke(main, ["label", "--teacher", "onxx:model", "--images", "x", "--out",
+                                              "Dataset999_X"])
+    assert other_command.exit_code == 1 and "unknown teacher kind 'onxx'" in other_command.stderr
+    warned = [line for line in other_command.stderr.splitlines() if line.startswith("warning: plugin 'broken'")]
+    assert len(warned) == 1 and "failed to import" in warned[0]
+
+
+def kinds():
+    from kt_nnunet.teachers.kinds import list_kinds
+
+    return {kind.name: kind.plugin for kind in list_kinds()}
+
+
+def test_a_plugin_teacher_kind_is_collected_attributed_and_listed(fake_entry_points, fresh_plugins):
+    fake_entry_points("alpha", arch="alpha_net")
+    fake_entry_points("tool", source=TEACHER_KIND_PLUGIN.format(hook="register_teacher_kinds", kind="my_tool"))
+    assert kinds() == {"nnunet": "builtin", "onnx": "builtin", "torchscript": "builtin", "predictions": "builtin",
+                       "my_tool": "tool"}
+    result = CliRunner().invoke(main, ["plugins"])
+    assert result.exit_code == 0, result.output
+    listed = {p["name"]: (p["architectures"], p["teacher_kinds"]) for p in json.loads(result.stdout)}
+    assert listed["tool"] == ([], ["my_tool"]) and listed["alpha"] == (["alpha_net"], [])
+    assert listed["builtin"][1] == ["nnunet", "onnx", "torchscript", "predictions"] and "unet" in listed["builtin"][0]
+
+
+def test_the_old_hook_name_still_registers_a_kind_and_says_it_is_deprecated(fake_entry_points, fresh_plugins):
+    fake_entry_points("old", source=TEACHER_KIND_PLUGIN.format(hook="register_teacher_loaders", kind="old_tool"))
+    with pytest.warns(DeprecationWarning, match="register_teacher_loaders is the old name of the kt-nnunet hook "
+                                                "register_teacher_kinds"):
+        found = kinds()
+    assert found["old_tool"] == "old"
+    assert {p.name: p.hooks for p in fresh_plugins.plugin_infos()}["old"] == ["register_teacher_loaders"]
+
+
+def test_a_broken_teacher_kind_plugin_is_reported_like_a_broken_architecture_plugin(fake_entry_points, fresh_plugins):
+    from kt_nnunet.teachers.kinds import get_kind, problems
+
+    fake_entry_points("tool", source=TEACHER_KIND_PLUGIN.format(hook="register_teacher_kinds", kind="my_tool"))
+    fake_entry_points("raiser", source=(
+        "from kt_nnunet.plugins import hookimpl\n\n@hookimpl\ndef register_teacher_kinds(register):\n"
+        "    raise RuntimeError('no licence here')\n"))
+    fake_entry_points("junk", source=(
+        "from kt_nnunet.plugins import hookimpl\n\n@hookimpl\ndef register_teacher_kinds(register):\n"
+        "    register('my_kind')\n"))
+    raised = ("plugin 'raiser' (kt-nnunet-raiser 1.0) failed in register_teacher_kinds: RuntimeError: no licence "
+              "here; its teacher kinds are left out")
+    junk = "plugin 'junk' (kt-nnunet-junk 1.0) registered 'my_kind', which is not a TeacherKind; it is left out"
+    with pytest.warns(KtNnunetWarning) as caught:
+        assert kinds()["my_tool"] == "tool"
+    assert sorted(str(w.message) for w in caught) == sorted([raised, junk])
+    assert sorted(problems()) == sorted([raised, junk])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KtNnunetWarning)  # collected once, so warned once
+        kinds()
+    with pytest.raises(TeacherKindError, match=r"unknown teacher kind 'licensed'.*left out because broken: "
+                                               r".*plugin 'raiser' .*no licence here"):
+        get_kind("licensed")
+
+    fresh_plugins.reset()  # as in a new process
+    listing = CliRunner().invoke(main, ["plugins"])
+    assert listing.exit_code == 1 and "warning:" not in listing.stderr
+    assert sorted(line for line in listing.stderr.splitlines() if line) == sorted([f"broken: {raised}",
+                                                                                  f"broken: {junk}"])
+    assert {p["name"]: p["teacher_kinds"] for p in json.loads(listing.stdout)}["raiser"] == []
+
+    fresh_plugins.reset()
+    other_command = CliRunner().invoke(main, ["label", "--teacher", "onxx:model", "--images", "x", "--out",
+                                              "Dataset999_X"])
+    assert other_command.exit_code == 1 and "unknown teacher kind 'onxx' (did you mean 'onnx'?)" in other_command.stderr
+    assert sorted(line for line in other_command.stderr.splitlines() if line.startswith("warning:")) == sorted([
+        f"warning: {raised}", f"warning: {junk}"])
+
+
+@pytest.mark.filterwarnings("ignore:register_teacher_loaders is the old name:DeprecationWarning")
+def test_two_plugins_registering_one_kind_name_is_an_error_naming_both(fake_entry_points, fresh_plugins):
+    fake_entry_points("alpha", source=TEACHER_KIND_PLUGIN.format(hook="register_teacher_kinds", kind="my_tool"))
+    fake_entry_points("beta", source=TEACHER_KIND_PLUGIN.format(hook="register_teacher_loaders", kind="my_tool"))
+    with pytest.raises(TeacherKindError, match=r"teacher kind 'my_tool' is registered by both plugin 'alpha' and "
+                                               r"plugin 'beta'; uninstall one of them"):
+        kinds()
+    fake_entry_points("gamma", source=TEACHER_KIND_PLUGIN.format(hook="register_teacher_kinds", kind="onnx"))
+    fresh_plugins.configure(only=["gamma"])
+    with pytest.raises(TeacherKindError, match=r"teacher kind 'onnx' is registered by both plugin 'builtin' and "
+                                               r"plugin 'gamma'"):
+        kinds()
 
 
 def test_nothing_loads_at_import():
@@ -210,6 +301,9 @@ def test_nothing_loads_at_import():
             "print(manager._manager is None, 'torch' in sys.modules, 'kt_nnunet_segresnet' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False", "False"]
+    bare = subprocess.run([sys.executable, "-c", "import sys, kt_nnunet; print('pluggy' in sys.modules)"],
+                          capture_output=True, text=True, check=True).stdout
+    assert bare.split() == ["False"]  # the registries make their collectors on first use
 
 
 def test_plugin_authors_names_are_exported_lazily():

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import textwrap
 import warnings
 
 import numpy as np
 import pytest
+from fake_plugins import THRESHOLD_KIND_PLUGIN
 from labelling_teachers import labels_of, read_label, teachers, transferal  # noqa: F401  (fixtures)
 
 from kt_nnunet.labelling import label_dataset
@@ -216,43 +218,57 @@ def test_kind_errors_are_one_clear_line(exported, teachers, transferal, tmp_path
         load_teacher(TeacherSpec.parse(f"onnx:{exported['onnx']}"))
 
 
-THRESHOLD_KIND_PLUGIN = '''
-import json
+@pytest.mark.parametrize(("text", "kind", "path", "folds"), [
+    ("onnx:net.onnx:0,1", "onnx", "net.onnx", (0, 1)),
+    ("Dataset501_Src/nnUNetTrainer__nnUNetPlans__2d", None, "Dataset501_Src/nnUNetTrainer__nnUNetPlans__2d", None),
+    ("DIR:0:all", None, "DIR:0", None),          # a folder whose own name ends in ":0"
+    ("./word:rest", None, "word:rest", None),     # a path whose name starts with "word:"
+    ("onxx:anything", "onxx", "anything", None),  # an unknown kind is refused when resolved, not here
+])
+def test_parsing_a_teacher_reads_the_text_only(monkeypatch, text, kind, path, folds):
+    import pathlib
 
-import numpy as np
+    from kt_nnunet.plugins import manager
+    from kt_nnunet.teachers.spec import TeacherSpec
 
-from kt_nnunet.plugins import hookimpl
-from kt_nnunet.teachers.base import Teacher
-from kt_nnunet.teachers.kinds import TeacherKind
+    def forbidden(*args, **kwargs):
+        raise AssertionError("TeacherSpec.parse looked at the disk or loaded the plugins")
 
-
-class ThresholdTeacher(Teacher):
-    """Classes by intensity: a voxel above the k-th threshold of the rules file is class k + 1."""
-
-    kind = "threshold"
-    hard_labels = True
-
-    def __init__(self, spec, options):
-        super().__init__(spec)
-        self.rules = json.loads(spec.path.read_text())
-
-    @property
-    def labels(self):
-        return self.rules["labels"]
-
-    def probabilities(self, case, image, properties):
-        classes = np.digitize(image[0], self.rules["thresholds"])
-        return np.stack([classes == c for c in range(len(self.labels))]).astype(np.float32)
-
-    def fingerprint(self):
-        return {"kind": self.kind, "rules": self.file_record(self.spec.path)}
+    for method in ("exists", "is_dir", "is_file", "stat", "glob", "iterdir", "resolve"):
+        monkeypatch.setattr(pathlib.Path, method, forbidden)
+    monkeypatch.setattr(manager, "get_plugin_manager", forbidden)
+    spec = TeacherSpec.parse(text)
+    assert (spec.kind, spec.path, spec.folds) == (kind, pathlib.Path(path), folds)
 
 
-@hookimpl
-def register_teacher_loaders(register):
-    register(TeacherKind(name="threshold", open=ThresholdTeacher, description="intensity thresholds",
-                         claims=lambda path: path.name.endswith(".threshold.json")))
-'''
+def test_the_teacher_spec_module_imports_no_kinds_and_no_plugins():
+    code = ("import sys; from kt_nnunet.teachers.spec import TeacherSpec; TeacherSpec.parse('onnx:x.onnx:0'); "
+            "print('kt_nnunet.teachers.kinds' in sys.modules, 'kt_nnunet.plugins.manager' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_resolving_a_spec_finds_its_kind_and_absolute_path(teachers, exported, tmp_path, monkeypatch):  # noqa: F811
+    from kt_nnunet.nnunet.model_folder import ModelFolderError
+    from kt_nnunet.teachers.kinds import resolve_kind
+    from kt_nnunet.teachers.loading import load_teacher
+    from kt_nnunet.teachers.spec import TeacherSpec
+
+    monkeypatch.chdir(teachers["unet"].parent)
+    spec = TeacherSpec.parse(f"{teachers['unet'].name}:0")
+    with pytest.raises(ValueError, match="resolve its kind first"):  # the kind decides what a model folder means
+        load_teacher(spec)
+    resolved = resolve_kind(spec)
+    assert (resolved.kind, resolved.path, resolved.folds) == ("nnunet", teachers["unet"].absolute(), (0,))
+    assert resolve_kind(resolved) == resolved
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("nnUNet_results", str(teachers["unet"].parent))
+    assert resolve_kind(spec).path == teachers["unet"].absolute()  # the same name, found under $nnUNet_results
+    assert resolve_kind(TeacherSpec.parse(exported["onnx"])).kind == "onnx"
+    with pytest.raises(TeacherKindError, match=r"unknown teacher kind 'onxx' \(did you mean 'onnx'\?\)"):
+        resolve_kind(TeacherSpec.parse("onxx:anything"))
+    with pytest.raises(ModelFolderError, match=r"predictions teacher .*nowhere does not exist"):
+        resolve_kind(TeacherSpec.parse(f"predictions:{tmp_path / 'nowhere'}"))
 
 
 def test_a_plugin_adds_a_teacher_kind_used_by_kt_nnunet_label(fake_entry_points, transferal, nnunet_env,  # noqa: F811
@@ -288,7 +304,7 @@ from kt_nnunet.teachers.kinds import TeacherKind
 
 
 @hookimpl
-def register_teacher_loaders(register):
+def register_teacher_kinds(register):
     register(TeacherKind(name="greedy", open=lambda spec, options: None, claims=lambda path: path.is_dir()))
 '''
 

@@ -1,4 +1,4 @@
-"""`kt-nnunet architectures` and `kt-nnunet plugins`: what can be used as a teacher or a student."""
+"""`kt-nnunet architectures` and `kt-nnunet plugins`: what can be used as a teacher or a student, and what is broken."""
 from __future__ import annotations
 
 import json
@@ -54,7 +54,27 @@ def _report_broken(broken: list[str]) -> None:
 
 @click.command()
 def plugins():
-    """Print the loaded plugins (name, version, source, hooks) as JSON."""
-    from kt_nnunet.plugins.manager import plugin_infos
+    """Print every plugin as JSON: name, version, source, hooks, and the architectures and teacher kinds it registers.
 
-    click.echo(json.dumps([info.as_dict() for info in plugin_infos()], indent=2))
+    A broken plugin, architecture or teacher kind is reported in one line on stderr (and the exit status is 1),
+    as `kt-nnunet architectures` does.
+    """
+    from kt_nnunet import registry
+    from kt_nnunet.errors import KtNnunetWarning
+    from kt_nnunet.plugins.manager import plugin_infos
+    from kt_nnunet.teachers import kinds
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KtNnunetWarning)  # reported below, once, with the rest
+        infos = plugin_infos()
+        architectures = registry.list_architectures()
+        teacher_kinds = kinds.list_kinds()
+        broken = list(dict.fromkeys(registry.problems() + kinds.problems()))  # both name the plugins left out
+    records = []
+    for info in infos:
+        record = info.as_dict()
+        record["architectures"] = [spec.name for spec in architectures if spec.plugin == info.name]
+        record["teacher_kinds"] = [kind.name for kind in teacher_kinds if kind.plugin == info.name]
+        records.append(record)
+    click.echo(json.dumps(records, indent=2))
+    _report_broken(broken)

@@ -108,14 +108,12 @@ class TeacherConfig:
         return self.path if self.kind == "nnunet" else None
 
     def spec(self):
-        """The :class:`~kt_nnunet.teachers.spec.TeacherSpec` of an existing teacher (its kind found if not given)."""
-        from dataclasses import replace
-
+        """The resolved :class:`~kt_nnunet.teachers.spec.TeacherSpec` of an existing teacher (its kind found from
+        the path if the config does not name it)."""
+        from kt_nnunet.teachers.kinds import resolve_kind
         from kt_nnunet.teachers.spec import TeacherSpec
 
-        text = f"{self.kind}:{self.path}" if self.kind else str(self.path)
-        spec = TeacherSpec.parse(text, self.checkpoint, sidecar=self.sidecar)
-        return replace(spec, folds=self.folds) if self.folds is not None else spec
+        return resolve_kind(TeacherSpec(self.path, self.folds, self.checkpoint, kind=self.kind, sidecar=self.sidecar))
 
 
 @dataclass(frozen=True)

@@ -317,7 +317,7 @@ class ExperimentRunner:
 
     def _use_teacher(self, step: UseTeacher) -> bool:
         from kt_nnunet.teachers.base import TeacherOptions
-        from kt_nnunet.teachers.loading import open_teacher
+        from kt_nnunet.teachers.kinds import open_teacher
 
         teacher = self.config.teacher(step.model)
         spec = teacher.spec()

@@ -33,7 +33,7 @@ from kt_nnunet.labelling.output import PROBABILITIES_DIR, PROVENANCE_FILE, Label
 from kt_nnunet.teachers.base import TeacherOptions
 from kt_nnunet.teachers.compatibility import check_same_inputs
 from kt_nnunet.teachers.labels import parse_label_map, reconcile_labels
-from kt_nnunet.teachers.loading import open_teachers
+from kt_nnunet.teachers.kinds import open_teachers, resolve_kind
 from kt_nnunet.teachers.spec import TeacherSpec
 from kt_nnunet.nnunet.inference import default_reader_writer_name, reader_writer_class, write_segmentation
 from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT
@@ -106,7 +106,7 @@ class Labeller:
         if not 0.0 < float(tile_step_size) <= 1.0:  # nnU-Net asserts this only when predicting
             raise LabellingError(f"--step-size {tile_step_size} must be in (0, 1] (a fraction of the patch size)")
         device = _device(device)
-        self.specs = [TeacherSpec.parse(t, checkpoint) for t in teachers]
+        self.specs = [resolve_kind(TeacherSpec.parse(t, checkpoint)) for t in teachers]
         if not self.specs:
             raise LabellingError("no teacher given; pass --teacher MODEL_FOLDER (or KIND:PATH) at least once")
         if weights is not None:

@@ -1,4 +1,5 @@
-"""Plugin system: pluggy hook specifications and the plugin manager."""
+"""Plugin system: pluggy hook specifications (hookspecs.py), the plugin manager (manager.py) and the collector both
+registries read their hook through (collector.py)."""
 import pluggy
 
 PROJECT_NAME = "kt_nnunet"

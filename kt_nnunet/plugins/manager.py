@@ -79,13 +79,10 @@ def configure(only: Optional[Iterable[str]] = None, autoload: Optional[bool] = N
 
 
 def reset() -> None:
-    """Forget the loaded plugin manager (the next use rebuilds it)."""
+    """Forget the loaded plugin manager (the next use rebuilds it, and the registries collect from the new one)."""
     global _manager
     _manager = None
     _infos.clear()
-    from kt_nnunet import registry
-
-    registry.reset()
 
 
 def _only_plugins() -> Optional[tuple[str, ...]]:

@@ -1,4 +1,5 @@
-"""Kinds of teacher: the built-in ones and those plugins register through ``register_teacher_loaders``.
+"""Kinds of teacher: the built-in ones and those plugins register through ``register_teacher_kinds``, which
+kind a parsed :class:`~kt_nnunet.teachers.spec.TeacherSpec` is, and a teacher opened through its kind.
 
 Built in:
 
@@ -7,27 +8,31 @@ Built in:
   writes, or a hand-written description of a network from elsewhere);
 * ``predictions``: a folder of label maps or probability maps another tool wrote, one per transferal case.
 
-``--teacher KIND:PATH`` names the kind; a bare ``PATH`` is given to the kind that claims it. A kind's
-``open`` is called only when a teacher of that kind is used, so a kind costs nothing until then.
+``--teacher KIND:PATH`` names the kind; a bare ``PATH`` is given to the kind that claims it, found by
+:func:`resolve_kind` where the teacher is opened (parsing reads the text only). A kind's ``open`` is called
+only when a teacher of that kind is used, so a kind costs nothing until then. The plugins' kinds are collected
+like their architectures (``plugins/collector.py``): a broken plugin is left out and reported.
 """
 from __future__ import annotations
 
-import difflib
 import re
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
-from kt_nnunet.errors import KtNnunetError, KtNnunetWarning, one_line
-from kt_nnunet.teachers.errors import TeacherKindError
+from kt_nnunet.errors import KtNnunetError
+from kt_nnunet.nnunet.model_folder import ModelFolderError
+from kt_nnunet.nnunet.paths import describe_folder, under_results
+from kt_nnunet.plugins.collector import HookRegistry
+from kt_nnunet.teachers.errors import TeacherKindError, TeacherMismatchError
+from kt_nnunet.teachers.spec import MODEL_FOLDER_KIND, TeacherSpec
 
-_NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
+KIND_NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 
 
 @dataclass(frozen=True)
 class TeacherKind:
-    """One way to bring a teacher; see the ``register_teacher_loaders`` hook."""
+    """One way to bring a teacher; see the ``register_teacher_kinds`` hook."""
 
     name: str
     open: Callable                                   # (TeacherSpec, TeacherOptions) -> Teacher
@@ -36,7 +41,7 @@ class TeacherKind:
     plugin: str = "builtin"
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not KIND_NAME.match(self.name):
             raise ValueError(f"teacher kind name {self.name!r} must be lower case letters, digits, '_' and '-'")
         if not callable(self.open):
             raise TypeError(f"teacher kind {self.name!r}: open must be callable (spec, options) -> Teacher")
@@ -61,8 +66,6 @@ def _open_predictions(spec, options):
 
 
 def _claims_model_folder(path: Path) -> bool:
-    from kt_nnunet.nnunet.paths import under_results
-
     if not path.is_dir():
         path = under_results(path)
     return path.is_dir() and (path / "plans.json").is_file() and (
@@ -104,57 +107,29 @@ BUILTIN_KINDS = (
                 "folder of label maps or probabilities (.npz, 4D NIfTI), one per transferal case"),
 )
 
-_kinds: tuple = (None, {})  # (the plugin manager they were collected from, {name: kind})
-
-
-def _collect() -> dict:
-    from kt_nnunet.plugins.manager import get_plugin_manager, plugin_label
-
-    found = {kind.name: kind for kind in BUILTIN_KINDS}
-    pm = get_plugin_manager()
-    for impl in pm.hook.register_teacher_loaders.get_hookimpls():
-        plugin_name, mine = impl.plugin_name, {}
-
-        def register(kind, _plugin=plugin_name, _mine=mine):
-            if not isinstance(kind, TeacherKind):
-                raise TypeError(f"registered {kind!r}, which is not a TeacherKind")
-            owner = found.get(kind.name) or _mine.get(kind.name)
-            if owner is not None:
-                raise TeacherKindError(f"teacher kind {kind.name!r} is registered by both {owner.plugin!r} and "
-                                       f"plugin {_plugin!r}; uninstall one of them or load only one "
-                                       "(KT_NNUNET_PLUGINS=<names>)")
-            _mine[kind.name] = replace(kind, plugin=_plugin)
-
-        try:
-            impl.function(register=register)
-        except TeacherKindError:
-            raise
-        except Exception as exc:  # third-party code: a broken plugin leaves its kinds out, not the others
-            warnings.warn(f"{plugin_label(plugin_name)} failed in register_teacher_loaders: {one_line(exc)}; its "
-                          "teacher kinds are left out", KtNnunetWarning, stacklevel=3)
-            continue
-        found.update(mine)
-    return found
+_TEACHER_KINDS = HookRegistry("teacher kind", ("register_teacher_kinds", "register_teacher_loaders"),
+                              lambda: TeacherKind, TeacherKindError, builtin=BUILTIN_KINDS)
 
 
 def list_kinds() -> list[TeacherKind]:
     """Built-in kinds, then the plugins' (collected again whenever the plugin manager was rebuilt)."""
-    from kt_nnunet.plugins.manager import get_plugin_manager
+    return list(_TEACHER_KINDS.collection().items.values())
 
-    global _kinds
-    pm = get_plugin_manager()
-    if _kinds[0] is not pm:
-        _kinds = (pm, _collect())
-    return list(_kinds[1].values())
+
+def problems() -> list[str]:
+    """One line per plugin or teacher kind left out because it is broken, naming the plugin and the cause."""
+    return _TEACHER_KINDS.problems()
 
 
 def get_kind(name: str) -> TeacherKind:
-    kinds = {kind.name: kind for kind in list_kinds()}
-    if name in kinds:
-        return kinds[name]
-    close = difflib.get_close_matches(name, list(kinds), n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise TeacherKindError(f"unknown teacher kind {name!r}{hint}; known kinds: {_listing()}")
+    found = _TEACHER_KINDS.collection()
+    if name in found.items:
+        return found.items[name]
+    close = found.closest_name(name)
+    hint = f" (did you mean {close!r}?)" if close else ""
+    broken = found.broken_plugins()
+    left_out = f"; left out because broken: {' | '.join(broken)}" if broken else ""
+    raise TeacherKindError(f"unknown teacher kind {name!r}{hint}; known kinds: {_listing()}{left_out}")
 
 
 def detect_kind(path: Path) -> TeacherKind:
@@ -181,7 +156,55 @@ def detect_kind(path: Path) -> TeacherKind:
     if path.is_dir():
         raise TeacherKindError(f"teacher {path} is neither a model folder (plans.json, fold_N/) nor a folder of "
                                f"predictions; give KIND:{path} with one of: {_listing()}")
-    return get_kind("nnunet")  # a name under $nnUNet_results, or nothing: the model-folder error explains
+    return get_kind(MODEL_FOLDER_KIND)  # a name under $nnUNet_results, or nothing: the model-folder error explains
+
+
+def resolve_kind(spec: TeacherSpec) -> TeacherSpec:
+    """``spec`` with its kind (the one it names, else the one that claims its path) and its absolute path (a model
+    folder also relative to ``$nnUNet_results``). An unknown kind, a path no kind or several kinds claim, or a
+    path that does not exist is one error."""
+    kind = get_kind(spec.kind) if spec.kind is not None else detect_kind(spec.path)
+    if kind.name == MODEL_FOLDER_KIND:
+        path = _model_folder(spec.path)
+    elif not spec.path.exists():
+        raise ModelFolderError(f"{kind.name} teacher {spec.path} does not exist")
+    else:
+        path = spec.path.absolute()
+    return replace(spec, kind=kind.name, path=path)
+
+
+def _model_folder(path: Path) -> Path:
+    """The absolute model folder ``path`` names (a path, or one relative to ``$nnUNet_results``)."""
+    if path.is_file():
+        raise ModelFolderError(f"teacher {path} is a file, not a model folder; give the folder holding plans.json, "
+                               "dataset.json and fold_N/ (nnUNet_results/DatasetX/TRAINER__PLANS__CFG), or an "
+                               "exported network as onnx:FILE / torchscript:FILE with its JSON sidecar")
+    if not path.is_dir():
+        path = under_results(path)
+    if not path.is_dir():
+        raise ModelFolderError(f"teacher model folder {path} does not exist (also not under "
+                               f"{describe_folder('nnUNet_results')}); give the folder holding plans.json, "
+                               "dataset.json and fold_N/")
+    return path.absolute()
+
+
+def open_teacher(spec: TeacherSpec, options):
+    """A :class:`~kt_nnunet.teachers.base.Teacher` of ``spec``'s kind (built in or a plugin's), its kind resolved."""
+    from kt_nnunet.teachers.base import Teacher
+
+    spec = resolve_kind(spec)
+    kind = get_kind(spec.kind)
+    teacher = kind.open(spec, options)
+    if not isinstance(teacher, Teacher):
+        raise TeacherKindError(f"teacher kind {kind.name!r} from plugin {kind.plugin!r} returned "
+                               f"{type(teacher).__name__}, not a kt_nnunet.teachers.base.Teacher")
+    return teacher
+
+
+def open_teachers(specs: Sequence[TeacherSpec], options) -> list:
+    if not specs:
+        raise TeacherMismatchError("no teacher given; pass --teacher MODEL_FOLDER (or KIND:PATH) at least once")
+    return [open_teacher(spec, options) for spec in specs]
 
 
 def _listing() -> str:

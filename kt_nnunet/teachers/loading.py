@@ -1,8 +1,6 @@
-"""Loading teachers: model folders read safely (``weights_only=True``, nnU-Net's allow-list), and a teacher of
-any kind opened through its kind."""
+"""Loading model-folder teachers safely (``weights_only=True``, nnU-Net's allow-list), changed checkpoints refused.
+A teacher of any kind is opened through its kind (``kinds.open_teacher``)."""
 from __future__ import annotations
-
-from typing import Sequence
 
 from kt_nnunet.nnunet.model_folder import TrainedModel, load_trained_model
 from kt_nnunet.teachers.errors import TeacherKindError, TeacherMismatchError
@@ -11,7 +9,10 @@ from kt_nnunet.teachers.spec import MODEL_FOLDER_KIND, TeacherSpec
 
 def load_teacher(spec: TeacherSpec) -> TrainedModel:
     """A model-folder teacher's model; with recorded ``checkpoint_sha256``, a checkpoint changed since then is
-    refused. Stages that run the teacher's network inside training (online transfer) need this kind."""
+    refused. Stages that run the teacher's network inside training (online transfer) need this kind. ``spec`` is
+    resolved (``kinds.resolve_kind``): its kind is known and its path absolute."""
+    if spec.kind is None:  # a caller's mistake, not the user's: the kind decides what "is not a model folder" means
+        raise ValueError(f"teacher {spec}: resolve its kind first (kt_nnunet.teachers.kinds.resolve_kind)")
     if spec.kind != MODEL_FOLDER_KIND:
         raise TeacherKindError(f"teacher {spec} is a {spec.kind} teacher, but online transfer runs the teachers' "
                                "networks on the student's training batches, which needs nnU-Net model folders; "
@@ -23,22 +24,3 @@ def load_teacher(spec: TeacherSpec) -> TrainedModel:
             raise TeacherMismatchError(f"teacher {spec.path}: checkpoint of fold(s) {changed} changed since "
                                        "the plans were written; re-run `kt-nnunet transfer ... --force` to use it")
     return model
-
-
-def open_teacher(spec: TeacherSpec, options):
-    """A :class:`~kt_nnunet.teachers.base.Teacher` of ``spec.kind`` (built in or a plugin's)."""
-    from kt_nnunet.teachers.base import Teacher
-    from kt_nnunet.teachers.kinds import get_kind
-
-    kind = get_kind(spec.kind)
-    teacher = kind.open(spec, options)
-    if not isinstance(teacher, Teacher):
-        raise TeacherKindError(f"teacher kind {kind.name!r} from plugin {kind.plugin!r} returned "
-                               f"{type(teacher).__name__}, not a kt_nnunet.teachers.base.Teacher")
-    return teacher
-
-
-def open_teachers(specs: Sequence[TeacherSpec], options) -> list:
-    if not specs:
-        raise TeacherMismatchError("no teacher given; pass --teacher MODEL_FOLDER (or KIND:PATH) at least once")
-    return [open_teacher(spec, options) for spec in specs]

@@ -3,9 +3,12 @@
 A teacher is anything that gives class probabilities or label maps on the transferal images (see
 ``kinds.py``): a trained nnU-Net model folder (stock or kt-nnunet, any architecture, also relative to
 ``$nnUNet_results``), an exported ONNX / TorchScript network with its JSON sidecar, a folder of
-predictions another tool wrote, or a kind a plugin adds. Without ``KIND:`` the kind is found from the
-path. The spec is stored with an absolute path, so it means the same from the plans of an online student,
-a labelling provenance or the command line.
+predictions another tool wrote, or a kind a plugin adds.
+
+Parsing reads the text only, never the disk or the plugins, so a spec can be parsed anywhere (a config, a
+command line, the plans of an online student). Without ``KIND:`` its kind is ``None`` until
+:func:`kt_nnunet.teachers.kinds.resolve_kind` finds the kind that claims the path and makes the path absolute,
+as opening a teacher does; a resolved spec means the same from any working directory.
 """
 from __future__ import annotations
 
@@ -14,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT, ModelFolderError
-from kt_nnunet.nnunet.paths import describe_folder, under_results
+from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT
 
 MODEL_FOLDER_KIND = "nnunet"
 _FOLDS_SUFFIX = re.compile(r"^(?P<path>.+):(?P<folds>\d+(?:,\d+)*|all)$")
@@ -24,15 +26,15 @@ _KIND_PREFIX = re.compile(r"^(?P<kind>[a-z][a-z0-9_\-]*):(?P<rest>.+)$")
 
 @dataclass(frozen=True)
 class TeacherSpec:
-    """A teacher's kind and absolute path, the folds to use (None: all it holds), the checkpoint file of a
-    model folder, the checkpoints' sha256 when recorded (then a changed file is refused at load), and an
-    explicit sidecar for an exported network (None: the one beside it)."""
+    """A teacher's path and kind (None: not resolved yet, the kind that claims the path), the folds to use (None:
+    all it holds), the checkpoint file of a model folder, the checkpoints' sha256 when recorded (then a changed
+    file is refused at load), and an explicit sidecar for an exported network (None: the one beside it)."""
 
     path: Path
     folds: Optional[tuple] = None
     checkpoint: str = DEFAULT_CHECKPOINT
     checkpoint_sha256: Optional[dict] = None
-    kind: str = MODEL_FOLDER_KIND
+    kind: Optional[str] = None
     sidecar: Optional[Path] = None
 
     @property
@@ -43,32 +45,24 @@ class TeacherSpec:
     @classmethod
     def parse(cls, text, checkpoint: str = DEFAULT_CHECKPOINT, sidecar=None) -> "TeacherSpec":
         """``[KIND:]PATH[:FOLDS]``, e.g. ``DIR``, ``DIR:0,1``, ``onnx:net.onnx``, ``predictions:DIR`` (a spec is
-        returned as it is). An unknown ``KIND:`` or a path no kind claims, or several do, is one error."""
-        from kt_nnunet.teachers.kinds import detect_kind, get_kind
-
+        returned as it is). The text alone decides: a leading ``name:`` is a kind and a trailing ``:0,1`` or
+        ``:all`` folds, so a folder whose own name ends in ``:0`` is written ``DIR:0:all`` and one whose name
+        starts with ``word:`` as ``./word:...``."""
         if isinstance(text, TeacherSpec):
             return text
         text, folds, kind = str(text), None, None
         prefix = _KIND_PREFIX.match(text)
-        if prefix and not Path(text).exists():
-            kind = get_kind(prefix["kind"]).name  # unknown kinds are refused with the list of known ones
-            text = prefix["rest"]
+        if prefix:
+            kind, text = prefix["kind"], prefix["rest"]
         match = _FOLDS_SUFFIX.match(text)
-        if match and not Path(text).exists():  # a folder whose name ends in ":0" stays a folder
+        if match:
             text = match["path"]
             folds = None if match["folds"] == "all" else tuple(int(f) for f in match["folds"].split(","))
-        path = Path(text).expanduser()
-        if kind is None:
-            kind = detect_kind(path).name
-        if kind == MODEL_FOLDER_KIND:
-            path = resolve_model_folder(text)
-        elif not path.exists():
-            raise ModelFolderError(f"{kind} teacher {text} does not exist")
-        return cls(path.absolute(), folds, checkpoint, None, kind,
+        return cls(Path(text).expanduser(), folds, checkpoint, None, kind,
                    Path(sidecar).expanduser().absolute() if sidecar is not None else None)
 
     def __str__(self) -> str:
-        text = str(self.path) if self.kind == MODEL_FOLDER_KIND else f"{self.kind}:{self.path}"
+        text = str(self.path) if self.kind in (None, MODEL_FOLDER_KIND) else f"{self.kind}:{self.path}"
         return text if self.folds is None else f"{text}:{','.join(map(str, self.folds))}"
 
     def to_json(self) -> dict:
@@ -86,19 +80,3 @@ class TeacherSpec:
         return cls(Path(entry["model_folder"]), tuple(folds) if folds is not None else None,
                    entry.get("checkpoint") or DEFAULT_CHECKPOINT, entry.get("checkpoint_sha256"),
                    entry.get("kind") or MODEL_FOLDER_KIND, Path(entry["sidecar"]) if entry.get("sidecar") else None)
-
-
-def resolve_model_folder(text: str) -> Path:
-    """The absolute model folder ``text`` names (a path, or one relative to ``$nnUNet_results``)."""
-    path = Path(text).expanduser()
-    if path.is_file():
-        raise ModelFolderError(f"teacher {text} is a file, not a model folder; give the folder holding plans.json, "
-                               "dataset.json and fold_N/ (nnUNet_results/DatasetX/TRAINER__PLANS__CFG), or an "
-                               "exported network as onnx:FILE / torchscript:FILE with its JSON sidecar")
-    if not path.is_dir():
-        path = under_results(path)
-    if not path.is_dir():
-        raise ModelFolderError(f"teacher model folder {text} does not exist (also not under "
-                               f"{describe_folder('nnUNet_results')}); give the folder holding plans.json, "
-                               "dataset.json and fold_N/")
-    return path.absolute()

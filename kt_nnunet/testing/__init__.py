@@ -1,4 +1,5 @@
-"""The conformance kit: nnU-Net's network contract checked on any registered architecture, for plugin authors' CI.
+"""The conformance kit for plugin authors' CI: nnU-Net's network contract checked on any registered architecture,
+and what labelling needs checked on any registered teacher kind.
 
 As a pytest class (``tests/test_conformance.py`` of a plugin package)::
 
@@ -10,7 +11,18 @@ As a pytest class (``tests/test_conformance.py`` of a plugin package)::
 or as plain functions: ``check_architecture("my_net")`` runs every in-process check (build from plans in 2D
 and 3D, output shapes with deep supervision on and off, backward, state dicts, nnU-Net's own builder, the plan-time
 contract check), ``train_step("my_net", workdir)`` the tiny real ``kt-nnunet plan`` + ``nnUNetv2_train`` +
-``nnUNetv2_predict`` run. Importing this package loads neither torch nor pytest; each name loads its module.
+``nnUNetv2_predict`` run.
+
+A teacher kind is checked the same way, against a sample teacher of that kind::
+
+    from kt_nnunet.testing import TeacherKindConformance
+
+    class TestMyToolKind(TeacherKindConformance):
+        kind = "my_tool"
+        sample = "data/sample.mytool"
+
+or ``check_teacher_kind("my_tool", sample, workdir)``. Importing this package loads neither torch nor pytest; each
+name loads its module.
 """
 from __future__ import annotations
 
@@ -18,6 +30,9 @@ import importlib
 
 _EXPORTS = {
     "ArchitectureConformance": "kt_nnunet.testing.conformance",
+    "TeacherKindConformance": "kt_nnunet.testing.conformance",
+    "check_teacher_kind": "kt_nnunet.testing.kind_checks",
+    "TeacherKindConformanceError": "kt_nnunet.testing.kind_checks",
     "GEOMETRIES": "kt_nnunet.testing.checks",
     "check_architecture": "kt_nnunet.testing.checks",
     "check_plan_contract": "kt_nnunet.testing.checks",

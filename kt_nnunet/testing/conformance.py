@@ -1,20 +1,30 @@
-"""The conformance kit as a pytest test class: subclass it, name the architecture, and pytest runs every check.
+"""The conformance kit as pytest test classes: subclass one, name what your plugin registers, and pytest runs every
+check.
 
-    from kt_nnunet.testing import ArchitectureConformance
+    from kt_nnunet.testing import ArchitectureConformance, TeacherKindConformance
 
     class TestMyNet(ArchitectureConformance):
         architecture = "my_net"
 
-Checks that depend on the plan run once per geometry the spec declares (2D and/or 3D, isotropic and anisotropic);
-the tiny ``kt-nnunet plan`` + ``nnUNetv2_train`` (+ ``nnUNetv2_predict``) run is marked ``slow``.
+    class TestMyToolKind(TeacherKindConformance):
+        kind = "my_tool"
+        sample = "data/sample.mytool"  # a teacher of that kind, relative to this file
+
+For architectures, checks that depend on the plan run once per geometry the spec declares (2D and/or 3D,
+isotropic and anisotropic); the tiny ``kt-nnunet plan`` + ``nnUNetv2_train`` (+ ``nnUNetv2_predict``) run is
+marked ``slow``. A teacher kind's checks (``kind_checks.py``) each take a fresh copy of the sample.
 """
 from __future__ import annotations
 
-from typing import ClassVar, Sequence, Union
+import glob
+import inspect
+import shutil
+from pathlib import Path
+from typing import ClassVar, Optional, Sequence, Union
 
 import pytest
 
-from kt_nnunet.testing import checks
+from kt_nnunet.testing import checks, kind_checks
 
 
 class ArchitectureConformance:
@@ -83,3 +93,65 @@ class ArchitectureConformance:
         from kt_nnunet.testing.training import train_step
 
         train_step(architecture_name, nnunet_workdir, predict=self.predict)
+
+
+class TeacherKindConformance:
+    """Base class of a pytest test class checking the teacher kind ``kind`` on a sample teacher of that kind.
+
+    ``sample`` is its path, absolute or relative to the test module's folder; each test works on a copy (a folder
+    whole, a file with the files beside it that share its stem, such as an exported network's sidecar). Override
+    ``make_sample(folder)`` to write the sample instead, ``modify(sample)`` to change the copy's files in a way
+    the kind can still read (default: a newline appended to the file, or to a folder's ``.json`` files), and
+    ``image_files(folder, channels)`` for another tiny image than a 16x16 NIfTI called ``case_000``
+    (``kind_checks.CASE``, ``kind_checks.IMAGE_SHAPE``: what a predictions-like sample must hold).
+    """
+
+    kind: ClassVar[str] = ""
+    sample: ClassVar[Optional[Union[str, Path]]] = None
+
+    def make_sample(self, folder: Path) -> Path:
+        """A fresh copy of ``sample`` in ``folder``; returns its path."""
+        if self.sample is None:
+            raise pytest.UsageError(f"{type(self).__name__}: set `sample = \"<a teacher of kind {self.kind!r}>\"` "
+                                    "or override make_sample(folder)")
+        source = Path(inspect.getfile(type(self))).parent / Path(self.sample).expanduser()
+        if not source.exists():
+            raise pytest.UsageError(f"{type(self).__name__}.sample {source} does not exist")
+        folder.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            return Path(shutil.copytree(source, folder / source.name))
+        for sibling in source.parent.glob(f"{glob.escape(source.stem)}.*"):
+            if sibling.is_file():
+                shutil.copy2(sibling, folder / sibling.name)
+        return folder / source.name
+
+    def modify(self, sample: Path) -> None:
+        kind_checks.append_newline(sample)
+
+    def image_files(self, folder: Path, channels: int) -> list:
+        return kind_checks.tiny_image(folder, channels)
+
+    @pytest.fixture
+    def teacher_sample(self, tmp_path):
+        if not self.kind:
+            raise pytest.UsageError(f"{type(self).__name__}: set `kind = \"<registered teacher kind name>\"`")
+        return self.make_sample(tmp_path / "sample")
+
+    def test_kind_is_registered_with_a_valid_name(self):
+        kind_checks.check_registered(self.kind)
+
+    def test_claims_its_sample_and_not_an_unrelated_path(self, teacher_sample, tmp_path):
+        if kind_checks.check_registered(self.kind).claims is None:
+            pytest.skip(f"teacher kind {self.kind!r} has no claims(): users always write {self.kind}:PATH")
+        kind_checks.check_claims(self.kind, teacher_sample, tmp_path / "unrelated")
+
+    def test_opens_a_teacher_with_valid_labels(self, teacher_sample):
+        kind_checks.check_labels(self.kind, kind_checks.open_sample(self.kind, teacher_sample))
+
+    def test_probabilities_on_a_tiny_image(self, teacher_sample, tmp_path):
+        teacher = kind_checks.open_sample(self.kind, teacher_sample)
+        files = self.image_files(tmp_path / "images", teacher.num_input_channels or 1)
+        kind_checks.check_probabilities(self.kind, teacher, files)
+
+    def test_fingerprint_is_stable_and_follows_the_files(self, teacher_sample):
+        kind_checks.check_fingerprint(self.kind, teacher_sample, self.modify)

@@ -33,6 +33,7 @@ from kt_nnunet.training.offline_soft import SOFT_KEY, nnUNetTrainerKTOfflineSoft
 from kt_nnunet.training.online import nnUNetTrainerKTOnline, nnUNetTrainerKTOnlineSoft
 from kt_nnunet.teachers.compatibility import check_online_teachers, check_student_dataset
 from kt_nnunet.teachers.errors import TeacherSettingsError
+from kt_nnunet.teachers.kinds import resolve_kind
 from kt_nnunet.teachers.loading import load_teacher
 from kt_nnunet.teachers.spec import MODEL_FOLDER_KIND, TeacherSpec
 from kt_nnunet.teachers.methods import FusionSettings
@@ -139,7 +140,7 @@ def prepare_transfer(teachers: Sequence, dataset: str | int, architecture: str, 
     transfer.check(TransferError)
     get_architecture(architecture).check_options(arch_kwargs)  # before labelling, not after
     online = transfer.online
-    specs = [TeacherSpec.parse(t) for t in teachers]
+    specs = [resolve_kind(TeacherSpec.parse(t)) for t in teachers]
     if online and not specs:
         raise TransferError("online transfer needs at least one --teacher model folder")
     name = str(dataset_name(dataset))
