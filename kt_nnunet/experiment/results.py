@@ -23,6 +23,7 @@ from typing import Any, Optional, Sequence
 
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.experiment.evaluation import ROLES, ModelEvaluation, clean_json
+from kt_nnunet.versions import installed_versions
 
 SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
@@ -35,15 +36,7 @@ class ResultsError(KtNnunetError):
 
 
 def collect_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for package in VERSION_PACKAGES:
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    return versions
+    return {"python": sys.version.split()[0], "platform": platform.platform(), **installed_versions(VERSION_PACKAGES)}
 
 
 def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:

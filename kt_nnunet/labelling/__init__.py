@@ -9,8 +9,10 @@ Public API (imports are lazy, so ``import kt_nnunet.labelling`` stays cheap):
 - ``TeacherSpec``: a teacher's kind and path (model folder, exported network, predictions folder, ...), folds
   and checkpoint.
 
-Modules: ``images`` (the transferal set), ``output`` (resumable atomic writer), ``api``. Teachers
-themselves (spec, loading, checks, label maps, fusion) are ``kt_nnunet.teachers``.
+Modules: ``images`` (the transferal set), ``output`` (resumable atomic writer), ``provenance`` (each case's
+record, provenance.json and dataset.json), ``distributed`` (a torchrun launch: one part per rank), ``api``
+(the ``Labeller`` and the sharded run). Teachers themselves (spec, loading, checks, label maps, fusion) are
+``kt_nnunet.teachers``.
 """
 from __future__ import annotations
 
