@@ -30,7 +30,7 @@ _LAZY = {"hookimpl": "kt_nnunet.plugins", "ArchitectureSpec": "kt_nnunet.archite
          "train": "kt_nnunet.api", "label": "kt_nnunet.api", "transfer": "kt_nnunet.api",
          "finetune": "kt_nnunet.api", "evaluate": "kt_nnunet.api", "run_experiment": "kt_nnunet.experiment.runner",
          "TrainedModelResult": "kt_nnunet.api", "ApiArgumentError": "kt_nnunet.api",
-         "LabellingResult": "kt_nnunet.labelling.api", "ModelEvaluation": "kt_nnunet.experiment.evaluation"}
+         "LabellingResult": "kt_nnunet.labelling.api", "ModelEvaluation": "kt_nnunet.evaluation.record"}
 
 __all__ = ["__version__", "ArchitectureSpec", "KtNnunetError", "get_architecture", "hookimpl", "list_architectures",
            "train", "label", "transfer", "finetune", "evaluate", "run_experiment", "TrainedModelResult",

@@ -313,7 +313,7 @@ def evaluate(model: ModelLike, test, out: Optional[str | Path] = None, *, fold: 
     unless ``force``. ``fold`` defaults to the trained fold of a ``TrainedModelResult``, else every fold found.
     ``threads`` caps torch's threads, ``warmup`` runs one untimed case first, ``progress`` receives a line per case.
     """
-    from kt_nnunet.experiment.evaluation import ROLES, evaluate_model
+    from kt_nnunet.evaluation import ROLES, evaluate_model
     from kt_nnunet.nnunet.evaluation import load_test_set
 
     model_folder, trained_fold = _model(model, "model")

@@ -3,8 +3,8 @@ test is their single source).
 
 * Layers, earliest first: the base (errors, plugins, registry, architectures and other leaf modules), the
   nnU-Net adapter (``kt_nnunet/nnunet/``), then ``data`` and ``teachers`` (the one teacher concept every
-  stage shares), then the stages ``labelling``, ``training``, then ``experiment``, ``deploy`` and ``api`` (the
-  public functions over every stage), then ``cli``. A module imports only from its own layer or earlier ones,
+  stage shares), then the stages ``labelling`` and ``evaluation``, then ``training``, then ``experiment``,
+  ``deploy`` and ``api`` (the public functions over every stage), then ``cli``. A module imports only from its own layer or earlier ones,
   at module level or inside a function alike. The one exception is ``nnunet/ext_trainers/``, the folder
   that ``nnUNet_extTrainer`` points at, which re-exports the trainers by definition.
 * nnunetv2 is imported only inside ``kt_nnunet/nnunet/``, except that trainer modules in
@@ -25,7 +25,7 @@ LAYERS = (
      "registry", "architectures"},
     {"nnunet"},
     {"data", "teachers"},
-    {"labelling"},
+    {"labelling", "evaluation"},
     {"training"},
     {"experiment", "deploy", "api"},
     {"cli", "testing"},

@@ -156,7 +156,7 @@ class Evaluate(Step):
 
 @dataclass(frozen=True)
 class TimeInference(Step):
-    """Seconds per case of repeat 0's models, measured in interleaved rounds (see ``timing.py``)."""
+    """Seconds per case of repeat 0's models, measured in interleaved rounds (``kt_nnunet.evaluation.timing``)."""
 
     models: tuple[str, ...] = ()
 
