@@ -23,6 +23,7 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 from kt_nnunet.errors import KtNnunetError  # noqa: E402  (no dependencies)
+from kt_nnunet.lazy_exports import lazy_exports  # noqa: E402  (no dependencies)
 from kt_nnunet.registry import get_architecture, list_architectures  # noqa: E402  (lazy inside)
 
 # Loaded on first access (module __getattr__), because they need torch and nnU-Net.
@@ -37,12 +38,7 @@ __all__ = ["__version__", "ArchitectureSpec", "KtNnunetError", "get_architecture
            "ApiArgumentError", "LabellingResult", "ModelEvaluation"]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'kt_nnunet' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 def __dir__():

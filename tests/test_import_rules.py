@@ -21,8 +21,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "kt_nnunet"
 
 LAYERS = (
-    {"errors", "checksums", "atomic_files", "progress", "interruption", "devices", "versions", "__version__", "plugins",
-     "registry", "architectures"},
+    {"errors", "checksums", "atomic_files", "progress", "interruption", "devices", "versions", "lazy_exports",
+     "__version__", "plugins", "registry", "architectures"},
     {"nnunet"},
     {"data", "teachers"},
     {"labelling", "evaluation"},

@@ -16,7 +16,7 @@ predictors, ``compute_metrics``) is ``kt_nnunet.nnunet.evaluation``.
 """
 from __future__ import annotations
 
-import importlib
+from kt_nnunet.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "evaluate_model": "kt_nnunet.evaluation.api",
@@ -28,8 +28,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'kt_nnunet.evaluation' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -16,7 +16,7 @@ record, provenance.json and dataset.json), ``distributed`` (a torchrun launch: o
 """
 from __future__ import annotations
 
-import importlib
+from kt_nnunet.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "label_dataset": "kt_nnunet.labelling.api", "Labeller": "kt_nnunet.labelling.api",
@@ -30,8 +30,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'kt_nnunet.labelling' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
