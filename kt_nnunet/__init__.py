@@ -23,6 +23,7 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 from kt_nnunet.errors import KtNnunetError  # noqa: E402  (no dependencies)
+from kt_nnunet.lazy_exports import lazy_exports  # noqa: E402  (no dependencies)
 from kt_nnunet.registry import get_architecture, list_architectures  # noqa: E402  (lazy inside)
 
 # Loaded on first access (module __getattr__), because they need torch and nnU-Net.
@@ -31,19 +32,14 @@ _LAZY = {"hookimpl": "kt_nnunet.plugins", "ArchitectureSpec": "kt_nnunet.archite
          "train": "kt_nnunet.api", "label": "kt_nnunet.api", "transfer": "kt_nnunet.api",
          "finetune": "kt_nnunet.api", "evaluate": "kt_nnunet.api", "run_experiment": "kt_nnunet.experiment.runner",
          "TrainedModelResult": "kt_nnunet.api", "ApiArgumentError": "kt_nnunet.api",
-         "LabellingResult": "kt_nnunet.labelling.api", "ModelEvaluation": "kt_nnunet.experiment.evaluation"}
+         "LabellingResult": "kt_nnunet.labelling.api", "ModelEvaluation": "kt_nnunet.evaluation.record"}
 
 __all__ = ["__version__", "ArchitectureSpec", "KtNnunetError", "Teacher", "TeacherKind", "get_architecture", "hookimpl",
            "list_architectures", "train", "label", "transfer", "finetune", "evaluate", "run_experiment",
            "TrainedModelResult", "ApiArgumentError", "LabellingResult", "ModelEvaluation"]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'kt_nnunet' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 def __dir__():

@@ -16,7 +16,7 @@ Every function takes the same kinds of argument under the same names:
   a calling script's ``__main__``.
 
 They wrap the stage functions (``kt_nnunet.training.train_model``, ``kt_nnunet.labelling.label_dataset``,
-``kt_nnunet.training.transfer``/``finetune``, ``kt_nnunet.experiment.evaluate_model``), turning the loose
+``kt_nnunet.training.transfer``/``finetune``, ``kt_nnunet.evaluation.evaluate_model``), turning the loose
 keywords into the stages' settings (``Budget``, ``TransferSettings``, ``FusionSettings``) in one place. A wrong kind of argument raises ``ApiArgumentError`` (a ``KtNnunetError``) naming
 the argument and what it takes. Heavy imports wait for the first call, so importing this module is cheap.
 """
@@ -316,7 +316,7 @@ def evaluate(model: ModelLike, test, out: Optional[str | Path] = None, *, fold: 
     unless ``force``. ``fold`` defaults to the trained fold of a ``TrainedModelResult``, else every fold found.
     ``threads`` caps torch's threads, ``warmup`` runs one untimed case first, ``progress`` receives a line per case.
     """
-    from kt_nnunet.experiment.evaluation import ROLES, evaluate_model
+    from kt_nnunet.evaluation import ROLES, evaluate_model
     from kt_nnunet.nnunet.evaluation import load_test_set
 
     model_folder, trained_fold = _model(model, "model")

@@ -269,7 +269,7 @@ def test_inference_timing_and_report_show_the_lean_path(tmp_path):
     from kt_nnunet.experiment.report import results_table
     from kt_nnunet.experiment.results import compare_models
     from kt_nnunet.experiment.tables import comparison_rows
-    from kt_nnunet.experiment.timing import time_inference
+    from kt_nnunet.evaluation.timing import time_inference
 
     test = tiny_dataset(796, "Timing", out=tmp_path / "raw", num_train=1, num_test=1, seed=2)
     folders = {"teacher": make_model_folder(tmp_path / "t", nnunet_plans(), seed=1),

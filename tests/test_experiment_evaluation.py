@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kt_nnunet.experiment.evaluation import EVALUATION_FILE, evaluate_model
-from kt_nnunet.experiment.metrics import hd95
+from kt_nnunet.evaluation import EVALUATION_FILE, evaluate_model
+from kt_nnunet.evaluation.metrics import hd95
 
 pytestmark = pytest.mark.slow  # trains a tiny model with nnU-Net once per module (about 20-45 s on 2 cores)
 

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from kt_nnunet.experiment.curves import curves_from_log, training_curves
-from kt_nnunet.experiment.metrics import hd95, mean_sd, surface
+from kt_nnunet.evaluation.curves import curves_from_log, training_curves
+from kt_nnunet.evaluation.metrics import hd95, mean_sd, surface
 
 
 def points(shape, *coordinates):

@@ -3,8 +3,8 @@ test is their single source).
 
 * Layers, earliest first: the base (errors, plugins, registry, architectures and other leaf modules), the
   nnU-Net adapter (``kt_nnunet/nnunet/``), then ``data`` and ``teachers`` (the one teacher concept every
-  stage shares), then the stages ``labelling``, ``training``, then ``experiment``, ``deploy`` and ``api`` (the
-  public functions over every stage), then ``cli``. A module imports only from its own layer or earlier ones,
+  stage shares), then the stages ``labelling`` and ``evaluation``, then ``training``, then ``experiment``,
+  ``deploy`` and ``api`` (the public functions over every stage), then ``cli``. A module imports only from its own layer or earlier ones,
   at module level or inside a function alike. The one exception is ``nnunet/ext_trainers/``, the folder
   that ``nnUNet_extTrainer`` points at, which re-exports the trainers by definition.
 * nnU-Net's family (``nnunetv2``, ``batchgeneratorsv2``, ``batchgenerators``, ``acvl_utils``,
@@ -23,11 +23,11 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "kt_nnunet"
 
 LAYERS = (
-    {"errors", "checksums", "atomic_files", "progress", "interruption", "devices", "__version__", "plugins", "registry",
-     "architectures"},
+    {"errors", "checksums", "atomic_files", "progress", "interruption", "devices", "versions", "lazy_exports",
+     "__version__", "plugins", "registry", "architectures"},
     {"nnunet"},
     {"data", "teachers"},
-    {"labelling"},
+    {"labelling", "evaluation"},
     {"training"},
     {"experiment", "deploy", "api"},
     {"cli", "testing"},

@@ -15,7 +15,7 @@ Imports are lazy so that ``import kt_nnunet.data`` stays cheap.
 """
 from __future__ import annotations
 
-import importlib
+from kt_nnunet.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "synth_dataset": "kt_nnunet.data.synth", "tiny_dataset": "kt_nnunet.data.synth",
@@ -36,8 +36,4 @@ _ERRORS = ("DatasetError", "DatasetExistsError", "EmptyFolderError", "FileEnding
 _EXPORTS.update({name: "kt_nnunet.nnunet.raw_dataset" for name in _ERRORS})
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'kt_nnunet.data' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

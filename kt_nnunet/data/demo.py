@@ -141,6 +141,76 @@ def _cases_of_slab(t1: np.ndarray, labels: np.ndarray, zs: list, dims: int, box)
             for index, (half, part) in enumerate(halves.items())]
 
 
+@dataclass(frozen=True)
+class _TemplateCut:
+    """The template and how it is cut into slabs: everything each role's dataset is written from."""
+
+    t1: np.ndarray
+    labels: np.ndarray
+    slabs: dict          # role -> its axial slice indices (downstream: the transferal slices)
+    box: tuple           # the brain's (x, y) extent, for 3D cases
+    dims: int
+    block: int
+    gap: int
+    resolution_mm: int
+    seed: int
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        return (float(self.resolution_mm),) * self.dims
+
+    def cases(self, role: str) -> list[tuple]:
+        zs = self.slabs[role]
+        slab_slices = [zs[i:i + self.block] for i in range(0, len(zs), self.block)] if self.dims == 3 else [zs]
+        return [c for part in slab_slices for c in _cases_of_slab(self.t1, self.labels, part, self.dims, self.box)]
+
+    def distance_to_other_roles_mm(self, role: str) -> int:
+        own = "transferal" if role == "downstream" else role
+        others = [z for r in ROLES if r not in (role, own) for z in self.slabs[r]]
+        return min(abs(a - b) for a in self.slabs[role] for b in others) * self.resolution_mm
+
+
+def _cut_template(resolution_mm: int, block: int, gap: int, min_brain_fraction: float, dims: int,
+                  seed: int) -> _TemplateCut:
+    t1, labels = load_mni152(resolution_mm)
+    fraction = (labels > 0).mean(axis=(0, 1))
+    candidates = [int(z) for z in np.flatnonzero(fraction >= min_brain_fraction)]
+    slabs = assign_slabs(candidates, block, gap)
+    slabs["downstream"] = slabs["transferal"]
+    return _TemplateCut(t1, labels, slabs, _brain_box(labels), dims, block, gap, resolution_mm, seed)
+
+
+def _write_role(cut: _TemplateCut, role: str, folder: Path, dataset_name: str, domain: DomainConfig) -> None:
+    """One role's images (and labels, but for the transferal set) with its appearance, and its dataset.json."""
+    # The downstream set shows exactly the transferal images: same slices, appearance and noise.
+    role_code = ROLES.index("transferal" if role == "downstream" else role)
+    labelled = role != "transferal"
+    (folder / "imagesTr").mkdir()
+    if labelled:
+        (folder / "labelsTr").mkdir()
+    cases = cut.cases(role)
+    for case, noise_seed, image, label_map in cases:
+        rng = np.random.default_rng([cut.seed, role_code, *noise_seed])
+        shifted = apply_appearance(image, domain, rng, cut.spacing, mask=image > 0)
+        write_image(folder / "imagesTr" / f"{case}_0000.nii.gz", shifted, cut.spacing)
+        if labelled:
+            write_image(folder / "labelsTr" / f"{case}.nii.gz", label_map, cut.spacing)
+    what = "axial slices" if cut.dims == 2 else "anterior/posterior halves of axial slabs"
+    write_dataset_json(
+        folder, {"0": "T1"}, LABELS, len(cases), ".nii.gz", dataset_name=dataset_name,
+        description=f"kt-nnunet demo, {role} role: {what} of the MNI ICBM152 2009a symmetric T1 "
+                    "template (nilearn wheel) with 0 background / 1 grey matter / 2 white matter from "
+                    "the template's probability maps",
+        reference="Fonov et al., NeuroImage 2011; nilearn (BSD-3)",
+        license="MNI ICBM152 2009 template: McConnell Brain Imaging Centre permissive licence",
+        converted_by="kt-nnunet data demo",
+        kt_nnunet={"role": role, "labelled": labelled, "builder": "kt_nnunet.data.demo",
+                   "view": "axial", "dims": cut.dims, "slices": cut.slabs[role], "resolution_mm": cut.resolution_mm,
+                   "block": cut.block, "gap": cut.gap,
+                   "min_distance_to_other_roles_mm": cut.distance_to_other_roles_mm(role),
+                   "seed": cut.seed, "domain": domain.as_dict()})
+
+
 def build_demo(out: Optional[str | Path] = None, *, base_id: int = 900, name: Optional[str] = None,
                resolution_mm: Optional[int] = None, block: Optional[int] = None, gap: int = 2,
                min_brain_fraction: float = 0.05, seed: int = 0, source_domain: DomainConfig = DEMO_SOURCE_DOMAIN,
@@ -157,56 +227,18 @@ def build_demo(out: Optional[str | Path] = None, *, base_id: int = 900, name: Op
     if dims not in (2, 3):
         raise DatasetError(f"dims={dims}: the demo is 2D (axial slices) or 3D (volumes)")
     name = name or ("MNIDemo" if dims == 2 else "MNIDemo3D")
-    resolution_mm = resolution_mm or 2
     block = block or (4 if dims == 2 else 6)
     if out is None:
         from kt_nnunet.nnunet.paths import raw_folder
 
         out = raw_folder()
-    t1, labels = load_mni152(resolution_mm)
-    spacing = (float(resolution_mm),) * dims
-    fraction = (labels > 0).mean(axis=(0, 1))
-    candidates = [int(z) for z in np.flatnonzero(fraction >= min_brain_fraction)]
-    slabs = assign_slabs(candidates, block, gap)
-    box = _brain_box(labels)
+    cut = _cut_template(resolution_mm or 2, block, gap, min_brain_fraction, dims, seed)
     roles = ROLES + (("downstream",) if with_downstream else ())
-    slabs["downstream"] = slabs["transferal"]
     targets = {role: Path(out) / nnunet_dataset_name(base_id + i, f"{name}{role.capitalize()}")
                for i, role in enumerate(roles)}
     with contextlib.ExitStack() as stack:
         staging = {role: stack.enter_context(staged_directory(t, force=force)) for role, t in targets.items()}
         for role in roles:
-            # The downstream set shows exactly the transferal images: same slices, appearance and noise.
-            role_code = ROLES.index("transferal" if role == "downstream" else role)
             domain = source_domain if role == "source" else target_domain
-            labelled = role != "transferal"
-            folder = staging[role]
-            (folder / "imagesTr").mkdir()
-            if labelled:
-                (folder / "labelsTr").mkdir()
-            zs = slabs[role]
-            slab_slices = [zs[i:i + block] for i in range(0, len(zs), block)] if dims == 3 else [zs]
-            cases = [c for part in slab_slices for c in _cases_of_slab(t1, labels, part, dims, box)]
-            for case, noise_seed, image, label_map in cases:
-                rng = np.random.default_rng([seed, role_code, *noise_seed])
-                shifted = apply_appearance(image, domain, rng, spacing, mask=image > 0)
-                write_image(folder / "imagesTr" / f"{case}_0000.nii.gz", shifted, spacing)
-                if labelled:
-                    write_image(folder / "labelsTr" / f"{case}.nii.gz", label_map, spacing)
-            others = [z for r in ROLES if r not in (role, "transferal" if role == "downstream" else role)
-                      for z in slabs[r]]
-            distance = min(abs(a - b) for a in slabs[role] for b in others) * resolution_mm
-            what = "axial slices" if dims == 2 else "anterior/posterior halves of axial slabs"
-            write_dataset_json(
-                folder, {"0": "T1"}, LABELS, len(cases), ".nii.gz", dataset_name=targets[role].name,
-                description=f"kt-nnunet demo, {role} role: {what} of the MNI ICBM152 2009a symmetric T1 "
-                            "template (nilearn wheel) with 0 background / 1 grey matter / 2 white matter from "
-                            "the template's probability maps",
-                reference="Fonov et al., NeuroImage 2011; nilearn (BSD-3)",
-                license="MNI ICBM152 2009 template: McConnell Brain Imaging Centre permissive licence",
-                converted_by="kt-nnunet data demo",
-                kt_nnunet={"role": role, "labelled": labelled, "builder": "kt_nnunet.data.demo",
-                           "view": "axial", "dims": dims, "slices": slabs[role], "resolution_mm": resolution_mm,
-                           "block": block, "gap": gap, "min_distance_to_other_roles_mm": distance,
-                           "seed": seed, "domain": domain.as_dict()})
+            _write_role(cut, role, staging[role], targets[role].name, domain)
     return DemoDatasets(**targets)

@@ -1,11 +1,11 @@
-"""The paper's protocol: experiment config, step plan, evaluation, results.json and the report.
+"""The paper's protocol: experiment config, step plan, results.json, claims and the report.
 
 Public API (imported lazily, so ``import kt_nnunet.experiment`` stays cheap):
 
 - ``load_config(path)`` / ``parse_config(mapping)`` -> ``ExperimentConfig`` (``.steps()``, ``.check_inputs()``);
 - ``plan_steps(config)``: the ordered steps (``TrainTeacher``, ``LabelTransferal``, ``TrainStudent``, ...);
-- ``evaluate_model(model_folder, test_set, out, name=, role=)`` -> ``ModelEvaluation``;
-- ``hd95(prediction, reference, spacing)``;
+- ``evaluate_model``, ``ModelEvaluation``, ``ROLES``, ``hd95``, ``training_curves``: re-exported from
+  ``kt_nnunet.evaluation``, where evaluation lives;
 - ``build_results(...)``, ``write_results(results, path)``, ``load_results(path)``;
 - ``write_report(results_or_path, folder)``, ``results_table(results)``;
 - ``run_experiment(config, force=, verbose=, progress=)`` -> the path of results.json; ``experiment_runner(...)``
@@ -13,24 +13,23 @@ Public API (imported lazily, so ``import kt_nnunet.experiment`` stays cheap):
 """
 from __future__ import annotations
 
-import importlib
+from kt_nnunet.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "load_config": "config", "parse_config": "config", "ExperimentConfig": "config", "DatasetRef": "config",
-    "Budget": "config", "MODES": "config", "ExperimentConfigError": "schema",
-    "plan_steps": "steps", "Step": "steps", "ModelStep": "steps", "UseTeacher": "steps", "TrainTeacher": "steps",
-    "LabelTransferal": "steps", "TrainStudent": "steps", "MakeFinetuneSubset": "steps", "Finetune": "steps",
-    "TrainBaseline": "steps", "Evaluate": "steps", "Report": "steps",
-    "evaluate_model": "evaluation", "ModelEvaluation": "evaluation", "ROLES": "evaluation",
-    "hd95": "metrics", "training_curves": "curves",
-    "build_results": "results", "write_results": "results", "load_results": "results", "ResultsError": "results",
-    "compare_models": "results", "write_report": "report", "results_table": "report",
-    "run_experiment": "runner", "experiment_runner": "runner",
+    **dict.fromkeys(("load_config", "parse_config", "ExperimentConfig", "DatasetRef", "Budget", "MODES"),
+                    "kt_nnunet.experiment.config"),
+    "ExperimentConfigError": "kt_nnunet.experiment.schema",
+    **dict.fromkeys(("plan_steps", "Step", "ModelStep", "UseTeacher", "TrainTeacher", "LabelTransferal",
+                     "TrainStudent", "MakeFinetuneSubset", "Finetune", "TrainBaseline", "Evaluate", "Report"),
+                    "kt_nnunet.experiment.steps"),
+    **dict.fromkeys(("build_results", "write_results", "load_results", "ResultsError", "compare_models"),
+                    "kt_nnunet.experiment.results"),
+    "write_report": "kt_nnunet.experiment.report", "results_table": "kt_nnunet.experiment.report",
+    "run_experiment": "kt_nnunet.experiment.runner", "experiment_runner": "kt_nnunet.experiment.runner",
+    # Evaluation is its own stage; these names stay importable from here as before.
+    "evaluate_model": "kt_nnunet.evaluation.api", "ModelEvaluation": "kt_nnunet.evaluation.record",
+    "ROLES": "kt_nnunet.evaluation.record", "hd95": "kt_nnunet.evaluation.metrics",
+    "training_curves": "kt_nnunet.evaluation.curves",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"kt_nnunet.experiment.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'kt_nnunet.experiment' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

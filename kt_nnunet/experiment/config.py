@@ -314,17 +314,20 @@ def parse_config(data: Any, *, source: str = "experiment config", base_dir: str 
     from kt_nnunet.experiment.config_sections import (
         CONFIGURATION_HELP,
         CONFIGURATION_PATTERN,
+        check_unique_names,
         parse_budget,
-        parse_dataset,
+        parse_derived_dataset_ids,
         parse_evaluation,
         parse_finetune,
         parse_fold,
         parse_fusion,
         parse_modes,
+        parse_sources,
         parse_students,
         parse_teachers,
         parse_test,
         parse_transfer,
+        parse_transferal,
         resolve_path,
         same_split,
     )
@@ -336,36 +339,19 @@ def parse_config(data: Any, *, source: str = "experiment config", base_dir: str 
     top = Section(data, "", ctx, TOP_LEVEL_KEYS)
     name = top.string("name", pattern=NAME_PATTERN, pattern_help=NAME_HELP)
     configuration = top.string("configuration", "2d", pattern=CONFIGURATION_PATTERN, pattern_help=CONFIGURATION_HELP)
-    dim = 2 if configuration.startswith("2d") else 3
     budget = parse_budget(top, "budget", EXPERIMENT_BUDGET)
-    source_list = top.has("source") and isinstance(top.raw("source"), list)
-    sources = tuple(parse_dataset(v, join_key("source", i) if source_list else "source", ctx, base_dir)
-                    for i, v in enumerate(top.sequence("source", [], allow_single=True)))
+    sources = parse_sources(top, ctx, base_dir)
     teachers = parse_teachers(top, ctx, base_dir, budget, sources, configuration)
-    students = parse_students(top, ctx, budget, dim)
-    names = [t.name for t in teachers] + [s.name for s in students]
+    students = parse_students(top, ctx, budget, 2 if configuration.startswith("2d") else 3)
     fusion = parse_fusion(top, ctx, len(teachers))
     finetune = parse_finetune(top, ctx, base_dir, budget)
     modes, finetune = parse_modes(top, ctx, len(teachers), finetune)
     test = parse_test(top, ctx, base_dir)
-    transferal = parse_dataset(top.raw("transferal"), "transferal", ctx, base_dir) if top.has("transferal") else None
-    if transferal is None and {"single_teacher", "multi_teacher"} & set(modes):
-        raise ctx.error("transferal", "is required: the teachers label the transferal dataset for the students")
+    transferal = parse_transferal(top, ctx, base_dir, modes)
     if finetune and same_split(finetune.dataset, finetune.split, test.dataset, test.split):
         raise _finetune_is_test_set(ctx)
-    seen = set()
-    for i, n in enumerate(names):
-        if n in seen:
-            key = f"teachers[{i}].name" if i < len(teachers) else f"students[{i - len(teachers)}].name"
-            raise ctx.error(key, f"name {n!r} is used twice; give each teacher and student its own `name`")
-        seen.add(n)
-    start = top.integer("derived_dataset_ids", 800, minimum=1, maximum=999)
-    repeats = top.integer("repeats", 1, minimum=1)
-    needed = repeats * derived_datasets_per_repeat(len(teachers))
-    if start + needed - 1 > 999:
-        raise ctx.error("derived_dataset_ids", f"{start} leaves no room for {needed} derived datasets "
-                                               f"({repeats} repeat(s)) below nnU-Net's limit 999; choose a smaller "
-                                               "first id")
+    check_unique_names(ctx, teachers, students)
+    start, repeats = parse_derived_dataset_ids(top, ctx, len(teachers))
     transfer = parse_transfer(top, ctx, teachers)
     from kt_nnunet.experiment.executors import executor_names
     from kt_nnunet.experiment.executors.settings import parse_executor

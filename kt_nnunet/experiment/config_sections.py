@@ -23,6 +23,7 @@ from kt_nnunet.experiment.config import (
     StudentConfig,
     TeacherConfig,
     TestConfig,
+    derived_datasets_per_repeat,
 )
 from kt_nnunet.experiment.schema import (
     Context,
@@ -55,6 +56,43 @@ def parse_dataset(value: Any, key: str, ctx: Context, base_dir: Path) -> Dataset
     if re.fullmatch(r"Dataset\d{3}_[A-Za-z0-9_\-]+", value):
         return DatasetRef(key, value)
     return DatasetRef(key, value, resolve_path(value, base_dir))
+
+
+def parse_sources(top: Section, ctx: Context, base_dir: Path) -> tuple:
+    """``source``: one dataset or a list of them (the teachers' training sets), each keyed by its place."""
+    source_list = top.has("source") and isinstance(top.raw("source"), list)
+    return tuple(parse_dataset(v, join_key("source", i) if source_list else "source", ctx, base_dir)
+                 for i, v in enumerate(top.sequence("source", [], allow_single=True)))
+
+
+def parse_transferal(top: Section, ctx: Context, base_dir: Path, modes: tuple) -> Optional[DatasetRef]:
+    transferal = parse_dataset(top.raw("transferal"), "transferal", ctx, base_dir) if top.has("transferal") else None
+    if transferal is None and {"single_teacher", "multi_teacher"} & set(modes):
+        raise ctx.error("transferal", "is required: the teachers label the transferal dataset for the students")
+    return transferal
+
+
+def check_unique_names(ctx: Context, teachers: tuple, students: tuple) -> None:
+    """Teacher and student names key folders and results, so each is used once across both lists."""
+    seen = set()
+    for i, name in enumerate([t.name for t in teachers] + [s.name for s in students]):
+        if name in seen:
+            key = f"teachers[{i}].name" if i < len(teachers) else f"students[{i - len(teachers)}].name"
+            raise ctx.error(key, f"name {name!r} is used twice; give each teacher and student its own `name`")
+        seen.add(name)
+
+
+def parse_derived_dataset_ids(top: Section, ctx: Context, num_teachers: int) -> tuple[int, int]:
+    """``(derived_dataset_ids, repeats)``: the first derived dataset id, checked to leave room for every repeat's
+    derived datasets below nnU-Net's limit 999."""
+    start = top.integer("derived_dataset_ids", 800, minimum=1, maximum=999)
+    repeats = top.integer("repeats", 1, minimum=1)
+    needed = repeats * derived_datasets_per_repeat(num_teachers)
+    if start + needed - 1 > 999:
+        raise ctx.error("derived_dataset_ids", f"{start} leaves no room for {needed} derived datasets "
+                                               f"({repeats} repeat(s)) below nnU-Net's limit 999; choose a smaller "
+                                               "first id")
+    return start, repeats
 
 
 def same_split(a: DatasetRef, split_a: str, b: DatasetRef, split_b: str) -> bool:

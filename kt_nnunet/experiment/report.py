@@ -109,20 +109,29 @@ def header_lines(results: dict) -> list:
 
 def report_sections(results: dict) -> list:
     """The report's sections in order (plots, provenance and versions are added by each renderer)."""
-    first = results["models"][0].get("inference") or {}
+    built = (_results_section(results), _claims_section(results), _comparisons_section(results),
+             _labelling_section(results), _unscored_teachers_section(results), _per_class_section(results),
+             _schedule_section(results))
+    return [section for section in built if section is not None]
+
+
+def _dice_note(results: dict) -> str:
     repeats = max((m.get("n_repeats") or 1) for m in results["models"])
     seed = (results.get("config") or {}).get("seed")
     if repeats > 1:
-        dice_text = (f"Dice: every model trained here was trained {repeats} times (seeds {seed} to "
-                     f"{None if seed is None else seed + repeats - 1}); each cell is the mean ± sd over those "
-                     "repeats of the test-set Dice (per class, nnU-Net's per-class mean over cases; overall, "
-                     "nnU-Net's `foreground_mean`), and `Dice per repeat` lists each repeat's overall Dice.")
-    else:
-        dice_text = ("Dice: per class, mean ± sd over test cases of nnU-Net's per-case Dice; overall, nnU-Net's "
-                     "`foreground_mean` (the mean over classes of the per-class means) ± the sd over cases of each "
-                     "case's mean foreground Dice (one training per model: `repeats: 1`).")
-    sections = [Section("Results", results_rows(results), [
-        dice_text + " HD95: 95th percentile of the symmetric surface distances in mm, mean over "
+        return (f"Dice: every model trained here was trained {repeats} times (seeds {seed} to "
+                f"{None if seed is None else seed + repeats - 1}); each cell is the mean ± sd over those "
+                "repeats of the test-set Dice (per class, nnU-Net's per-class mean over cases; overall, "
+                "nnU-Net's `foreground_mean`), and `Dice per repeat` lists each repeat's overall Dice.")
+    return ("Dice: per class, mean ± sd over test cases of nnU-Net's per-case Dice; overall, nnU-Net's "
+            "`foreground_mean` (the mean over classes of the per-class means) ± the sd over cases of each "
+            "case's mean foreground Dice (one training per model: `repeats: 1`).")
+
+
+def _results_section(results: dict) -> Section:
+    first = results["models"][0].get("inference") or {}
+    return Section("Results", results_rows(results), [
+        _dice_note(results) + " HD95: 95th percentile of the symmetric surface distances in mm, mean over "
         "classes of the per-class means ± sd of those class means; a class missing from the prediction or "
         "the reference scores the image diagonal (see docs/experiment.md). params: parameters of the network "
         "nnU-Net builds for inference. s / case: CPU seconds per test case (preprocessing, sliding window, "
@@ -130,47 +139,68 @@ def report_sections(results: dict) -> list:
         f"{'on' if first.get('mirroring', True) else 'off'}, one case at a time"
         + _timing_note(results.get("inference_timing")) + ". s / case lean: the same cases through "
         "`kt-nnunet predict`'s lean predictor with TTA off, timed in the same rounds (the deployment path)."],
-        key="results")]
+        key="results")
+
+
+def _claims_section(results: dict) -> Optional[Section]:
     claims = claim_rows(results)
-    if claims:
-        sections.append(Section("Claims", claims, [
-            "Each claim compares per-case Dice (mean over foreground classes) of two models, paired by repeat "
-            "and test case. Effect: difference of the means (or their ratio); 95 % CI: two-level bootstrap "
-            "(repeats, then test cases, resampled with replacement; 2000 resamples); p: one-sided Wilcoxon "
-            "signed-rank test that the paired effect exceeds the claim's threshold (−0.02 Dice for "
-            "\"matches\", 0 for \"beats\", 0.97 for the ratio). Verdict: **holds** when the whole interval "
-            "lies beyond the threshold and p < 0.05; **does not hold** when the whole interval lies on the "
-            "wrong side; inconclusive otherwise. The best teacher is the one with the highest mean test Dice, "
-            "which makes the multi-teacher claim harder, not easier. See docs/experiment.md."], key="claims"))
+    if not claims:
+        return None
+    return Section("Claims", claims, [
+        "Each claim compares per-case Dice (mean over foreground classes) of two models, paired by repeat "
+        "and test case. Effect: difference of the means (or their ratio); 95 % CI: two-level bootstrap "
+        "(repeats, then test cases, resampled with replacement; 2000 resamples); p: one-sided Wilcoxon "
+        "signed-rank test that the paired effect exceeds the claim's threshold (−0.02 Dice for "
+        "\"matches\", 0 for \"beats\", 0.97 for the ratio). Verdict: **holds** when the whole interval "
+        "lies beyond the threshold and p < 0.05; **does not hold** when the whole interval lies on the "
+        "wrong side; inconclusive otherwise. The best teacher is the one with the highest mean test Dice, "
+        "which makes the multi-teacher claim harder, not easier. See docs/experiment.md."], key="claims")
+
+
+def _comparisons_section(results: dict) -> Optional[Section]:
     comparisons = comparison_rows(results)
-    if comparisons:
-        sections.append(Section("Comparisons", comparisons, [
-            "Dice ratio = model / reference; speed-up = reference seconds per case / model seconds per case; "
-            "speed-up lean = the same with the model on `kt-nnunet predict`'s lean path, TTA off (s / case lean)."],
-            key="comparisons"))
+    if not comparisons:
+        return None
+    return Section("Comparisons", comparisons, [
+        "Dice ratio = model / reference; speed-up = reference seconds per case / model seconds per case; "
+        "speed-up lean = the same with the model on `kt-nnunet predict`'s lean path, TTA off (s / case lean)."],
+        key="comparisons")
+
+
+def _labelling_section(results: dict) -> Optional[Section]:
     labelling = labelling_rows(results)
-    if labelling:
-        sections.append(Section("Teacher labels", labelling, [
-            "Agreement: mean pairwise Dice between the teachers' label maps on the transferal images; "
-            "confidence: the fused probability of the chosen label; weights (reliability fusion): each "
-            "teacher's weight, estimated from the teachers alone (no labels), averaged over the images."],
-            key="labelling"))
+    if not labelling:
+        return None
+    return Section("Teacher labels", labelling, [
+        "Agreement: mean pairwise Dice between the teachers' label maps on the transferal images; "
+        "confidence: the fused probability of the chosen label; weights (reliability fusion): each "
+        "teacher's weight, estimated from the teachers alone (no labels), averaged over the images."],
+        key="labelling")
+
+
+def _unscored_teachers_section(results: dict) -> Optional[Section]:
     unscored = results.get("unscored_teachers") or []
-    if unscored:
-        table = Table(["teacher", "kind", "path"])
-        table.rows.extend([t["name"], t["kind"], t["path"]] for t in unscored)
-        sections.append(Section("Teachers not scored on the test set", table, [
-            "These teachers labelled the transferal images but have no test-set score: a predictions folder holds "
-            "only the transferal cases, and an exported network has no model folder to evaluate. Claims against "
-            "\"the best teacher\" are not made for students that learnt from them."], key="unscored_teachers"))
-    sections.append(Section("IoU and HD95 per class", per_class_rows(results), [
+    if not unscored:
+        return None
+    table = Table(["teacher", "kind", "path"])
+    table.rows.extend([t["name"], t["kind"], t["path"]] for t in unscored)
+    return Section("Teachers not scored on the test set", table, [
+        "These teachers labelled the transferal images but have no test-set score: a predictions folder holds "
+        "only the transferal cases, and an exported network has no model folder to evaluate. Claims against "
+        "\"the best teacher\" are not made for students that learnt from them."], key="unscored_teachers")
+
+
+def _per_class_section(results: dict) -> Section:
+    return Section("IoU and HD95 per class", per_class_rows(results), [
         "Mean ± sd over repeats." if repeated(results) else "Mean ± sd over test cases.",
-        "HD95 penalised / both empty: counts of the first repeat's cases."], key="per_class"))
+        "HD95 penalised / both empty: counts of the first repeat's cases."], key="per_class")
+
+
+def _schedule_section(results: dict) -> Optional[Section]:
     schedule = schedule_rows(results)
-    if schedule:
-        sections.append(Section("How long with more workers", schedule, schedule_notes(results["schedule"]),
-                                key="schedule"))
-    return sections
+    if not schedule:
+        return None
+    return Section("How long with more workers", schedule, schedule_notes(results["schedule"]), key="schedule")
 
 
 def schedule_notes(schedule: dict) -> list:

@@ -3,7 +3,7 @@
 Top level: ``schema_version``, ``experiment`` (name, description, output folder, config file),
 ``created``, ``versions``, ``config`` (the parsed config, echoed), ``test_set``, ``labels``,
 ``timings`` (seconds per step and in total), ``models`` (one record per model, see
-:class:`kt_nnunet.experiment.evaluation.ModelEvaluation`, combined over its repeats by
+:class:`kt_nnunet.evaluation.record.ModelEvaluation`, combined over its repeats by
 :func:`combine_repeats`), ``comparisons`` (the paper's questions: student vs its teacher, multi-teacher
 student vs the best teacher, transfer + fine-tune vs fine-tune only) and ``claims`` (those questions as
 verdicts with confidence intervals, ``kt_nnunet.experiment.claims``). Optional: ``schedule``, the wall time
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from kt_nnunet.errors import KtNnunetError
-from kt_nnunet.experiment.evaluation import ROLES, ModelEvaluation, clean_json
+from kt_nnunet.evaluation.record import ROLES, ModelEvaluation, clean_json
+from kt_nnunet.versions import installed_versions
 
 SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
@@ -35,15 +36,7 @@ class ResultsError(KtNnunetError):
 
 
 def collect_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for package in VERSION_PACKAGES:
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    return versions
+    return {"python": sys.version.split()[0], "platform": platform.platform(), **installed_versions(VERSION_PACKAGES)}
 
 
 def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -146,7 +139,7 @@ def build_results(models: Sequence[ModelEvaluation | dict], *, config: Any = Non
     """The results.json document; ``config`` is an ``ExperimentConfig`` or a plain dict (echoed as is).
 
     ``models`` are per-repeat evaluations (``extra.repeat`` tells the repeat; absent means 0), combined per
-    model name. ``inference_timing`` (``kt_nnunet.experiment.timing``) replaces each timed model's
+    model name. ``inference_timing`` (``kt_nnunet.evaluation.timing``) replaces each timed model's
     ``seconds_per_case`` with the interleaved measurement. ``labelling`` lists each teacher-labelled
     dataset's summary (fusion, mean teacher agreement, confidence and, for reliability fusion, the mean
     teacher weights). ``unscored_teachers`` (``name``, ``kind``, ``path``) are teachers that labelled but

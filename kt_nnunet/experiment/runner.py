@@ -247,7 +247,7 @@ class ExperimentRunner:
                 self.labelling[step.name] = record["labelling"]
             return True
         if isinstance(step, Evaluate):
-            from kt_nnunet.experiment.evaluation import EVALUATION_FILE, ModelEvaluation
+            from kt_nnunet.evaluation.record import EVALUATION_FILE, ModelEvaluation
 
             path = self._evaluation_folder(step) / EVALUATION_FILE
             if path.is_file():
@@ -399,7 +399,7 @@ class ExperimentRunner:
         return self._plain_training(step, self.datasets[step.dataset_name], step.budget, step.tiny, step.arch_kwargs)
 
     def _evaluate(self, step: Evaluate) -> bool:
-        from kt_nnunet.experiment.evaluation import evaluate_model
+        from kt_nnunet.evaluation.api import evaluate_model
 
         cfg = self.config
         model_step = self.model_steps[(step.model, step.repeat)]
@@ -415,7 +415,7 @@ class ExperimentRunner:
         return existed and not self.force
 
     def _time_inference(self, step: TimeInference) -> bool:
-        from kt_nnunet.experiment.timing import time_inference
+        from kt_nnunet.evaluation.timing import time_inference
 
         cfg = self.config
         out = self.output / "evaluations" / TIMING_FILE

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from kt_nnunet.experiment.config import EXPERIMENT_BUDGET, DatasetRef, ExperimentConfig, TestConfig, derived_datasets_per_repeat
+from kt_nnunet.experiment.config import (EXPERIMENT_BUDGET, MODE_ROLES, DatasetRef, ExperimentConfig, TestConfig,
+                                        derived_datasets_per_repeat)
 from kt_nnunet.experiment.schema import Context
 from kt_nnunet.teachers.methods import FusionSettings
 from kt_nnunet.training.settings import Budget, TransferSettings
@@ -155,7 +156,7 @@ class Evaluate(Step):
 
 @dataclass(frozen=True)
 class TimeInference(Step):
-    """Seconds per case of repeat 0's models, measured in interleaved rounds (see ``timing.py``)."""
+    """Seconds per case of repeat 0's models, measured in interleaved rounds (``kt_nnunet.evaluation.timing``)."""
 
     models: tuple[str, ...] = ()
 
@@ -190,94 +191,144 @@ def plan_steps(config: ExperimentConfig) -> list[Step]:
     return steps
 
 
+@dataclass
+class _RepeatPlan:
+    """One repeat's steps, appended in execution order; every model's ``Evaluate`` follows its training step."""
+
+    config: ExperimentConfig
+    repeat: int
+    steps: list = field(default_factory=list)
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed + self.repeat
+
+    @property
+    def suffix(self) -> str:
+        return repeat_suffix(self.repeat)
+
+    @property
+    def first_dataset_id(self) -> int:
+        return self.config.derived_dataset_ids + self.repeat * derived_datasets_per_repeat(len(self.config.teachers))
+
+    def dataset_name(self, what: str) -> str:
+        return derived_dataset_name(self.config, what, self.repeat)
+
+    def add_model(self, step: ModelStep) -> None:
+        self.steps.append(step)
+        self.steps.append(Evaluate(name=f"evaluate:{step.model}{self.suffix}", depends_on=(step.name,),
+                                   model=step.model, role=step.role, test=self.config.test, repeat=self.repeat,
+                                   seed=step.seed))
+
+
 def _repeat_steps(config: ExperimentConfig, repeat: int) -> list[Step]:
-    steps: list[Step] = []
-    seed = config.seed + repeat
-    suffix = repeat_suffix(repeat)
+    plan = _RepeatPlan(config, repeat)
+    teacher_steps = _plan_teachers(plan)
+    label_steps = _plan_labels(plan, teacher_steps)
+    transfer_students = _plan_transfer_students(plan, label_steps)
+    _plan_finetuning(plan, transfer_students)
+    return plan.steps
 
-    def add_model(step: ModelStep) -> None:
-        steps.append(step)
-        steps.append(Evaluate(f"evaluate:{step.model}{suffix}", (step.name,), step.model, step.role, config.test,
-                              repeat, step.seed))
 
-    teacher_step = {}
-    for teacher in config.teachers:
+def _plan_teachers(plan: _RepeatPlan) -> dict[str, str]:
+    """Each teacher's step (trained in this repeat, or an existing one); returns teacher name -> step name."""
+    teacher_steps = {}
+    for teacher in plan.config.teachers:
         if teacher.trained_here:
-            step = TrainTeacher(f"train_teacher:{teacher.name}{suffix}", (), teacher.name, "teacher",
-                                teacher.architecture, (), repeat, seed, dataset=teacher.source,
-                                budget=teacher.budget, tiny=teacher.tiny, arch_kwargs=teacher.arch_kwargs,
-                                configuration=teacher.configuration)
-            add_model(step)
+            step = TrainTeacher(name=f"train_teacher:{teacher.name}{plan.suffix}", model=teacher.name, role="teacher",
+                                architecture=teacher.architecture, repeat=plan.repeat, seed=plan.seed,
+                                dataset=teacher.source, budget=teacher.budget, tiny=teacher.tiny,
+                                arch_kwargs=teacher.arch_kwargs, configuration=teacher.configuration)
+            plan.add_model(step)
         else:  # an existing teacher: the same in every repeat, loaded (and a model folder evaluated) once
-            step = UseTeacher(f"use_teacher:{teacher.name}", (), teacher.name, "teacher", None, (), 0, None,
+            step = UseTeacher(name=f"use_teacher:{teacher.name}", model=teacher.name, role="teacher", repeat=0,
                               path=teacher.path, folds=teacher.folds, checkpoint=teacher.checkpoint,
                               kind=teacher.kind, sidecar=teacher.sidecar)
-            if repeat == 0 and step.scored:
-                add_model(step)
-            elif repeat == 0:
-                steps.append(step)
-        teacher_step[teacher.name] = step.name
+            if plan.repeat == 0 and step.scored:
+                plan.add_model(step)
+            elif plan.repeat == 0:
+                plan.steps.append(step)
+        teacher_steps[teacher.name] = step.name
+    return teacher_steps
 
-    n = len(config.teachers)
-    start = config.derived_dataset_ids + repeat * derived_datasets_per_repeat(n)
-    label_steps: dict[tuple[str, ...], LabelTransferal] = {}
+
+def _plan_labels(plan: _RepeatPlan, teacher_steps: dict[str, str]) -> dict[tuple[str, ...], LabelTransferal]:
+    """The transferal set labelled by each teacher alone (single_teacher) and by all fused (multi_teacher)."""
+    config, label_steps = plan.config, {}
     if "single_teacher" in config.modes:
+        # Alone, a teacher has nothing to fuse: mean without weights passes its output through, while the
+        # confidence threshold and mirroring still apply.
+        alone = FusionSettings(method="mean", min_confidence=config.fusion.min_confidence, tta=config.fusion.tta)
         for index, teacher in enumerate(config.teachers):
             label_steps[(teacher.name,)] = LabelTransferal(
-                f"label:{teacher.name}{suffix}", (teacher_step[teacher.name],), (teacher.name,), repeat,
-                config.transferal, FusionSettings("mean", None, config.fusion.min_confidence, config.fusion.tta),
-                start + index, derived_dataset_name(config, f"labels_{teacher.name}", repeat))
-    all_teachers = tuple(t.name for t in config.teachers)
+                name=f"label:{teacher.name}{plan.suffix}", depends_on=(teacher_steps[teacher.name],),
+                teachers=(teacher.name,), repeat=plan.repeat, dataset=config.transferal, fusion=alone,
+                output_id=plan.first_dataset_id + index, output_name=plan.dataset_name(f"labels_{teacher.name}"))
     if "multi_teacher" in config.modes:
+        all_teachers = tuple(t.name for t in config.teachers)
         label_steps[all_teachers] = LabelTransferal(
-            f"label:multi{suffix}", tuple(teacher_step[t] for t in all_teachers), all_teachers, repeat,
-            config.transferal, config.fusion, start + n, derived_dataset_name(config, "labels_multi", repeat))
-    steps.extend(label_steps.values())
+            name=f"label:multi{plan.suffix}", depends_on=tuple(teacher_steps[t] for t in all_teachers),
+            teachers=all_teachers, repeat=plan.repeat, dataset=config.transferal, fusion=config.fusion,
+            output_id=plan.first_dataset_id + len(config.teachers), output_name=plan.dataset_name("labels_multi"))
+    plan.steps.extend(label_steps.values())
+    return label_steps
 
-    transfer_students: dict[str, list[TrainStudent]] = {"single_teacher": [], "multi_teacher": []}
-    student_config_of: dict[str, str] = {}   # transfer student model -> its `students` entry
-    for mode in ("single_teacher", "multi_teacher"):
+
+_STUDENT_MODES = ("single_teacher", "multi_teacher")  # the modes whose students learn from teacher labels
+
+
+def _plan_transfer_students(plan: _RepeatPlan, label_steps: dict) -> dict[str, list[tuple[TrainStudent, str]]]:
+    """Every student learning from each label set; returns mode -> [(its student step, its `students` name)]."""
+    config = plan.config
+    transfer_students: dict[str, list[tuple[TrainStudent, str]]] = {mode: [] for mode in _STUDENT_MODES}
+    for mode in _STUDENT_MODES:
         if mode not in config.modes:
             continue
-        groups = [(t.name,) for t in config.teachers] if mode == "single_teacher" else [all_teachers]
+        groups = [(t.name,) for t in config.teachers] if mode == "single_teacher" else \
+            [tuple(t.name for t in config.teachers)]
         for student in config.students:
             for group in groups:
                 label = label_steps[group]
                 model = f"{student.name}_from_{group[0]}" if mode == "single_teacher" else f"{student.name}_multi"
-                step = TrainStudent(f"train_student:{model}{suffix}", (label.name,), model,
-                                    "student" if mode == "single_teacher" else "multi_teacher_student",
-                                    student.architecture, group, repeat, seed, labelled_dataset=label.output_name,
+                step = TrainStudent(name=f"train_student:{model}{plan.suffix}", depends_on=(label.name,), model=model,
+                                    role=MODE_ROLES[mode], architecture=student.architecture, teachers=group,
+                                    repeat=plan.repeat, seed=plan.seed, labelled_dataset=label.output_name,
                                     transferal=config.transferal, transfer=config.transfer, fusion=label.fusion,
                                     budget=student.budget, tiny=student.tiny, arch_kwargs=student.arch_kwargs)
-                transfer_students[mode].append(step)
-                student_config_of[step.model] = student.name
-                add_model(step)
+                transfer_students[mode].append((step, student.name))
+                plan.add_model(step)
+    return transfer_students
 
-    finetune = config.finetune
-    fine_modes = {"kt_finetune", "finetune_only"} & set(config.modes)
-    if finetune is not None and fine_modes:
-        subset = MakeFinetuneSubset(f"finetune_subset{suffix}", (), finetune.dataset, finetune.split, finetune.cases,
-                                    seed, start + n + 1,
-                                    derived_dataset_name(config, f"finetune{finetune.cases}", repeat))
-        steps.append(subset)
-        bases = transfer_students.get(finetune.start or "", [])
-        if "kt_finetune" in config.modes:
-            for base in bases:
-                model = f"{base.model}_ft{finetune.cases}"
-                add_model(Finetune(f"finetune:{model}{suffix}", (base.name, subset.name), model, "kt_finetune",
-                                   base.architecture, base.teachers, repeat, seed, base_model=base.model,
-                                   dataset_name=subset.output_name, budget=finetune.budget,
-                                   learning_rate=finetune.learning_rate))
-        if "finetune_only" in config.modes:
-            for student in config.students:
-                model = f"{student.name}_ft{finetune.cases}_only"
-                same_network = next((b for b in bases if student_config_of[b.model] == student.name), None)
-                depends = (subset.name,) + ((same_network.name,) if same_network else ())
-                add_model(TrainBaseline(f"train_baseline:{model}{suffix}", depends, model, "finetune_only",
-                                        student.architecture, (), repeat, seed, dataset_name=subset.output_name,
-                                        network_from=same_network.model if same_network else "",
-                                        budget=finetune.budget, tiny=student.tiny, arch_kwargs=student.arch_kwargs))
-    return steps
+
+def _plan_finetuning(plan: _RepeatPlan, transfer_students: dict[str, list[tuple[TrainStudent, str]]]) -> None:
+    """The fine-tune subset, the transfer students fine-tuned on it and the baselines trained on it alone."""
+    config, finetune = plan.config, plan.config.finetune
+    if finetune is None or not {"kt_finetune", "finetune_only"} & set(config.modes):
+        return
+    subset = MakeFinetuneSubset(name=f"finetune_subset{plan.suffix}", dataset=finetune.dataset, split=finetune.split,
+                                cases=finetune.cases, seed=plan.seed,
+                                output_id=plan.first_dataset_id + len(config.teachers) + 1,
+                                output_name=plan.dataset_name(f"finetune{finetune.cases}"))
+    plan.steps.append(subset)
+    bases = transfer_students.get(finetune.start or "", [])
+    if "kt_finetune" in config.modes:
+        for base, _ in bases:
+            model = f"{base.model}_ft{finetune.cases}"
+            plan.add_model(Finetune(name=f"finetune:{model}{plan.suffix}", depends_on=(base.name, subset.name),
+                                    model=model, role="kt_finetune", architecture=base.architecture,
+                                    teachers=base.teachers, repeat=plan.repeat, seed=plan.seed, base_model=base.model,
+                                    dataset_name=subset.output_name, budget=finetune.budget,
+                                    learning_rate=finetune.learning_rate))
+    if "finetune_only" in config.modes:
+        for student in config.students:
+            model = f"{student.name}_ft{finetune.cases}_only"
+            same_network = next((base for base, entry in bases if entry == student.name), None)
+            depends = (subset.name,) + ((same_network.name,) if same_network else ())
+            plan.add_model(TrainBaseline(name=f"train_baseline:{model}{plan.suffix}", depends_on=depends, model=model,
+                                         role="finetune_only", architecture=student.architecture,
+                                         repeat=plan.repeat, seed=plan.seed, dataset_name=subset.output_name,
+                                         network_from=same_network.model if same_network else "",
+                                         budget=finetune.budget, tiny=student.tiny, arch_kwargs=student.arch_kwargs))
 
 
 def model_steps_of(steps: list[Step]) -> list[ModelStep]:

@@ -9,12 +9,14 @@ Public API (imports are lazy, so ``import kt_nnunet.labelling`` stays cheap):
 - ``TeacherSpec``: a teacher's kind and path (model folder, exported network, predictions folder, ...), folds
   and checkpoint.
 
-Modules: ``images`` (the transferal set), ``output`` (resumable atomic writer), ``api``. Teachers
-themselves (spec, loading, checks, label maps, fusion) are ``kt_nnunet.teachers``.
+Modules: ``images`` (the transferal set), ``output`` (resumable atomic writer), ``provenance`` (each case's
+record, provenance.json and dataset.json), ``distributed`` (a torchrun launch: one part per rank), ``api``
+(the ``Labeller`` and the sharded run). Teachers themselves (spec, loading, checks, label maps, fusion) are
+``kt_nnunet.teachers``.
 """
 from __future__ import annotations
 
-import importlib
+from kt_nnunet.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "label_dataset": "kt_nnunet.labelling.api", "Labeller": "kt_nnunet.labelling.api",
@@ -28,8 +30,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'kt_nnunet.labelling' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

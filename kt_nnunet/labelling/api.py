@@ -12,24 +12,23 @@ folder reads its file for the case); the fusion accumulator folds them in one at
 from __future__ import annotations
 
 import json
-import os
-import platform
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from kt_nnunet.labelling.distributed import DistributedGroup
 from kt_nnunet.labelling.errors import LabellingError
 from kt_nnunet.progress import CASE, announce
 from kt_nnunet.teachers.fusion import FUSION_METHODS, make_fusion
 from kt_nnunet.labelling.images import (TransferalImages, check_channel_files, check_channels_read,
                                         resolve_images)
-from kt_nnunet.labelling.output import PROBABILITIES_DIR, PROVENANCE_FILE, LabelledDatasetWriter
+from kt_nnunet.labelling.output import PROVENANCE_FILE, LabelledDatasetWriter
+from kt_nnunet.labelling.provenance import case_record, write_labelled_metadata
 from kt_nnunet.teachers.base import TeacherOptions
 from kt_nnunet.teachers.compatibility import check_same_inputs
 from kt_nnunet.teachers.labels import parse_label_map, reconcile_labels
@@ -37,7 +36,7 @@ from kt_nnunet.teachers.kinds import open_teachers, resolve_kind
 from kt_nnunet.teachers.spec import TeacherSpec
 from kt_nnunet.nnunet.inference import default_reader_writer_name, reader_writer_class, write_segmentation
 from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT
-from kt_nnunet.nnunet.raw_dataset import check_file_complete, read_images, write_dataset_json
+from kt_nnunet.nnunet.raw_dataset import check_file_complete, read_images
 
 DATASET_NAME = re.compile(r"^Dataset\d{3}_[A-Za-z0-9_\-]+$")
 
@@ -75,18 +74,6 @@ def _device(device) -> torch.device:
     from kt_nnunet.devices import parse_device
 
     return parse_device(device)
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for package in ("kt-nnunet", "nnunetv2", "torch", "numpy", "dynamic-network-architectures"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
 
 
 class Labeller:
@@ -193,6 +180,29 @@ class Labeller:
         forward_before = self.forward_seconds
         transferal = images if isinstance(images, TransferalImages) else resolve_images(images)
         target = resolve_output(out)
+        self._check_images(transferal, target)
+        with DistributedGroup.start(distributed) as group:
+            num_parts, part_id = _part_of(group, num_parts, part_id)
+            writer = LabelledDatasetWriter(target, self.settings(transferal, save_probabilities),
+                                           transferal.file_ending)
+            active = group.first_on_rank_zero(lambda: writer.prepare(force))
+            mine = sorted(transferal.cases)[part_id::num_parts]
+            part_text = f" part {part_id + 1}/{num_parts}" if num_parts > 1 else ""
+            if active:
+                labelled, skipped = self._label_part(transferal, writer, mine, save_probabilities, copy_images,
+                                                     progress, part_text)
+            else:
+                labelled, skipped = [], list(mine)
+            group.barrier()
+            complete = self._finalize(group, writer, active, transferal, save_probabilities)
+        summary = {}
+        if complete and writer.target_is_complete():
+            summary = json.loads((target / PROVENANCE_FILE).read_text())["summary"]
+        return LabellingResult(target, complete, labelled, skipped, (part_id, num_parts),
+                               time.perf_counter() - start, self.forward_seconds - forward_before, summary)
+
+    def _check_images(self, transferal: TransferalImages, target: Path) -> None:
+        """Everything that can be wrong with the images is found before a case is written."""
         if target in (transferal.source, transferal.folder) or transferal.folder.is_relative_to(target):
             raise LabellingError(f"--out {target} is the transferal image folder itself; choose a new dataset")
         if self.num_channels is not None:
@@ -214,53 +224,30 @@ class Labeller:
                 f"{self.reader_name}, which supports {list(supported)}; convert them, e.g. `kt-nnunet data "
                 "register-folder FOLDER --like <teacher dataset>`")
 
-        group = _DistributedGroup.start(distributed)
-        try:
-            if group.world_size > 1:
-                if num_parts != 1:
-                    raise LabellingError("--num-parts/--part-id cannot be combined with a torchrun launch; each "
-                                         "rank is one part")
-                num_parts, part_id = group.world_size, group.rank
-            if num_parts < 1:
-                raise LabellingError(f"--num-parts {num_parts} must be at least 1")
-            if not 0 <= part_id < num_parts:
-                raise LabellingError(f"--part-id {part_id} must be in 0..{num_parts - 1} (--num-parts {num_parts})")
-            writer = LabelledDatasetWriter(target, self.settings(transferal, save_probabilities),
-                                           transferal.file_ending)
-            if group.rank == 0:
-                active = writer.prepare(force)
+    def _label_part(self, transferal, writer, mine, save_probabilities, copy_images, progress,
+                    part_text) -> tuple[list, list]:
+        """Label this part's unfinished cases; returns ``(labelled, skipped as already finished)``."""
+        done = writer.finished_cases()
+        todo = [c for c in mine if c not in done]
+        self._label_cases(transferal, writer, todo, save_probabilities, copy_images, progress, part_text)
+        return todo, [c for c in mine if c in done]
+
+    def _finalize(self, group: DistributedGroup, writer: LabelledDatasetWriter, active: bool,
+                  transferal: TransferalImages, save_probabilities: bool) -> bool:
+        """Write dataset.json and provenance.json once every case is labelled; whether the dataset is complete.
+
+        Under torchrun rank 0 finalises after all ranks labelled their parts; separate ``--num-parts``
+        processes each try, and the one that finds every case finished does it."""
+        def metadata(folder, records):
+            write_labelled_metadata(folder, records, self, transferal, writer, save_probabilities)
+
+        all_cases = sorted(transferal.cases)
+        if group.world_size > 1:
+            if group.rank == 0 and active:
+                writer.finalize(all_cases, metadata)
             group.barrier()
-            if group.rank != 0:
-                active = writer.prepare(force)
-            all_cases = sorted(transferal.cases)
-            mine = all_cases[part_id::num_parts]
-            labelled, skipped = [], []
-            if active:
-                done = writer.finished_cases()
-                skipped = [c for c in mine if c in done]
-                todo = [c for c in mine if c not in done]
-                self._label_cases(transferal, writer, todo, save_probabilities, copy_images, progress,
-                                  f" part {part_id + 1}/{num_parts}" if num_parts > 1 else "")
-                labelled = todo
-            else:
-                skipped = list(mine)
-            group.barrier()
-            metadata = lambda folder, records: self._write_metadata(  # noqa: E731
-                folder, records, transferal, writer, save_probabilities)
-            if group.world_size > 1:
-                if group.rank == 0 and active:
-                    writer.finalize(all_cases, metadata)
-                group.barrier()
-                complete = writer.target_is_complete()
-            else:
-                complete = writer.finalize(all_cases, metadata) if active else True
-        finally:
-            group.close()
-        summary = {}
-        if complete and writer.target_is_complete():
-            summary = json.loads((target / PROVENANCE_FILE).read_text())["summary"]
-        return LabellingResult(target, complete, labelled, skipped, (part_id, num_parts),
-                               time.perf_counter() - start, self.forward_seconds - forward_before, summary)
+            return writer.target_is_complete()
+        return writer.finalize(all_cases, metadata) if active else True
 
     def _label_cases(self, transferal, writer, cases, save_probabilities, copy_images, progress, part_text):
         from tqdm import tqdm
@@ -283,101 +270,23 @@ class Labeller:
                                                                      properties))
             if save_probabilities:
                 writer.write_probabilities(case, soft.numpy())
-            record = {"teacher_agreement": round(float(fused.teacher_agreement), 6),
-                      "mean_confidence": round(float(fused.confidence.mean()), 6),
-                      "ignored_fraction": round(float(fused.ignored_fraction), 6),
-                      "source_files": [str(f) for f in files]}
-            if fused.teacher_weights is not None:
-                record["teacher_weights"] = [round(float(w), 6) for w in fused.teacher_weights]
-            writer.finish_case(case, record)
+            writer.finish_case(case, case_record(fused, files))
         if cases:
             announce(CASE, done=len(cases), total=len(cases))
 
-    def _write_metadata(self, folder: Path, records: dict, transferal: TransferalImages,
-                        writer: LabelledDatasetWriter, save_probabilities: bool) -> None:
-        from kt_nnunet.atomic_files import atomic_write_text
 
-        first = records and next(iter(records))
-        extra = {}
-        if first:
-            example = writer.label_path(first)
-            if default_reader_writer_name(transferal.file_ending, example) != self.reader_name:
-                extra["overwrite_image_reader_writer"] = self.reader_name
-        channel_names = self.channel_names or (transferal.dataset_json or {}).get("channel_names") or {
-            str(c): f"channel{c}" for c in range(len(next(iter(transferal.cases.values()))))}
-        write_dataset_json(
-            folder, channel_names, self.labels, len(records), transferal.file_ending,
-            dataset_name=writer.target.name,
-            description=f"{transferal.source.name} labelled by {len(self.teachers)} teacher(s) with kt-nnunet "
-                        f"({self.fusion} fusion)",
-            converted_by="kt-nnunet label",
-            kt_nnunet={"role": "transferal", "labelled": True, "labelled_by": "kt-nnunet label",
-                       "provenance": PROVENANCE_FILE,
-                       "soft_labels": PROBABILITIES_DIR if save_probabilities else None},
-            **extra)
-        values = lambda key: [r[key] for r in records.values()]  # noqa: E731
-        mean = lambda xs: round(float(np.mean(xs)), 6) if xs else None  # noqa: E731
-        provenance = {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "settings_fingerprint": writer.fingerprint,
-            "teachers": self.teacher_provenance(),
-            "fusion": {"method": self.fusion, "weights": self.weights, "min_confidence": self.min_confidence,
-                       "ignore_label": self.ignore_label, "label_map": self.label_map},
-            "tta": self.tta, "tile_step_size": self.tile_step_size, "device": str(self.device),
-            "images": {"source": str(transferal.source), "folder": str(transferal.folder),
-                       "file_ending": transferal.file_ending, "num_cases": len(records)},
-            "soft_labels": ({"folder": PROBABILITIES_DIR, "dtype": "float16", "key": "probabilities",
-                             "content": "mean teacher probabilities" if self.fusion == "majority" else
-                             f"{self.fusion} fused probabilities"} if save_probabilities else None),
-            "output_labels": self.labels,
-            "versions": _versions(),
-            "summary": {"num_cases": len(records), "mean_teacher_agreement": mean(values("teacher_agreement")),
-                        "mean_confidence": mean(values("mean_confidence")),
-                        "mean_ignored_fraction": mean(values("ignored_fraction")),
-                        **({"mean_teacher_weights": [round(float(w), 6) for w in np.mean(
-                            [r["teacher_weights"] for r in records.values()], axis=0)]}
-                           if records and all("teacher_weights" in r for r in records.values()) else {})},
-            "cases": records,
-            "settings": writer.settings,
-        }
-        atomic_write_text(folder / PROVENANCE_FILE, json.dumps(provenance, indent=1))
-
-
-class _DistributedGroup:
-    """torch.distributed (gloo on CPU) when launched by torchrun; a no-op group otherwise."""
-
-    def __init__(self, rank: int = 0, world_size: int = 1, created: bool = False):
-        self.rank, self.world_size, self.created = rank, world_size, created
-
-    @classmethod
-    def start(cls, distributed) -> "_DistributedGroup":
-        import torch.distributed as dist
-
-        wanted = (int(os.environ.get("WORLD_SIZE", "1")) > 1) if distributed == "auto" else bool(distributed)
-        if not wanted:
-            return cls()
-        if not dist.is_available():
-            raise LabellingError("torch.distributed is not available in this torch build; use --num-parts instead")
-        created = False
-        if not dist.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() and os.environ.get("KT_NNUNET_DIST_BACKEND") == "nccl" \
-                else "gloo"
-            dist.init_process_group(backend=backend)
-            created = True
-        return cls(dist.get_rank(), dist.get_world_size(), created)
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.created:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-            self.created = False
+def _part_of(group: DistributedGroup, num_parts: int, part_id: int) -> tuple[int, int]:
+    """``(num_parts, part_id)`` of this process: its torchrun rank, else the ones asked for (checked)."""
+    if group.world_size > 1:
+        if num_parts != 1:
+            raise LabellingError("--num-parts/--part-id cannot be combined with a torchrun launch; each "
+                                 "rank is one part")
+        num_parts, part_id = group.world_size, group.rank
+    if num_parts < 1:
+        raise LabellingError(f"--num-parts {num_parts} must be at least 1")
+    if not 0 <= part_id < num_parts:
+        raise LabellingError(f"--part-id {part_id} must be in 0..{num_parts - 1} (--num-parts {num_parts})")
+    return num_parts, part_id
 
 
 def label_dataset(teachers: Sequence, images, out, *, fusion: str = "mean",

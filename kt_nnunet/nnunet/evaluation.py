@@ -1,6 +1,6 @@
 """Predicting a labelled test set with a trained model folder, and nnU-Net's own per-case metrics.
 
-The nnU-Net-touching half of kt-nnunet's evaluation (``kt_nnunet.experiment.evaluation`` is the other):
+The nnU-Net-touching half of kt-nnunet's evaluation (the package ``kt_nnunet.evaluation`` is the other):
 
 * :func:`load_test_set` pairs ``imagesTs``/``labelsTs`` (or ``imagesTr``/``labelsTr``) of a raw dataset;
 * :func:`predict_case` runs one case through an ``nnUNetPredictor`` built by

@@ -14,6 +14,7 @@ stored relative to the sidecar, so an export folder can be moved or copied as a 
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -99,78 +100,106 @@ _NORMALIZATIONS = ("ZScoreNormalization", "CTNormalization", "NoNormalization", 
 _CT_STATISTICS = ("mean", "std", "percentile_00_5", "percentile_99_5")
 
 
+# nnU-Net's default resampling (what its planner writes into a configuration), for a network planned elsewhere.
+_DEFAULT_RESAMPLING = {
+    "resampling_fn_data": "resample_data_or_seg_to_shape",
+    "resampling_fn_seg": "resample_data_or_seg_to_shape",
+    "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+    "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+    "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
+    "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None}}
+
+
 def described_network(description: dict, path: Path) -> dict:
     """A hand-written ``kt-nnunet-network`` description as the export layout: a one-configuration plans dict
     with nnU-Net's default resampling, so nnU-Net's preprocessing and export code run on it unchanged."""
-    def refuse(problem: str) -> ExportedModelError:
-        return ExportedModelError(f"{path}: {problem} (see docs/teachers.md for the sidecar of an exported network)")
-
     missing = [k for k in ("channels", "spacing", "patch_size", "labels") if k not in description]
     if missing:
-        raise refuse(f"missing {', '.join(missing)}")
+        raise _refusal(path, f"missing {', '.join(missing)}")
+    networks, network_format = _described_network_files(description, path)
+    channels = description["channels"]
+    if not isinstance(channels, list) or not channels:
+        raise _refusal(path, '"channels" must be a list with one {"name": ..., "normalization": ...} per input '
+                             'channel')
+    patch = [int(p) for p in description["patch_size"]]
+    spacing = [float(s) for s in description["spacing"]]
+    if len(patch) not in (2, 3) or len(spacing) != len(patch):
+        raise _refusal(path, f"patch_size {patch} and spacing {spacing} must both have 2 (2D network) or 3 (3D) "
+                             "entries")
+    schemes, statistics = _described_normalization(channels, path)
+    labels = {str(k): int(v) for k, v in description["labels"].items()}
+    configuration = {
+        "data_identifier": DESCRIBED_CONFIGURATION, "preprocessor_name": "DefaultPreprocessor", "batch_size": 1,
+        "patch_size": patch, "median_image_size_in_voxels": patch, "spacing": spacing,
+        "normalization_schemes": schemes, "use_mask_for_norm": [False] * len(schemes),
+        **copy.deepcopy(_DEFAULT_RESAMPLING),
+        # Never built: the network is the exported file. nnU-Net's plans reader still wants the key.
+        "architecture": {"network_class_name": f"exported {network_format} network", "arch_kwargs": {},
+                         "_kw_requires_import": []},
+        "batch_dice": False}
+    dataset_json = {"channel_names": {str(i): c.get("name", f"channel{i}") for i, c in enumerate(channels)},
+                    "labels": labels, "numTraining": 0, "file_ending": description.get("file_ending", ".nii.gz")}
+    mirroring = description.get("mirroring_axes", list(range(len(patch))))
+    return {"kind": NETWORK_SIDECAR_KIND, "format": SIDECAR_FORMAT, "network_format": network_format,
+            "networks": networks, "folds": [int(f) for f in networks], "configuration": DESCRIBED_CONFIGURATION,
+            "trainer_name": "", "inference_allowed_mirroring_axes": list(mirroring) if mirroring is not None else None,
+            "architecture": description.get("architecture", f"exported {network_format} network"),
+            "labels": labels, "source": {"described_by": str(path)},
+            "plans": _described_plans(description, path, configuration, statistics), "dataset_json": dataset_json}
+
+
+def _refusal(path: Path, problem: str) -> ExportedModelError:
+    return ExportedModelError(f"{path}: {problem} (see docs/teachers.md for the sidecar of an exported network)")
+
+
+def _described_network_files(description: dict, path: Path) -> tuple[dict, str]:
+    """``({fold: file}, network format)`` of a description: ``networks`` or one ``network``, the format named or
+    told by the files' suffix."""
     if "networks" in description:
         networks = {str(fold): str(name) for fold, name in dict(description["networks"]).items()}
     elif "network" in description:
         networks = {"0": str(description["network"])}
     else:
-        raise refuse('no "network" (the file name, relative to the sidecar) nor "networks" ({fold: file})')
+        raise _refusal(path, 'no "network" (the file name, relative to the sidecar) nor "networks" ({fold: file})')
     formats = {_format_of(name) for name in networks.values()}
     network_format = description.get("network_format") or (formats.pop() if len(formats) == 1 else None)
     if network_format not in NETWORK_SUFFIXES:
-        raise refuse(f"cannot tell the network format of {sorted(networks.values())}; name the files .onnx or .pt, "
-                     f"or set \"network_format\" to one of {', '.join(NETWORK_SUFFIXES)}")
-    channels = description["channels"]
-    if not isinstance(channels, list) or not channels:
-        raise refuse('"channels" must be a list with one {"name": ..., "normalization": ...} per input channel')
-    patch = [int(p) for p in description["patch_size"]]
-    spacing = [float(s) for s in description["spacing"]]
-    if len(patch) not in (2, 3) or len(spacing) != len(patch):
-        raise refuse(f"patch_size {patch} and spacing {spacing} must both have 2 (2D network) or 3 (3D) entries")
+        raise _refusal(path, f"cannot tell the network format of {sorted(networks.values())}; name the files .onnx "
+                             f"or .pt, or set \"network_format\" to one of {', '.join(NETWORK_SUFFIXES)}")
+    return networks, network_format
+
+
+def _described_normalization(channels: list, path: Path) -> tuple[list, dict]:
+    """Each channel's normalisation scheme and its intensity statistics (keyed by channel index, as nnU-Net's
+    plans key them)."""
     schemes, statistics = [], {}
     for index, channel in enumerate(channels):
         scheme = channel.get("normalization", "ZScoreNormalization")
         if scheme not in _NORMALIZATIONS:
-            raise refuse(f"channel {index} normalization {scheme!r} is not one of {', '.join(_NORMALIZATIONS)}")
+            raise _refusal(path, f"channel {index} normalization {scheme!r} is not one of {', '.join(_NORMALIZATIONS)}")
         schemes.append(scheme)
         stats = channel.get("intensity") or {}
         if scheme == "CTNormalization" and any(k not in stats for k in _CT_STATISTICS):
-            raise refuse(f"channel {index} uses CTNormalization, which needs \"intensity\" with "
-                         f"{', '.join(_CT_STATISTICS)} (the training set's foreground statistics)")
+            raise _refusal(path, f"channel {index} uses CTNormalization, which needs \"intensity\" with "
+                                 f"{', '.join(_CT_STATISTICS)} (the training set's foreground statistics)")
         statistics[str(index)] = {k: float(v) for k, v in stats.items()}
-    labels = {str(k): int(v) for k, v in description["labels"].items()}
-    dim = len(patch)
-    reader = description.get("image_reader_writer", "SimpleITKIO")
-    resampling = {"resampling_fn_data": "resample_data_or_seg_to_shape",
-                  "resampling_fn_seg": "resample_data_or_seg_to_shape",
-                  "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-                  "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-                  "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-                  "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0,
-                                                         "force_separate_z": None}}
-    configuration = {
-        "data_identifier": DESCRIBED_CONFIGURATION, "preprocessor_name": "DefaultPreprocessor", "batch_size": 1,
-        "patch_size": patch, "median_image_size_in_voxels": patch, "spacing": spacing,
-        "normalization_schemes": schemes, "use_mask_for_norm": [False] * len(schemes), **resampling,
-        # Never built: the network is the exported file. nnU-Net's plans reader still wants the key.
-        "architecture": {"network_class_name": f"exported {network_format} network", "arch_kwargs": {},
-                         "_kw_requires_import": []},
-        "batch_dice": False}
+    return schemes, statistics
+
+
+def _described_plans(description: dict, path: Path, configuration: dict, statistics: dict) -> dict:
+    """nnU-Net plans with the one configuration; a 2D network's median spacing and shape get the dummy first axis
+    nnU-Net's 2D plans have."""
+    dim = len(configuration["patch_size"])
+    spacing, patch = configuration["spacing"], configuration["patch_size"]
     transpose = list(range(3))
-    plans = {"dataset_name": description.get("name", path.stem), "plans_name": "kt-nnunet-network",
-             "original_median_spacing_after_transp": ([999.0] if dim == 2 else []) + spacing,
-             "original_median_shape_after_transp": ([1] if dim == 2 else []) + patch,
-             "image_reader_writer": reader, "transpose_forward": transpose, "transpose_backward": transpose,
-             "experiment_planner_used": "kt-nnunet network sidecar", "label_manager": "LabelManager",
-             "foreground_intensity_properties_per_channel": statistics,
-             "configurations": {DESCRIBED_CONFIGURATION: configuration}}
-    dataset_json = {"channel_names": {str(i): c.get("name", f"channel{i}") for i, c in enumerate(channels)},
-                    "labels": labels, "numTraining": 0, "file_ending": description.get("file_ending", ".nii.gz")}
-    mirroring = description.get("mirroring_axes", list(range(dim)))
-    return {"kind": NETWORK_SIDECAR_KIND, "format": SIDECAR_FORMAT, "network_format": network_format,
-            "networks": networks, "folds": [int(f) for f in networks], "configuration": DESCRIBED_CONFIGURATION,
-            "trainer_name": "", "inference_allowed_mirroring_axes": list(mirroring) if mirroring is not None else None,
-            "architecture": description.get("architecture", f"exported {network_format} network"),
-            "labels": labels, "source": {"described_by": str(path)}, "plans": plans, "dataset_json": dataset_json}
+    return {"dataset_name": description.get("name", path.stem), "plans_name": "kt-nnunet-network",
+            "original_median_spacing_after_transp": ([999.0] if dim == 2 else []) + spacing,
+            "original_median_shape_after_transp": ([1] if dim == 2 else []) + patch,
+            "image_reader_writer": description.get("image_reader_writer", "SimpleITKIO"),
+            "transpose_forward": transpose, "transpose_backward": transpose,
+            "experiment_planner_used": "kt-nnunet network sidecar", "label_manager": "LabelManager",
+            "foreground_intensity_properties_per_channel": statistics,
+            "configurations": {DESCRIBED_CONFIGURATION: configuration}}
 
 
 def _format_of(name: str) -> str | None:
