@@ -83,7 +83,7 @@ def _architecture_plans(architecture: str, dim: int) -> tuple[dict, str]:
                          + [pytest.param("light_unet", 3, marks=pytest.mark.slow)])
 def test_exported_logits_match_pytorch(architecture, dim, tmp_path):
     from kt_nnunet.deploy.export import export_model
-    from kt_nnunet.nnunet.exported_runtime import OnnxNetwork, load_torchscript
+    from kt_nnunet.exported.runtime import OnnxNetwork, load_torchscript
     from kt_nnunet.nnunet.model_folder import load_trained_model
 
     plans, configuration = _architecture_plans(architecture, dim)
@@ -114,7 +114,7 @@ def test_exported_logits_match_pytorch(architecture, dim, tmp_path):
 
 def test_several_folds_export_one_file_each_and_unknown_sidecars_are_refused(tmp_path):
     from kt_nnunet.deploy.export import ExportError, export_model
-    from kt_nnunet.nnunet.exported_sidecar import ExportedModelError, read_sidecar
+    from kt_nnunet.exported.sidecar import ExportedModelError, read_sidecar
 
     folder = make_model_folder(tmp_path / "model", with_architecture(nnunet_plans(), "light_unet"), folds=(0, 1))
     result = export_model(folder, tmp_path / "out" / "student.pt", format="torchscript")  # fast; naming is shared
@@ -134,7 +134,7 @@ def test_several_folds_export_one_file_each_and_unknown_sidecars_are_refused(tmp
 
 
 def test_deploy_package_imports_no_torch():
-    code = ("import sys, kt_nnunet, kt_nnunet.deploy, kt_nnunet.nnunet.exported_sidecar, kt_nnunet.cli.deploy; "
+    code = ("import sys, kt_nnunet, kt_nnunet.deploy, kt_nnunet.exported.sidecar, kt_nnunet.cli.deploy; "
             "print('torch' in sys.modules, 'onnxruntime' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -26,7 +26,7 @@ LAYERS = (
     {"errors", "checksums", "atomic_files", "progress", "interruption", "devices", "versions", "lazy_exports",
      "__version__", "plugins", "registry", "architectures"},
     {"nnunet"},
-    {"data", "teachers"},
+    {"data", "exported", "teachers"},
     {"labelling", "evaluation"},
     {"training"},
     {"experiment", "deploy", "api"},

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import torch
 
 from kt_nnunet.atomic_files import atomic_write_text
-from kt_nnunet.nnunet.exported_sidecar import NETWORK_SUFFIXES, SIDECAR_FORMAT, SIDECAR_KIND, network_file
+from kt_nnunet.exported.sidecar import NETWORK_SUFFIXES, SIDECAR_FORMAT, SIDECAR_KIND, network_file
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.nnunet.model_folder import DEFAULT_CHECKPOINT, load_trained_model
 
@@ -59,7 +59,7 @@ def _export_torchscript(network: torch.nn.Module, example: torch.Tensor, path: P
 
 
 def _max_difference(network: torch.nn.Module, path: Path, format: str, example: torch.Tensor) -> float:
-    from kt_nnunet.nnunet.exported_runtime import OnnxNetwork, load_torchscript
+    from kt_nnunet.exported.runtime import OnnxNetwork, load_torchscript
 
     threads = torch.get_num_threads()
     exported = OnnxNetwork(path, threads) if format == "onnx" else load_torchscript(path, threads)

@@ -65,7 +65,7 @@ def load_predictor(model: str | Path, *, folds: Optional[Sequence[int]] = None,
         trained = load_trained_model(path, folds, checkpoint)
         networks, backend = trained.load_fold_networks(torch_device), "torch"
     else:
-        from kt_nnunet.nnunet.exported_model import load_exported_model
+        from kt_nnunet.exported.model import load_exported_model
 
         exported = load_exported_model(path, folds, threads, torch_device)
         trained, networks, backend = exported.model, exported.networks, exported.backend

@@ -14,7 +14,7 @@ fold averaging, resampling back and writer, and changes only that:
   resamples and writes case k in another thread; threads, not processes, so nothing is pickled or spawned.
 
 The networks are callables ``(B, C, *patch) -> (B, K, *patch)`` (torch modules, or an ONNX Runtime /
-TorchScript wrapper from :mod:`kt_nnunet.nnunet.exported_runtime`), so every back end shares this code.
+TorchScript wrapper from :mod:`kt_nnunet.exported.runtime`), so every back end shares this code.
 """
 from __future__ import annotations
 

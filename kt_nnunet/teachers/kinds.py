@@ -73,7 +73,7 @@ def _claims_model_folder(path: Path) -> bool:
 
 
 def _exported_format(path: Path) -> Optional[str]:
-    from kt_nnunet.nnunet.exported_sidecar import ExportedModelError, is_sidecar, read_sidecar, sidecar_of
+    from kt_nnunet.exported.sidecar import ExportedModelError, is_sidecar, read_sidecar, sidecar_of
 
     if path.is_file() and path.suffix not in (".onnx", ".pt", ".ts", ".json"):
         return None

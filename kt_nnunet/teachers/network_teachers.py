@@ -81,7 +81,7 @@ class ExportedNetworkTeacher(_NetworkTeacher):
     """An ONNX or TorchScript network file with its sidecar (``kt-nnunet export``'s, or hand-written)."""
 
     def __init__(self, spec: TeacherSpec, options: TeacherOptions):
-        from kt_nnunet.nnunet.exported_model import load_exported_model
+        from kt_nnunet.exported.model import load_exported_model
 
         self.kind = spec.kind
         exported = load_exported_model(spec.sidecar or spec.path, spec.folds, torch.get_num_threads(),
@@ -100,7 +100,7 @@ class ExportedNetworkTeacher(_NetworkTeacher):
     def provenance(self) -> dict:
         import json
 
-        from kt_nnunet.nnunet.exported_sidecar import NETWORK_SIDECAR_KIND
+        from kt_nnunet.exported.sidecar import NETWORK_SIDECAR_KIND
 
         record = super().provenance()
         record.pop("checkpoint", None), record.pop("checkpoint_sha256", None)

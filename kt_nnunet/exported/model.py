@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from kt_nnunet.nnunet.exported_sidecar import ExportedModelError, read_sidecar
+from kt_nnunet.exported.sidecar import ExportedModelError, read_sidecar
 from kt_nnunet.nnunet.model_folder import TrainedModel
 
 
@@ -28,7 +28,7 @@ class ExportedModel:
 def load_exported_model(path: str | Path, folds: Optional[Sequence[int]] = None, threads: int = 1,
                         device: torch.device = torch.device("cpu")) -> ExportedModel:
     """The network file, sidecar or export folder ``path``, with ``folds`` (default: every fold it holds)."""
-    from kt_nnunet.nnunet.exported_runtime import OnnxNetwork, load_torchscript
+    from kt_nnunet.exported.runtime import OnnxNetwork, load_torchscript
 
     sidecar = read_sidecar(path)
     base = Path(sidecar["_path"]).parent
