@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-3d", action="store_true", help="skip the 3D timings")
     parser.add_argument("--only", default=None, help="comma-separated architecture names (baseline always runs)")
-    parser.add_argument("--smoke", action="store_true", help="one round at 64x64 and 32^3, for the CI smoke test")
+    parser.add_argument("--smoke", action="store_true", help="one round at 64x64 and 32x32x64, for the CI smoke test")
     args = parser.parse_args()
     geometry_2d, geometry_3d = (SMOKE_2D, SMOKE_3D) if args.smoke else (REFERENCE_2D, REFERENCE_3D)
     if args.smoke:

@@ -51,9 +51,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from kt_nnunet.training.settings import Budget  # imports neither torch nor nnU-Net
+
 # The first 3 label in the speed comparison; all 5 in the k=5 memory probe.
 ARCHITECTURES = ("nnunet_plain", "segresnet", "attention_unet", "unet", "light_unet")
-BUDGET = {"num_epochs": 1, "num_iterations_per_epoch": 3, "num_val_iterations_per_epoch": 1}
+BUDGET = Budget(epochs=1, iterations_per_epoch=3, val_iterations_per_epoch=1)
 SOURCE_ID, TRANSFER_ID, BIG_ID = 970, 971, 972
 CONFIGURATION = "2d"  # "3d_fullres" with --3d
 SHAPES = {"2d": {"case": (64, 64), "big": (1024, 1024), "big_spacing": (0.0625, 0.0625)},
@@ -61,7 +63,7 @@ SHAPES = {"2d": {"case": (64, 64), "big": (1024, 1024), "big_spacing": (0.0625, 
 # The 2D teachers train on tiny_dataset's 64x64 images in both modes; "big" stays 64x64 to the teachers.
 SMOKE_SHAPES = {"2d": {"case": (64, 64), "big": (128, 128), "big_spacing": (0.5, 0.5)},
                 "3d_fullres": {"case": (16, 32, 32), "big": (32, 64, 64), "big_spacing": (0.5, 0.5, 0.5)}}
-SMOKE_BUDGET = {"num_epochs": 1, "num_iterations_per_epoch": 1, "num_val_iterations_per_epoch": 1}
+SMOKE_BUDGET = Budget(epochs=1, iterations_per_epoch=1, val_iterations_per_epoch=1)
 
 
 def log(message: str) -> None:
@@ -83,12 +85,11 @@ def bin_of(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ set-up
-def set_up(work: Path, num_images: int, shapes: dict, budget: dict = BUDGET, tiny: bool = False,
+def set_up(work: Path, num_images: int, shapes: dict, budget: Budget = BUDGET, tiny: bool = False,
            reuse: bool = False) -> dict:
     from kt_nnunet.data import ShapeConfig, synth_dataset, tiny_dataset
-    from kt_nnunet.nnunet.planning import write_architecture_plans
-    from kt_nnunet.nnunet.training_api import train_fold
-    from kt_nnunet.training.budget import nnUNetTrainerKTBudget
+    from kt_nnunet.training import train_plan
+    from kt_nnunet.training.plans import write_architecture_plans
 
     case_shape = ShapeConfig(shape=shapes["case"], num_classes=3, radius_mm=10.0 if len(shapes["case"]) == 3 else 18.0)
     if CONFIGURATION == "2d":
@@ -103,15 +104,12 @@ def set_up(work: Path, num_images: int, shapes: dict, budget: dict = BUDGET, tin
     teachers = []
     for arch in ARCHITECTURES:
         start = time.perf_counter()
-        planned = write_architecture_plans(SOURCE_ID, arch, CONFIGURATION, tiny=tiny, budget=budget, force=True,
-                                           num_processes=1)
-        model = (work / "nnUNet_results" / source.name /
-                 f"nnUNetTrainerKTBudget__{planned.plans_name}__{CONFIGURATION}")
+        planned = write_architecture_plans(SOURCE_ID, arch, CONFIGURATION, tiny=tiny, budget=budget, force=True)
+        model = planned.model_folder()
         if not (reuse and (model / "fold_0" / "checkpoint_final.pth").is_file()):
-            model = train_fold(nnUNetTrainerKTBudget, SOURCE_ID, CONFIGURATION, 0, planned.plans_name,
-                               validate=False, force=True)
+            model = train_plan(planned, device="cpu", validate=False, force=True)
             log(f"teacher {arch}: trained in {time.perf_counter() - start:.1f} s ({model.name})")
-        teachers.append({"arch": arch, "folder": model, "plans": planned.plans_name})
+        teachers.append({"arch": arch, "folder": model, "plans": planned.plans_name, "trainer": planned.trainer})
     return {"source": source, "transfer": transfer, "big": big, "teachers": teachers}
 
 
@@ -125,7 +123,7 @@ def stock_path(setup: dict, work: Path, env: dict) -> float:
         folder = out / f"teacher{i}"
         folders.append(folder)
         walls.append(run([bin_of("nnUNetv2_predict"), "-i", setup["transfer"] / "imagesTr", "-o", folder, "-d",
-                          str(SOURCE_ID), "-c", CONFIGURATION, "-p", teacher["plans"], "-tr", "nnUNetTrainerKTBudget", "-f",
+                          str(SOURCE_ID), "-c", CONFIGURATION, "-p", teacher["plans"], "-tr", teacher["trainer"], "-f",
                           "0", "--save_probabilities", "-device", "cpu", "-npp", "0", "-nps", "0"], env,
                          "nnUNetv2_predict"))
     walls.append(run([bin_of("nnUNetv2_ensemble"), "-i", *folders, "-o", out / "ensemble", "-np", "1"], env,

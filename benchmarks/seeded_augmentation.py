@@ -48,21 +48,18 @@ def main() -> None:
 
     from kt_nnunet.data.demo import build_demo
     from kt_nnunet.nnunet.model_folder import load_checkpoint_safely
-    from kt_nnunet.nnunet.planning import write_architecture_plans
-    from kt_nnunet.nnunet.training_api import train_fold
-    from kt_nnunet.training.budget import nnUNetTrainerKTBudget
+    from kt_nnunet.training import Budget, train_plan
+    from kt_nnunet.training.plans import write_architecture_plans
 
     build_demo(root / "nnUNet_raw", base_id=900)
-    budget = {"num_epochs": args.epochs, "num_iterations_per_epoch": args.iterations,
-              "num_val_iterations_per_epoch": 2}
+    budget = Budget(args.epochs, args.iterations, 2)
     times: dict[int, list[float]] = {0: [], args.workers: []}
     weights = []
     for round_ in range(args.rounds):
         for workers in (0, args.workers):
             planned = write_architecture_plans(900, "nnunet_plain", "2d", {"base_features": 16, "max_features": 128},
-                                               budget=budget, seed=0, num_processes=1)
-            folder = train_fold(nnUNetTrainerKTBudget, 900, "2d", 0, planned.plans_name, validate=False, force=True,
-                                num_workers=workers)
+                                               budget=budget, seed=0)
+            folder = train_plan(planned, device="cpu", validate=False, force=True, num_workers=workers)
             times[workers] += epoch_times(folder)[1:]
             if workers == 0:
                 weights.append(load_checkpoint_safely(folder / "fold_0" / "checkpoint_final.pth")["network_weights"])

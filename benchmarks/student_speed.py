@@ -22,7 +22,7 @@ What it does, all on the CPU, in temporary nnU-Net folders, with randomly initia
    ``lean_over_bare_forward`` = student lean / student bare; ``onnx_speedup_vs_torch`` = student lean /
    student onnx; ``student_lean_vs_teacher_stock`` = teacher stock / student lean.
 
-``--smoke`` runs the same steps at 64x64 and 32x32x32, one case each, and stock ``nnUNetv2_predict`` without
+``--smoke`` runs the same steps at 32x32 and 16x16x16, one case each, and stock ``nnUNetv2_predict`` without
 its worker pools (``-npp 0 -nps 0``: starting 6 workers that each import nnU-Net took longer than the rest of
 the run); to check that the script still runs (for the CI smoke test; the numbers mean nothing).
 """
@@ -44,8 +44,8 @@ from typing import Sequence
 
 SIZES = {"2d": {"shape": (512, 512), "spacing": (0.8, 0.8), "id": 980},
          "3d_fullres": {"shape": (128, 160, 160), "spacing": (1.5, 1.5, 1.5), "id": 981}}
-SMOKE_SIZES = {"2d": {"shape": (64, 64), "spacing": (1.0, 1.0), "id": 980},
-               "3d_fullres": {"shape": (32, 32, 32), "spacing": (1.5, 1.5, 1.5), "id": 981}}
+SMOKE_SIZES = {"2d": {"shape": (32, 32), "spacing": (1.0, 1.0), "id": 980},
+               "3d_fullres": {"shape": (16, 16, 16), "spacing": (1.5, 1.5, 1.5), "id": 981}}
 
 
 def log(message: str) -> None:
@@ -80,14 +80,15 @@ def random_model_folder(folder: Path, plans: dict, configuration: str, dataset_j
 
 def set_up(configuration: str, size: dict, cases: int) -> dict:
     from kt_nnunet.data import ShapeConfig, synth_dataset
-    from kt_nnunet.nnunet.planning import load_plans, write_architecture_plans
+    from kt_nnunet.nnunet.planning import load_plans
+    from kt_nnunet.training.plans import write_architecture_plans
     from kt_nnunet.nnunet.paths import results_folder
 
     start = time.perf_counter()
     raw = synth_dataset(size["id"], f"Speed{configuration}", num_train=2, num_test=cases, seed=1, force=True,
                         shapes=ShapeConfig(shape=size["shape"], spacing=size["spacing"], num_classes=3,
                                            radius_mm=0.25 * min(a * s for a, s in zip(size["shape"], size["spacing"]))))
-    student_plans = write_architecture_plans(size["id"], "light_unet", configuration, num_processes=1, force=True)
+    student_plans = write_architecture_plans(size["id"], "light_unet", configuration, force=True)
     teacher = load_plans(raw.name)
     if configuration not in teacher["configurations"]:
         raise SystemExit(f"nnU-Net planned no {configuration} for {raw.name}: {sorted(teacher['configurations'])}")

@@ -114,26 +114,23 @@ def main() -> None:
     import torch
 
     from kt_nnunet.data import tiny_dataset
-    from kt_nnunet.nnunet.planning import write_architecture_plans
-    from kt_nnunet.nnunet.training_api import augmentation_workers, build_trainer, train_fold
+    from kt_nnunet.nnunet.training_api import augmentation_workers, build_trainer
+    from kt_nnunet.training import Budget, TransferSettings, train_plan
     from kt_nnunet.training.budget import nnUNetTrainerKTBudget
     from kt_nnunet.training.offline import nnUNetTrainerKTOffline
     from kt_nnunet.training.online import nnUNetTrainerKTOnline
+    from kt_nnunet.training.plans import write_architecture_plans
     from kt_nnunet.training.transferring import prepare_transfer
 
     dataset = 960
     if not (work / "nnUNet_raw" / "Dataset960_Overhead").is_dir():
         tiny_dataset(dataset, "Overhead", num_train=args.cases, num_test=2)
-    # Planning is not timed: it runs in this process, as nnU-Net's spawned worker pools would take longer to start
-    # than to plan and preprocess these small images.
-    planned = write_architecture_plans(dataset, args.teacher, budget={"num_epochs": 1, "num_iterations_per_epoch": 2,
-                                                                       "num_val_iterations_per_epoch": 1},
-                                       num_processes=1)
-    teacher = train_fold(nnUNetTrainerKTBudget, dataset, "2d", 0, planned.plans_name, validate=False, force=True)
-    budget = dict(epochs=args.epochs, iterations=args.iterations, val_iterations=args.val_iterations, force=True,
-                  tiny=args.tiny_student, num_processes=1)
-    offline = prepare_transfer([], dataset, args.student, **budget)
-    online = prepare_transfer([str(teacher)], dataset, args.student, online=True, **budget)
+    planned = write_architecture_plans(dataset, args.teacher, budget=Budget(1, 2, 1))
+    teacher = train_plan(planned, device="cpu", validate=False, force=True)
+    student = dict(budget=Budget(args.epochs, args.iterations, args.val_iterations), tiny=args.tiny_student,
+                   force=True, device="cpu")
+    offline = prepare_transfer([], dataset, args.student, **student)
+    online = prepare_transfer([str(teacher)], dataset, args.student, transfer=TransferSettings("online"), **student)
 
     torch.set_num_threads(args.threads)
     trainers = {}
