@@ -1,6 +1,7 @@
 """Teacher-labelling throughput: kt-nnunet against stock nnU-Net's predict + ensemble, in one run.
 
 Usage: python benchmarks/label_throughput.py [--3d] [--images 10] [--repeats 1] [--workdir DIR [--reuse]] [--keep]
+       [--smoke]
 
 ``--3d`` runs the same comparison in ``3d_fullres``: 3D teachers trained on 32x48x48 volumes label 32x48x48
 transferal volumes (TTA mirrors 8 ways instead of 4), the memory probe uses 2 volumes of 128x192x192 at
@@ -33,6 +34,10 @@ What it does, all on the CPU, in temporary nnU-Net folders:
 
 The last line is exactly
 ``speedup_vs_stock=<x> label_agreement=<fraction> peak_mem_k5_over_k1=<y> wall_over_bare_forward=<z>``.
+
+``--smoke`` runs the same steps on 2 transferal images with tiny teachers trained for one iteration, large
+images of 128x128 at 0.5 mm (3D: 16x32x32 teachers, 32x64x64 at 0.5 mm) and one round of each in-process
+timing, to check that the script still runs (for the CI smoke test; the numbers mean nothing).
 """
 from __future__ import annotations
 
@@ -46,13 +51,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from kt_nnunet.training.settings import Budget  # imports neither torch nor nnU-Net
+
 # The first 3 label in the speed comparison; all 5 in the k=5 memory probe.
 ARCHITECTURES = ("nnunet_plain", "segresnet", "attention_unet", "unet", "light_unet")
-BUDGET = {"num_epochs": 1, "num_iterations_per_epoch": 3, "num_val_iterations_per_epoch": 1}
+BUDGET = Budget(epochs=1, iterations_per_epoch=3, val_iterations_per_epoch=1)
 SOURCE_ID, TRANSFER_ID, BIG_ID = 970, 971, 972
 CONFIGURATION = "2d"  # "3d_fullres" with --3d
 SHAPES = {"2d": {"case": (64, 64), "big": (1024, 1024), "big_spacing": (0.0625, 0.0625)},
           "3d_fullres": {"case": (32, 48, 48), "big": (128, 192, 192), "big_spacing": (0.25, 0.25, 0.25)}}
+# The 2D teachers train on tiny_dataset's 64x64 images in both modes; "big" stays 64x64 to the teachers.
+SMOKE_SHAPES = {"2d": {"case": (64, 64), "big": (128, 128), "big_spacing": (0.5, 0.5)},
+                "3d_fullres": {"case": (16, 32, 32), "big": (32, 64, 64), "big_spacing": (0.5, 0.5, 0.5)}}
+SMOKE_BUDGET = Budget(epochs=1, iterations_per_epoch=1, val_iterations_per_epoch=1)
 
 
 def log(message: str) -> None:
@@ -74,13 +85,12 @@ def bin_of(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ set-up
-def set_up(work: Path, num_images: int, reuse: bool = False) -> dict:
+def set_up(work: Path, num_images: int, shapes: dict, budget: Budget = BUDGET, tiny: bool = False,
+           reuse: bool = False) -> dict:
     from kt_nnunet.data import ShapeConfig, synth_dataset, tiny_dataset
-    from kt_nnunet.nnunet.planning import write_architecture_plans
-    from kt_nnunet.nnunet.training_api import train_fold
-    from kt_nnunet.training.budget import nnUNetTrainerKTBudget
+    from kt_nnunet.training import train_plan
+    from kt_nnunet.training.plans import write_architecture_plans
 
-    shapes = SHAPES[CONFIGURATION]
     case_shape = ShapeConfig(shape=shapes["case"], num_classes=3, radius_mm=10.0 if len(shapes["case"]) == 3 else 18.0)
     if CONFIGURATION == "2d":
         source = tiny_dataset(SOURCE_ID, "BenchSource", num_train=6, num_test=0, force=True)
@@ -94,15 +104,12 @@ def set_up(work: Path, num_images: int, reuse: bool = False) -> dict:
     teachers = []
     for arch in ARCHITECTURES:
         start = time.perf_counter()
-        planned = write_architecture_plans(SOURCE_ID, arch, CONFIGURATION, tiny=False, budget=BUDGET, force=True,
-                                           num_processes=1)
-        model = (work / "nnUNet_results" / source.name /
-                 f"nnUNetTrainerKTBudget__{planned.plans_name}__{CONFIGURATION}")
+        planned = write_architecture_plans(SOURCE_ID, arch, CONFIGURATION, tiny=tiny, budget=budget, force=True)
+        model = planned.model_folder()
         if not (reuse and (model / "fold_0" / "checkpoint_final.pth").is_file()):
-            model = train_fold(nnUNetTrainerKTBudget, SOURCE_ID, CONFIGURATION, 0, planned.plans_name,
-                               validate=False, force=True)
+            model = train_plan(planned, device="cpu", validate=False, force=True)
             log(f"teacher {arch}: trained in {time.perf_counter() - start:.1f} s ({model.name})")
-        teachers.append({"arch": arch, "folder": model, "plans": planned.plans_name})
+        teachers.append({"arch": arch, "folder": model, "plans": planned.plans_name, "trainer": planned.trainer})
     return {"source": source, "transfer": transfer, "big": big, "teachers": teachers}
 
 
@@ -116,7 +123,7 @@ def stock_path(setup: dict, work: Path, env: dict) -> float:
         folder = out / f"teacher{i}"
         folders.append(folder)
         walls.append(run([bin_of("nnUNetv2_predict"), "-i", setup["transfer"] / "imagesTr", "-o", folder, "-d",
-                          str(SOURCE_ID), "-c", CONFIGURATION, "-p", teacher["plans"], "-tr", "nnUNetTrainerKTBudget", "-f",
+                          str(SOURCE_ID), "-c", CONFIGURATION, "-p", teacher["plans"], "-tr", teacher["trainer"], "-f",
                           "0", "--save_probabilities", "-device", "cpu", "-npp", "0", "-nps", "0"], env,
                          "nnUNetv2_predict"))
     walls.append(run([bin_of("nnUNetv2_ensemble"), "-i", *folders, "-o", out / "ensemble", "-np", "1"], env,
@@ -158,25 +165,27 @@ def overhead(setup: dict, work: Path, repeats: int) -> tuple[float, float, float
     from kt_nnunet.nnunet.raw_dataset import read_images
 
     labeller = Labeller([t["folder"] for t in setup["teachers"][:3]], device="cpu")
+    # Model-folder teachers: each predicts through nnU-Net's code in its own TeacherInference.
+    inferences = [teacher.inference for teacher in labeller.teachers]
     images = resolve_images(setup["transfer"])
     preprocessed = []
     for files in images.cases.values():
         image, properties = read_images(files, reader=labeller.reader_writer)
-        preprocessed.append([inference.preprocess(image, properties)[0] for inference in labeller.inferences])
-    for inference, data in zip(labeller.inferences, preprocessed[0]):  # warm-up
+        preprocessed.append([inference.preprocess(image, properties)[0] for inference in inferences])
+    for inference, data in zip(inferences, preprocessed[0]):  # warm-up
         inference.predict_logits(data)
     best_run, best_forward, forward_in_run, per_teacher = float("inf"), float("inf"), None, None
     for repeat in range(repeats):
-        for inference in labeller.inferences:
+        for inference in inferences:
             inference.forward_seconds = 0.0
         start = time.perf_counter()
         for case in preprocessed:
-            for inference, data in zip(labeller.inferences, case):
+            for inference, data in zip(inferences, case):
                 inference.predict_logits(data)
         elapsed = time.perf_counter() - start
         if elapsed < best_forward:
             best_forward = elapsed
-            per_teacher = [inference.forward_seconds for inference in labeller.inferences]
+            per_teacher = [inference.forward_seconds for inference in inferences]
         out = work / "overhead" / f"Dataset{974 + repeat}_Overhead"
         shutil.rmtree(out, ignore_errors=True)
         result = labeller.run(images, out, progress=False)
@@ -267,8 +276,13 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="do not delete the temporary folder")
     parser.add_argument("--reuse", action="store_true", help="with --workdir: reuse teachers trained by a former run")
     parser.add_argument("--3d", dest="three_d", action="store_true", help="3d_fullres teachers on 3D volumes")
+    parser.add_argument("--smoke", action="store_true", help="2 images, tiny teachers, small large images, one "
+                                                             "timing round: for the CI smoke test")
     parser.add_argument("--memory-probe", nargs=3, metavar=("TEACHERS_JSON", "IMAGES", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.images, args.repeats = 2, 1
+    shapes = (SMOKE_SHAPES if args.smoke else SHAPES)["3d_fullres" if args.three_d else "2d"]
     global CONFIGURATION
     CONFIGURATION = "3d_fullres" if args.three_d else "2d"
     if args.memory_probe:
@@ -286,10 +300,10 @@ def main() -> None:
     env = dict(os.environ, nnUNet_extTrainer=str(EXT_TRAINER_FOLDER))
     env.pop("nnUNet_n_proc_DA", None)
     try:
-        size = "x".join(map(str, SHAPES[CONFIGURATION]["case"]))
-        big_size = "x".join(map(str, SHAPES[CONFIGURATION]["big"]))
+        size, big_size = "x".join(map(str, shapes["case"])), "x".join(map(str, shapes["big"]))
         log(f"work folder {work}; {CONFIGURATION}; {args.images} transferal images of {size}; {os.cpu_count()} CPU(s)")
-        setup = set_up(work, args.images, reuse=args.reuse)
+        setup = set_up(work, args.images, shapes, SMOKE_BUDGET if args.smoke else BUDGET, tiny=args.smoke,
+                       reuse=args.reuse)
         stock_walls, kt_walls = [], []
         for _ in range(args.repeats):  # alternating, so that a busy spell of the machine hits both sides
             stock_walls.append(stock_path(setup, work, env))
@@ -297,7 +311,8 @@ def main() -> None:
         stock_wall, kt_wall = min(stock_walls), min(kt_walls)
         log(f"stock 3 x nnUNetv2_predict + nnUNetv2_ensemble: {stock_wall:.1f} s; kt-nnunet label: {kt_wall:.1f} s")
         fraction = agreement(work)
-        run_wall, bare_forward, forward_in_run, per_teacher = overhead(setup, work, max(2, args.repeats))
+        rounds = 1 if args.smoke else max(2, args.repeats)
+        run_wall, bare_forward, forward_in_run, per_teacher = overhead(setup, work, rounds)
         log(f"in one process: Labeller.run {run_wall:.2f} s, bare forward of the 3 teachers {bare_forward:.2f} s "
             f"(forward inside that run: {forward_in_run:.2f} s; per teacher: "
             + ", ".join(f"{t['arch']} {s:.2f} s" for t, s in zip(setup["teachers"], per_teacher)) + ")")
@@ -307,7 +322,7 @@ def main() -> None:
         big = peak_memory(setup, setup["big"], work, env, ks=(1, 2, 5))
         log(f"memory, 2 images of {big_size}: working {big[1]:.1f} / {big[2]:.1f} / {big[5]:.1f} MiB with 1 / 2 / 5 "
             f"teachers (k5/k2 {big[5] / big[2]:.3f})")
-        per_case = seconds_per_case(setup)
+        per_case = seconds_per_case(setup, rounds=1 if args.smoke else 3)
         log(f"seconds per case ({CONFIGURATION}, nnU-Net's predictor): nnunet_plain teacher "
             f"{per_case[('nnunet_plain', True)]:.3f} (TTA) / {per_case[('nnunet_plain', False)]:.3f} (no TTA), "
             f"light_unet {per_case[('light_unet', True)]:.3f} / {per_case[('light_unet', False)]:.3f}; student "

@@ -22,7 +22,9 @@ What it does, all on the CPU, in temporary nnU-Net folders, with randomly initia
    ``lean_over_bare_forward`` = student lean / student bare; ``onnx_speedup_vs_torch`` = student lean /
    student onnx; ``student_lean_vs_teacher_stock`` = teacher stock / student lean.
 
-``--smoke`` runs the same steps at 64x64 and 32x32x32 (seconds; for the CI smoke test, numbers meaningless).
+``--smoke`` runs the same steps at 32x32 and 16x16x16, one case each, and stock ``nnUNetv2_predict`` without
+its worker pools (``-npp 0 -nps 0``: starting 6 workers that each import nnU-Net took longer than the rest of
+the run); to check that the script still runs (for the CI smoke test; the numbers mean nothing).
 """
 from __future__ import annotations
 
@@ -38,11 +40,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 SIZES = {"2d": {"shape": (512, 512), "spacing": (0.8, 0.8), "id": 980},
          "3d_fullres": {"shape": (128, 160, 160), "spacing": (1.5, 1.5, 1.5), "id": 981}}
-SMOKE_SIZES = {"2d": {"shape": (64, 64), "spacing": (1.0, 1.0), "id": 980},
-               "3d_fullres": {"shape": (32, 32, 32), "spacing": (1.5, 1.5, 1.5), "id": 981}}
+SMOKE_SIZES = {"2d": {"shape": (32, 32), "spacing": (1.0, 1.0), "id": 980},
+               "3d_fullres": {"shape": (16, 16, 16), "spacing": (1.5, 1.5, 1.5), "id": 981}}
 
 
 def log(message: str) -> None:
@@ -77,14 +80,15 @@ def random_model_folder(folder: Path, plans: dict, configuration: str, dataset_j
 
 def set_up(configuration: str, size: dict, cases: int) -> dict:
     from kt_nnunet.data import ShapeConfig, synth_dataset
-    from kt_nnunet.nnunet.planning import load_plans, write_architecture_plans
+    from kt_nnunet.nnunet.planning import load_plans
+    from kt_nnunet.training.plans import write_architecture_plans
     from kt_nnunet.nnunet.paths import results_folder
 
     start = time.perf_counter()
     raw = synth_dataset(size["id"], f"Speed{configuration}", num_train=2, num_test=cases, seed=1, force=True,
                         shapes=ShapeConfig(shape=size["shape"], spacing=size["spacing"], num_classes=3,
                                            radius_mm=0.25 * min(a * s for a, s in zip(size["shape"], size["spacing"]))))
-    student_plans = write_architecture_plans(size["id"], "light_unet", configuration, num_processes=1, force=True)
+    student_plans = write_architecture_plans(size["id"], "light_unet", configuration, force=True)
     teacher = load_plans(raw.name)
     if configuration not in teacher["configurations"]:
         raise SystemExit(f"nnU-Net planned no {configuration} for {raw.name}: {sorted(teacher['configurations'])}")
@@ -99,14 +103,14 @@ def set_up(configuration: str, size: dict, cases: int) -> dict:
     return {"raw": raw, "images": raw / "imagesTs", "folders": folders, "cases": cases}
 
 
-def stock_seconds(setup: dict, role: str, out: Path) -> float:
+def stock_seconds(setup: dict, role: str, out: Path, worker_options: Sequence[str] = ()) -> float:
     folder = setup["folders"][role]
     trainer, plans, configuration = folder.name.split("__")
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     done = subprocess.run([bin_of("nnUNetv2_predict"), "-i", str(setup["images"]), "-o", str(out), "-d",
                            setup["raw"].name, "-tr", trainer, "-p", plans, "-c", configuration, "-f", "0",
-                           "-device", "cpu", "--disable_progress_bar"], capture_output=True, text=True)
+                           "-device", "cpu", "--disable_progress_bar", *worker_options], capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"nnUNetv2_predict failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -151,7 +155,7 @@ def bare_forward_per_patch(network, predictor, threads: int) -> float:
     return min(times)
 
 
-def measure(configuration: str, setup: dict, work: Path) -> dict:
+def measure(configuration: str, setup: dict, work: Path, stock_worker_options: Sequence[str] = ()) -> dict:
     from kt_nnunet.deploy.export import export_model
     from kt_nnunet.deploy.predict import load_predictor
     from kt_nnunet.nnunet.evaluation import count_parameters
@@ -177,7 +181,7 @@ def measure(configuration: str, setup: dict, work: Path) -> dict:
         if role == "teacher":
             predictor.use_mirroring = True
             row["lean_tta"] = lean_seconds(predictor, setup, work / f"lean_tta_{role}")
-        row["stock"] = stock_seconds(setup, role, work / f"stock_{role}")
+        row["stock"] = stock_seconds(setup, role, work / f"stock_{role}", stock_worker_options)
         numbers[role] = row
         log(f"  {configuration} {role}: {row['params'] / 1e6:.2f} M parameters, patch {row['patch']} x "
             f"{row['patches']}; s/case: stock (TTA on) {row['stock']:.2f}, lean {row['lean']:.2f}"
@@ -192,9 +196,12 @@ def main() -> None:
     parser.add_argument("--cases-2d", type=int, default=2)
     parser.add_argument("--cases-3d", type=int, default=1)
     parser.add_argument("--only", choices=("2d", "3d"), default=None)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the CI smoke test")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one case each, for the CI smoke test")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     args = parser.parse_args()
+    if args.smoke:
+        args.cases_2d = args.cases_3d = 1
+    stock_worker_options = ("-npp", "0", "-nps", "0") if args.smoke else ()
     work = Path(tempfile.mkdtemp(prefix="kt-speed-bench-")).absolute()
     for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         (work / variable).mkdir()
@@ -209,7 +216,7 @@ def main() -> None:
             cases = args.cases_2d if configuration == "2d" else args.cases_3d
             with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net's planner prints every configuration
                 setup = set_up(configuration, sizes[configuration], cases)
-            results[configuration] = measure(configuration, setup, work / configuration)
+            results[configuration] = measure(configuration, setup, work / configuration, stock_worker_options)
         for configuration, numbers in results.items():
             s, t = numbers["student"], numbers["teacher"]
             log(f"{configuration}: student_speedup_vs_teacher={t['lean'] / s['lean']:.2f} "

@@ -1,6 +1,6 @@
 """Epoch time of the transfer trainers against stock nnU-Net, measured in one run on the same data.
 
-    python benchmarks/trainer_overhead.py [--epochs 8 --iterations 20 --val-iterations 5]
+    python benchmarks/trainer_overhead.py [--epochs 16 --iterations 20 --val-iterations 5] [--smoke]
 
 * ``offline_over_stock``: median epoch of ``nnUNetTrainerKTOffline`` / median epoch of the stock trainer.
   Both train the same student (same plans, same preprocessed data); the stock trainer is nnU-Net's
@@ -18,6 +18,9 @@ checkpoint rewrite. The first epoch is warm-up and dropped. Targets: offline <= 
 Timing: both wall and process CPU time are printed; the ratios use CPU time by default (``--clock``), with
 one torch thread, because on a shared machine the wall time of an epoch varied 3x between consecutive
 epochs (other processes), while one thread's CPU time is what the trainer itself costs.
+
+``--smoke``: 2 epochs (one timed) of 2 training and 1 validation iterations on 5 cases, to check that the
+script still runs (for the CI smoke test; the ratios mean nothing).
 """
 from __future__ import annotations
 
@@ -96,7 +99,11 @@ def main() -> None:
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="what the final ratios use (both are printed)")
     parser.add_argument("--work", default=None, help="Folder for nnU-Net's folders (default: a temporary one).")
+    parser.add_argument("--smoke", action="store_true", help="2 short epochs on 5 cases, for the CI smoke test")
     args = parser.parse_args()
+    if args.smoke:
+        # The first epoch is dropped; nnU-Net's 5-fold split (fold 1 trains the control) needs 5 cases.
+        args.epochs, args.iterations, args.val_iterations, args.cases = 2, 2, 1, 5
 
     work = Path(args.work or tempfile.mkdtemp(prefix="kt-overhead-"))
     for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
@@ -107,23 +114,23 @@ def main() -> None:
     import torch
 
     from kt_nnunet.data import tiny_dataset
-    from kt_nnunet.nnunet.planning import write_architecture_plans
-    from kt_nnunet.nnunet.training_api import augmentation_workers, build_trainer, train_fold
+    from kt_nnunet.nnunet.training_api import augmentation_workers, build_trainer
+    from kt_nnunet.training import Budget, TransferSettings, train_plan
     from kt_nnunet.training.budget import nnUNetTrainerKTBudget
     from kt_nnunet.training.offline import nnUNetTrainerKTOffline
     from kt_nnunet.training.online import nnUNetTrainerKTOnline
+    from kt_nnunet.training.plans import write_architecture_plans
     from kt_nnunet.training.transferring import prepare_transfer
 
     dataset = 960
     if not (work / "nnUNet_raw" / "Dataset960_Overhead").is_dir():
         tiny_dataset(dataset, "Overhead", num_train=args.cases, num_test=2)
-    planned = write_architecture_plans(dataset, args.teacher, budget={"num_epochs": 1, "num_iterations_per_epoch": 2,
-                                                                       "num_val_iterations_per_epoch": 1})
-    teacher = train_fold(nnUNetTrainerKTBudget, dataset, "2d", 0, planned.plans_name, validate=False, force=True)
-    budget = dict(epochs=args.epochs, iterations=args.iterations, val_iterations=args.val_iterations, force=True,
-                  tiny=args.tiny_student)
-    offline = prepare_transfer([], dataset, args.student, **budget)
-    online = prepare_transfer([str(teacher)], dataset, args.student, online=True, **budget)
+    planned = write_architecture_plans(dataset, args.teacher, budget=Budget(1, 2, 1))
+    teacher = train_plan(planned, device="cpu", validate=False, force=True)
+    student = dict(budget=Budget(args.epochs, args.iterations, args.val_iterations), tiny=args.tiny_student,
+                   force=True, device="cpu")
+    offline = prepare_transfer([], dataset, args.student, **student)
+    online = prepare_transfer([str(teacher)], dataset, args.student, transfer=TransferSettings("online"), **student)
 
     torch.set_num_threads(args.threads)
     trainers = {}
