@@ -128,3 +128,39 @@ def test_a_training_asked_to_stop_saves_its_epoch_and_resumes_without_losing_one
     logs = "".join(p.read_text() for p in sorted(fold.glob("training_log_*.txt")))
     epochs = [int(n) for n in re.findall(r": Epoch (\d+) ?\n", logs)]
     assert epochs == [0, 1, 2, 3], epochs  # each epoch once: none lost, none repeated
+
+
+def test_a_local_worker_dies_with_its_orchestrator_even_by_kill_9(tmp_path):
+    """So a restarted orchestrator never finds a step of the earlier run still running, and runs it only once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    orchestrator = tmp_path / "orchestrator.py"
+    orchestrator.write_text(
+        "import multiprocessing, os, sys, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from kt_nnunet.experiment.executors.local_pool import start_worker\n"
+        "if __name__ == '__main__':\n"
+        f"    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'), initializer=start_worker,"
+        f" initargs=(None, None, 1, {str(tmp_path / 'worker.log')!r}))\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    pool.submit(time.sleep, 120)\n"
+        "    time.sleep(120)\n")
+    process = subprocess.Popen([sys.executable, str(orchestrator)], stdout=subprocess.PIPE, text=True)
+    worker = int(process.stdout.readline())
+    os.kill(worker, 0)  # running, and busy with the long step
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{worker}/status").read_text()
+        except FileNotFoundError:
+            return
+        if "\nState:\tZ" in state:  # dead, waiting for whoever adopted it to reap it
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail(f"the worker {worker} outlived its orchestrator")

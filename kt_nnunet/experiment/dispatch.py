@@ -87,9 +87,12 @@ class Dispatcher:
             while self._advance():
                 pass
         except KeyboardInterrupt:
-            if self.running:
+            if self.running and self.executor.jobs_outlive_the_orchestrator:
                 self.console.say(f"stopped; {len(self.running)} job(s) go on running. Run the same command again "
                                  "to wait for them (they are found again, not submitted twice).")
+            elif self.running:
+                self.console.say(f"stopped, and {len(self.running)} running step(s) with it. Run the same command "
+                                 "again to resume them (finished work is kept).")
             raise
         finally:
             self.executor.close()

@@ -56,7 +56,7 @@ def create_executor(name: str, runner):
 
 
 register_executor("serial", None, "one step after another in this process (the default)")
-register_executor("local", "kt_nnunet.experiment.executors.submitit_executors:LocalExecutor",
+register_executor("local", "kt_nnunet.experiment.executors.local_pool:LocalExecutor",
                   "up to `workers` steps at once on this machine, each with its share of the cores and its own GPU")
 register_executor("slurm", "kt_nnunet.experiment.executors.submitit_executors:SlurmExecutor",
                   "every step a SLURM job, submitted with submitit (pip install 'kt-nnunet[slurm]')")

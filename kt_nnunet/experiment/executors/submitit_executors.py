@@ -1,11 +1,12 @@
-"""The ``local`` and ``slurm`` executors: submitit submits each step job, and keeps its pickled call, its
-stdout/stderr and its pickled result in a folder of its own under ``<output>/jobs/``.
+"""The ``slurm`` executor: submitit submits each step job, and keeps its pickled call, its stdout/stderr and its
+pickled result in a folder of its own under ``<output>/jobs/``. (``local`` runs its steps in worker processes of
+the orchestrator instead, ``local_pool.py``.)
 
 A pickled call is code, so ``jobs/`` is created private to the user (mode 700), and every job starts through
 ``kt_nnunet.experiment.executors.job_guard``, which refuses a job folder that anyone else can write to before
 submitit unpickles anything from it.
 
-Whether a job has ended is read from its result file and, on SLURM, from ``squeue`` (one call per poll for all
+Whether a job has ended is read from its result file and from ``squeue`` (one call per poll for all
 jobs; ``sacct`` needs an accounting database that small clusters do not run).
 """
 from __future__ import annotations
@@ -104,9 +105,10 @@ class SubmittedJob:
 
 
 class SubmititExecutor:
-    """What ``local`` and ``slurm`` share: job folders, submission, re-attaching to recorded jobs."""
+    """A submitit engine's executor: job folders, submission, re-attaching to recorded jobs."""
 
     name = ""
+    jobs_outlive_the_orchestrator = True
 
     def __init__(self, runner):
         try:
@@ -169,62 +171,6 @@ class SubmititExecutor:
 
     def close(self) -> None:
         """The orchestrator stops (a failure or Ctrl-C): jobs go on and are found again by the next run."""
-
-
-class LocalExecutor(SubmititExecutor):
-    """Up to ``workers`` steps at once on this machine, each pinned to its share of the cores (and a GPU)."""
-
-    name = "local"
-
-    def __init__(self, runner):
-        super().__init__(runner)
-        from kt_nnunet.devices import usable_cores
-
-        cores = sorted(os.sched_getaffinity(0))
-        gpus = self._gpus()
-        self.workers = self.settings.workers or (len(gpus) if gpus else 2)
-        share = self.config.threads or max(1, usable_cores() // self.workers)
-        self.slots = [(tuple(cores[(i * share) % len(cores):(i * share) % len(cores) + share]),
-                       gpus[i % len(gpus)] if gpus else None) for i in range(self.workers)]
-
-    def _gpus(self) -> list:
-        if not self.config.device.startswith("cuda"):
-            return []
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())]
-
-    def _free_slot(self) -> Optional[int]:
-        taken = {h.slot for h in self.running}
-        return next((i for i in range(self.workers) if i not in taken), None)
-
-    def can_submit(self, kind: str) -> bool:
-        return self._free_slot() is not None
-
-    def prepare(self, job: StepJob, kind: str) -> tuple[StepJob, Optional[int]]:
-        from dataclasses import replace
-
-        slot = self._free_slot()
-        cores, gpu = self.slots[slot]
-        return replace(job, cores=cores, gpu=gpu), slot
-
-    def submitit_executor(self, folder: Path, kind: str):
-        import submitit
-
-        executor = submitit.LocalExecutor(folder=folder, python=self.python_command())
-        executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, gpus_per_node=0)
-        return executor
-
-    def alive(self, handle: SubmittedJob) -> bool:
-        """The job's controller process (its pid is the job id) still runs."""
-        try:
-            os.kill(int(handle.job_id), 0)
-        except (OSError, ValueError):
-            return False
-        try:
-            return "submitit" in Path(f"/proc/{handle.job_id}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            return True
 
 
 class SlurmExecutor(SubmititExecutor):
