@@ -1,4 +1,4 @@
-"""The command line: version, architecture and plugin listings, env exports."""
+"""The command line: version, architecture and plugin listings, env exports, and bad options as one error line."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""Resuming interrupted runs, --num-parts sharding and torchrun ranks: always the labels of one plain run."""
+"""Resuming interrupted runs, --num-parts sharding and torchrun ranks: always the labels of one plain run; the
+hidden work folder they share is never lost to a race, a retry or a killed finalisation."""
 from __future__ import annotations
 
 import json

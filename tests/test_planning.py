@@ -1,4 +1,5 @@
-"""Plans files for non-default architectures (fast: a real nnU-Net 2d plans file, no preprocessing)."""
+"""Plans files for non-default architectures (fast: a real nnU-Net 2d plans file, no preprocessing), and their
+--arch-kwargs checked against the architecture."""
 from __future__ import annotations
 
 import copy
