@@ -48,4 +48,9 @@ def test_force_still_replaces_what_kt_nnunet_wrote(tmp_path):
     check_replaceable(labelled)
     (tmp_path / "Dataset842_Empty" / "imagesTr").mkdir(parents=True)
     check_replaceable(tmp_path / "Dataset842_Empty")
-    tiny_dataset(840, "Ours", tmp_path, num_train=2, num_test=0, force=True)
+    for dataset_id, name in ((840, "Ours"), (841, "Labelled"), (842, "Empty")):  # and --force does replace them
+        replaced = tiny_dataset(dataset_id, name, tmp_path, num_train=2, num_test=0, force=True)
+        assert replaced == tmp_path / f"Dataset{dataset_id}_{name}"
+        assert sorted(p.name for p in (replaced / "labelsTr").iterdir()) == ["case_000.nii.gz", "case_001.nii.gz"]
+        assert json.loads((replaced / "dataset.json").read_text())["numTraining"] == 2
+        assert not (replaced / "provenance.json").exists()
