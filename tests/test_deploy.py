@@ -256,11 +256,14 @@ def test_predict_overlaps_reading_and_reports_forward_time(images, tmp_path):
     assert seen == [(1, 3, "case_000"), (2, 3, "case_001"), (3, 3, "case_002")]
     assert result.batch_size == 3 and result.threads == 1 and result.cases_per_second > 0
     assert 0 < result.forward_seconds <= result.seconds
-    assert not list((tmp_path / "out").glob(".partial-*"))
+    cases = ["case_000.nii.gz", "case_001.nii.gz", "case_002.nii.gz"]  # one per image of `images`
+    # one label file per image and nothing else: no `.partial-*` file left behind, and something was written
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == cases
     # batch size does not change the labels
     predict(model, images, tmp_path / "b1", batch_size=1)
     one, three = _labels(tmp_path / "b1"), _labels(tmp_path / "out")
-    assert all((one[n] == three[n]).all() for n in one)
+    assert list(one) == list(three) == cases
+    assert all(one[n].shape == (64, 64) and (one[n] == three[n]).all() for n in one)
 
 
 # ------------------------------------------------------------------------------------------ report

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import yaml
+from refusals import hand_labelled_dataset, one_error_line, write_experiment_config
 
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.experiment import (
@@ -275,3 +277,102 @@ def test_a_teacher_may_have_its_own_configuration_offline_only(tmp_path):
         parse_config(dict(data, transfer={"mode": "online"}), base_dir=tmp_path)
     with pytest.raises(ExperimentConfigError, match="teachers.0..configuration"):
         parse_config(changed(["teachers", 0], {"architecture": "unet", "configuration": "4d"}), base_dir=tmp_path)
+
+
+def test_a_finetune_folder_that_is_the_test_dataset_is_refused(nnunet_env, tmp_path):
+    """The fine-tune/test leak check compared ids or paths only, so a folder path and an id passed."""
+    from kt_nnunet.experiment.config import parse_config
+    from kt_nnunet.experiment.schema import ExperimentConfigError
+
+    from kt_nnunet.data import tiny_dataset
+
+    raw = nnunet_env["nnUNet_raw"]
+    for folder in ("Dataset501_Src", "Dataset502_Trans"):
+        (raw / folder).mkdir()
+    tiny_dataset(503, "Test", raw, num_train=2, num_test=0)  # the fine-tune set needs its 2 cases
+    (tmp_path / "alias").symlink_to(raw / "Dataset503_Test")
+    data = {"name": "tiny", "output": "runs/tiny", "source": 501, "transferal": 502,
+            "test": {"dataset": 503, "split": "train"},
+            "budget": {"epochs": 1, "iterations_per_epoch": 2, "val_iterations_per_epoch": 1},
+            "teachers": [{"architecture": "unet"}], "students": ["light_unet"],
+            "modes": ["single_teacher", "kt_finetune"],
+            "finetune": {"dataset": str(tmp_path / "alias"), "split": "train", "cases": 2}}
+    config = parse_config(data, source="exp.yaml", base_dir=tmp_path)
+    with pytest.raises(ExperimentConfigError, match=r"^exp\.yaml: finetune\.dataset: is the test set"):
+        config.check_inputs()
+    data["test"]["split"] = "test"  # other split of the same dataset: no leak
+    parse_config(data, source="exp.yaml", base_dir=tmp_path).check_inputs()
+
+
+def test_arch_kwargs_are_checked_when_the_config_is_read(tmp_path):
+    """An experiment's arch_kwargs typo would only fail (or silently train the default) steps later."""
+    from kt_nnunet.experiment.config import parse_config
+    from kt_nnunet.experiment.schema import ExperimentConfigError
+
+    data = {"name": "tiny", "output": "runs/tiny", "source": 501, "transferal": 502,
+            "test": {"dataset": 503, "split": "test"}, "teachers": [{"architecture": "unet"}],
+            "students": [{"architecture": "light_unet", "arch_kwargs": {"base_feature": 8}}],
+            "modes": ["single_teacher"]}
+    with pytest.raises(ExperimentConfigError, match=r"^exp\.yaml: students\[0\]\.arch_kwargs: .*'base_feature'; "
+                                                    r"did you mean 'base_features'"):
+        parse_config(data, source="exp.yaml", base_dir=tmp_path)
+
+
+def _experiment_inputs(raw: Path) -> None:
+    from kt_nnunet.data import tiny_dataset
+
+    for dataset_id, name in ((501, "Src"), (502, "Trans"), (503, "Test")):
+        tiny_dataset(dataset_id, name, raw, num_train=2, num_test=1)
+
+
+@pytest.fixture
+def no_step_runs(monkeypatch):
+    """These configs must be refused before the first step; a step that starts fails the test at once."""
+    from kt_nnunet.experiment.runner import ExperimentRunner
+
+    def execute(self, step):
+        raise AssertionError(f"step {step.name} ran before the config was refused")
+
+    monkeypatch.setattr(ExperimentRunner, "execute", execute)
+
+
+def test_finetune_cases_beyond_the_dataset_are_refused_before_any_step(nnunet_env, tmp_path, no_step_runs):
+    """`finetune.cases` larger than the fine-tune dataset was refused only after every model was trained,
+    when the fine-tune subset was made."""
+    _experiment_inputs(nnunet_env["nnUNet_raw"])
+    config = write_experiment_config(tmp_path, tmp_path / "run", "ft.yaml", modes=["single_teacher", "kt_finetune"],
+                                finetune={"dataset": 503, "split": "train", "cases": 5})
+    one_error_line(["experiment", str(config)], "ft.yaml: finetune.cases: 5 cases asked for",
+                    "Dataset503_Test has only 2 labelled case(s) in its train split", "choose at most 2")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("case", ["another name has the id", "an input has the id", "a hand-made folder"])
+def test_a_derived_dataset_id_clash_is_refused_before_any_step(nnunet_env, tmp_path, no_step_runs, case):
+    """A `derived_dataset_ids` clash was found only at the first label step, after the teachers trained."""
+    raw = nnunet_env["nnUNet_raw"]
+    _experiment_inputs(raw)
+    changes, expected = {
+        "another name has the id": ({}, [str(nnunet_env["nnUNet_preprocessed"] / "Dataset800_Other"),
+                                         "already has id 800"]),
+        "an input has the id": ({"derived_dataset_ids": 502}, ["derived_dataset_ids: 502 gives", "which transferal"]),
+        "a hand-made folder": ({}, [str(raw / "Dataset800_tiny_labels_teacher_unet"), "kt-nnunet did not write it"]),
+    }[case]
+    if case == "another name has the id":  # planned by someone else: nnU-Net would mix the two up
+        (nnunet_env["nnUNet_preprocessed"] / "Dataset800_Other").mkdir()
+    if case == "a hand-made folder":
+        hand_labelled_dataset(raw / "Dataset800_tiny_labels_teacher_unet")
+    config = write_experiment_config(tmp_path, tmp_path / "run", "ids.yaml", **changes)
+    one_error_line(["experiment", str(config)], "ids.yaml: derived_dataset_ids: ", *expected,
+                    "choose derived_dataset_ids so that ids")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_refused_config_leaves_no_output_folder(nnunet_env, tmp_path, monkeypatch, no_step_runs):
+    """Refused configs left an empty output folder (and, with nnU-Net's variables unset, its empty
+    nnUNet_raw/preprocessed/results)."""
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.delenv(variable)  # the experiment's own nnU-Net folders: none holds the inputs yet
+    config = write_experiment_config(tmp_path, tmp_path / "runs" / "tiny", "missing.yaml")
+    one_error_line(["experiment", str(config)], "missing.yaml: source: dataset 501 is not in nnUNet_raw")
+    assert not (tmp_path / "runs").exists()

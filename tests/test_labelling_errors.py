@@ -4,10 +4,13 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
-from labelling_teachers import teachers, transferal  # noqa: F401  (fixtures)
+from click.testing import CliRunner
+from labelling_teachers import make_model_folder, nnunet_plans, teachers, transferal, with_architecture  # noqa: F401
+from refusals import one_error_line
 
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.labelling import (ChannelMismatchError, LabellingError, LabelMapError, OutputStateError,
@@ -137,3 +140,66 @@ def test_cli_fusion_choices_are_the_fusion_methods():
     from kt_nnunet.teachers.methods import FUSION_METHODS
 
     assert choices == FUSION_METHODS
+
+
+def _edit_checkpoint(folder: Path, change) -> None:
+    path = folder / "fold_0" / "checkpoint_final.pth"
+    checkpoint = torch.load(path, weights_only=False)  # our own fixture file
+    change(checkpoint)
+    torch.save(checkpoint, path)
+
+
+def _edit_plans(folder: Path, change) -> None:
+    plans = json.loads((folder / "plans.json").read_text())
+    change(plans)
+    (folder / "plans.json").write_text(json.dumps(plans))
+
+
+BROKEN_TEACHERS = {
+    "plans_a_list": lambda f: (f / "plans.json").write_text("[]"),
+    "plans_without_configurations": lambda f: _edit_plans(f, lambda p: p.pop("configurations")),
+    "plans_without_patch_size": lambda f: _edit_plans(f, lambda p: p["configurations"]["2d"].pop("patch_size")),
+    "unknown_reader": lambda f: _edit_plans(f, lambda p: p.update(image_reader_writer="NoSuchIO")),
+    "unknown_normalization": lambda f: _edit_plans(f, lambda p: p["configurations"]["2d"].update(
+        normalization_schemes=["NoSuchNormalization"])),
+    "dataset_json_without_labels": lambda f: (f / "dataset.json").write_text('{"channel_names": {"0": "x"}}'),
+    "checkpoint_without_init_args": lambda f: _edit_checkpoint(f, lambda c: c.pop("init_args")),
+    "weights_of_another_shape": lambda f: _edit_checkpoint(f, lambda c: c.update(
+        network_weights={k: v[:1] for k, v in c["network_weights"].items()})),
+    "weights_missing_a_tensor": lambda f: _edit_checkpoint(f, lambda c: c["network_weights"].pop(
+        next(iter(c["network_weights"])))),
+    "checkpoint_truncated": lambda f: (f / "fold_0/checkpoint_final.pth").write_bytes(
+        (f / "fold_0/checkpoint_final.pth").read_bytes()[:500]),
+}
+
+
+def test_broken_teacher_folders_give_one_error_line_naming_the_file(nnunet_env, transferal, tmp_path):  # noqa: F811
+    """Checkpoints and plans from others: broken teacher folders fed to `kt-nnunet label` give one `Error:`
+    line naming the folder's file, not a traceback from inside nnU-Net on the first image."""
+    from kt_nnunet.cli import main
+
+    good = make_model_folder(tmp_path / "good", with_architecture(nnunet_plans(), "light_unet"))
+    failures = []
+    for index, (name, mutate) in enumerate(BROKEN_TEACHERS.items()):
+        teacher = tmp_path / name
+        shutil.copytree(good, teacher)
+        mutate(teacher)
+        result = CliRunner().invoke(main, ["label", "--teacher", str(teacher), "--images", str(transferal), "--out",
+                                           f"Dataset{840 + index}_Out", "--no-tta", "--no-progress"])
+        lines = result.output.strip().splitlines()
+        if (result.exit_code != 1 or "Traceback" in result.output or len(lines) != 1
+                or not lines[0].startswith("Error: ") or str(teacher) not in lines[0]):
+            failures.append(f"{name}: exit {result.exit_code}, {type(result.exception).__name__}: "
+                            f"{result.output.strip()[-300:]}")
+    assert not failures, "\n".join(failures)
+    assert sorted(p.name for p in nnunet_env["nnUNet_raw"].iterdir()) == []
+
+
+def test_label_checks_its_options_before_creating_the_work_folder(nnunet_env, teachers, transferal,  # noqa: F811
+                                                                  tmp_path):
+    """--step-size, --device and the images are checked before the hidden work folder exists."""
+    base = ["label", "--teacher", str(teachers["unet"]), "--images", str(transferal), "--out",
+            str(tmp_path / "out" / "Dataset834_Order"), "--no-tta", "--no-progress"]
+    for bad in (["--step-size", "2"], ["--device", "tpu"], ["--num-parts", "2", "--part-id", "5"]):
+        one_error_line(base + bad)
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir()), bad

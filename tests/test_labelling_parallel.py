@@ -1,4 +1,5 @@
-"""Resuming interrupted runs, --num-parts sharding and torchrun ranks: always the labels of one plain run."""
+"""Resuming interrupted runs, --num-parts sharding and torchrun ranks: always the labels of one plain run; the
+hidden work folder they share is never lost to a race, a retry or a killed finalisation."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +147,91 @@ def test_torchrun_ranks_equal_one_run(teachers, transferal, reference, tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "part 1/2" in result.stdout and "part 2/2" in result.stdout
     assert_same_dataset(out, reference)
+
+
+def test_an_unfinished_run_without_a_finished_case_is_replaced_without_asking(tmp_path):
+    """A refused label command left a work folder; the corrected command was refused as 'other settings'."""
+    from kt_nnunet.labelling import OutputStateError
+    from kt_nnunet.labelling.output import LabelledDatasetWriter
+
+    target = tmp_path / "Dataset833_Retry"
+    assert LabelledDatasetWriter(target, {"tile_step_size": 0.0}, ".nii.gz").prepare(force=False)
+    corrected = LabelledDatasetWriter(target, {"tile_step_size": 0.5}, ".nii.gz")
+    assert corrected.prepare(force=False)
+    assert json.loads((corrected.state / "settings.json").read_text()) == {"tile_step_size": 0.5}
+    (corrected.state / "cases" / "case_000.json").write_text("{}")  # now it has work to lose: ask first
+    with pytest.raises(OutputStateError, match="unfinished labelling run with other settings.*--force"):
+        LabelledDatasetWriter(target, {"tile_step_size": 0.25}, ".nii.gz").prepare(force=False)
+
+
+def test_a_part_never_removes_the_work_folder_another_part_is_creating(tmp_path, monkeypatch):
+    """Two `--num-parts` processes started in the same instant: one deleted the other's half-created
+    work folder, which then died with FileNotFoundError (5 of 300 trials). Here part 1 runs its whole
+    ``prepare()`` while part 0 is paused right after its first mkdir."""
+    import threading
+
+    from kt_nnunet.labelling.output import LabelledDatasetWriter
+
+    target = tmp_path / "Dataset836_Race"
+    settings = {"tile_step_size": 0.5}
+    paused, second_done = threading.Event(), threading.Event()
+    real_mkdir, real_rmtree = os.mkdir, shutil.rmtree
+    removed, failures, results = [], [], {}
+
+    def mkdir(path, *args, **kwargs):
+        real_mkdir(path, *args, **kwargs)
+        if threading.current_thread().name == "part0" and not paused.is_set():
+            paused.set()
+            second_done.wait(timeout=1)  # part 1 prepares now, unless it has to wait for part 0
+
+    def rmtree(path, *args, **kwargs):
+        removed.append(Path(path))
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+
+    def part(index):
+        try:
+            results[index] = LabelledDatasetWriter(target, settings, ".nii.gz").prepare(force=False)
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            failures.append(f"part {index}: {type(exc).__name__}: {exc}")
+        finally:
+            if index == 1:
+                second_done.set()
+
+    first = threading.Thread(target=part, args=(0,), name="part0")
+    first.start()
+    assert paused.wait(timeout=10)
+    second = threading.Thread(target=part, args=(1,), name="part1")
+    second.start()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    work = LabelledDatasetWriter(target, settings, ".nii.gz").work
+    assert not failures, failures
+    assert results == {0: True, 1: True}
+    assert [p for p in removed if p == work or work in p.parents] == []
+    assert json.loads((work / ".kt-state" / "settings.json").read_text()) == settings
+    assert (work / "imagesTr").is_dir() and (work / "labelsTr").is_dir() and (work / ".kt-state/cases").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [work.name]  # no staging folder or lock file left
+
+
+def test_a_killed_finalisation_leaves_no_temporary_file_in_the_published_dataset(tmp_path):
+    """A kill during finalisation left `.provenance.json.*.tmp` in the work folder, and the resumed run
+    moved it into the final dataset."""
+    from kt_nnunet.labelling.output import LabelledDatasetWriter
+
+    writer = LabelledDatasetWriter(tmp_path / "Dataset837_Final", {"tile_step_size": 0.5}, ".nii.gz")
+    assert writer.prepare(force=False)
+    writer.write_label("case_000", lambda path: Path(path).write_bytes(b"label"))
+    writer.finish_case("case_000", {})
+    (writer.work / ".provenance.json.k1ll3d0k.tmp").write_text('{"half": ')  # what the killed run left
+    (writer.work / "labelsTr" / ".case_000.nii.gz.a1b2c3d4.tmp").write_bytes(b"torn")
+
+    def metadata(folder, records):
+        (folder / "dataset.json").write_text("{}")
+        (folder / "provenance.json").write_text(json.dumps({"settings_fingerprint": writer.fingerprint}))
+
+    assert writer.finalize(["case_000"], metadata)
+    published = sorted(str(p.relative_to(writer.target)) for p in writer.target.rglob("*"))
+    assert published == ["dataset.json", "imagesTr", "labelsTr", "labelsTr/case_000.nii.gz", "provenance.json"]

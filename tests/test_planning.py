@@ -1,4 +1,5 @@
-"""Plans files for non-default architectures (fast: a real nnU-Net 2d plans file, no preprocessing)."""
+"""Plans files for non-default architectures (fast: a real nnU-Net 2d plans file, no preprocessing), and their
+--arch-kwargs checked against the architecture."""
 from __future__ import annotations
 
 import copy
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from refusals import one_error_line
 
 from kt_nnunet.cli import main
 from kt_nnunet.nnunet.planning import PlanningError
@@ -77,3 +79,28 @@ def test_plan_cli_prints_the_stock_commands(planned_dataset):
     assert "-p ktPlans_light_unet -tr nnUNetTrainer -f 0 -device cpu" in stock.output
     bad = CliRunner().invoke(main, ["plan", "Dataset990_Tiny", "--arch", "unett"])
     assert bad.exit_code == 1 and "Did you mean 'unet'?" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    ('{"base_feature": 4}', ["no option 'base_feature'", "did you mean 'base_features'"]),
+    ('{"base_features": "x"}', ["'base_features' must be a whole number of at least 1", "'x'"]),
+    ('{"base_features": -4}', ["'base_features' must be a whole number of at least 1", "-4"]),
+    ('{"downsample": 2}', ["'downsample' must be a string"]),
+])
+@pytest.mark.parametrize("command", ["plan", "transfer"])
+def test_arch_kwargs_are_checked_against_the_architecture(nnunet_env, kwargs, expected, command):
+    """A misspelt --arch-kwargs name trained the default network; wrong values crashed after planning."""
+    args = (["plan", "Dataset612_Options", "--arch", "unet"] if command == "plan"
+            else ["transfer", "--dataset", "Dataset612_Options", "--arch", "unet"])
+    one_error_line(args + ["--arch-kwargs", kwargs], "--arch-kwargs", *expected)
+    assert not any(nnunet_env["nnUNet_preprocessed"].iterdir())
+
+
+def test_every_architecture_accepts_its_own_default_options():
+    """The check must not refuse what the architectures declare (or nnU-Net's constructor names)."""
+    from kt_nnunet.registry import get_architecture, list_architectures
+
+    for name in list_architectures():
+        spec = get_architecture(name) if isinstance(name, str) else name
+        spec.check_options({**spec.default_kwargs, **spec.tiny_kwargs})
+    get_architecture("nnunet_plain").check_options({"n_conv_per_stage": [1, 1]})

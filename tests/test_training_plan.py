@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from refusals import one_error_line
 
 from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.teachers.methods import FusionSettings
@@ -74,3 +75,26 @@ def test_a_plan_pickled_here_trains_in_another_process_from_the_object_alone(nnu
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert Path(result.stdout.strip().splitlines()[-1]) == plan.model_folder()
     assert (plan.model_folder() / "fold_0" / "checkpoint_final.pth").is_file()
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--iterations", "--val-iterations"])
+@pytest.mark.parametrize("command", ["plan", "transfer", "finetune"])
+def test_budgets_below_one_are_refused_by_the_cli(nnunet_env, tmp_path, command, option):
+    """--epochs 0 was written into the plans; transfer --epochs 0 raised ZeroDivisionError."""
+    args = {"plan": ["plan", "Dataset612_Options", "--arch", "unet"],
+            "transfer": ["transfer", "--dataset", "Dataset612_Options", "--arch", "unet"],
+            "finetune": ["finetune", "--model", str(tmp_path), "--dataset", "Dataset612_Options"]}[command]
+    one_error_line(args + [option, "0"], f"{option} must be a whole number of at least 1, got 0")
+    assert not any(nnunet_env["nnUNet_preprocessed"].iterdir())
+
+
+def test_the_api_refuses_budgets_below_one_too(nnunet_env):
+    """The Python API is checked as well, not only the CLI."""
+    from kt_nnunet.training.plans import write_architecture_plans
+    from kt_nnunet.training.settings import Budget
+    from kt_nnunet.training.transferring import prepare_transfer
+
+    with pytest.raises(KtNnunetError, match="--epochs must be a whole number of at least 1"):
+        write_architecture_plans("Dataset612_Options", "unet", budget=Budget(epochs=0))
+    with pytest.raises(KtNnunetError, match="--iterations must be a whole number of at least 1"):
+        prepare_transfer([], "Dataset612_Options", "unet", budget=Budget(iterations_per_epoch=-1))
