@@ -52,6 +52,7 @@ import time
 from pathlib import Path
 
 from kt_nnunet.training.settings import Budget  # imports neither torch nor nnU-Net
+from kt_nnunet.teachers.methods import FusionSettings  # imports neither torch nor nnU-Net
 
 # The first 3 label in the speed comparison; all 5 in the k=5 memory probe.
 ARCHITECTURES = ("nnunet_plain", "segresnet", "attention_unet", "unet", "light_unet")
@@ -208,7 +209,7 @@ def memory_probe(teachers: list, images: str, out: str) -> None:
     from kt_nnunet.labelling.images import resolve_images
     from kt_nnunet.nnunet.raw_dataset import read_images
 
-    labeller = Labeller(teachers, device="cpu", tta=False)
+    labeller = Labeller(teachers, device="cpu", fusion=FusionSettings(tta=False))
     # Warm-up on a 64x64 crop: each network's one-time lazy allocations (kernel caches) belong to loading it.
     transferal = resolve_images(images)
     image, properties = read_images(next(iter(transferal.cases.values())), reader=labeller.reader_writer)

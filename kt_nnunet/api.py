@@ -234,10 +234,12 @@ def label(teachers, images, out, *, fusion: str = "mean", weights: Optional[Sequ
     ``copy_images`` copies instead of hard-linking. See ``kt_nnunet.labelling.label_dataset``.
     """
     from kt_nnunet.labelling.api import label_dataset
+    from kt_nnunet.teachers.methods import FusionSettings
 
     images = _labelled_folder(images, "images")
-    return label_dataset([_teacher_text(t) for t in _teachers(teachers)], images, out, fusion=fusion, weights=weights,
-                         min_confidence=min_confidence, tta=tta, save_probabilities=save_probabilities,
+    return label_dataset([_teacher_text(t) for t in _teachers(teachers)], images, out,
+                         fusion=FusionSettings(fusion, weights, min_confidence, tta),
+                         save_probabilities=save_probabilities,
                          device=_device(device), force=force, label_map=label_map, num_parts=num_parts,
                          part_id=part_id, checkpoint=checkpoint, tile_step_size=tile_step_size,
                          copy_images=copy_images, progress=progress, distributed=distributed)

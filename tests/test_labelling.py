@@ -14,8 +14,11 @@ import torch
 from labelling_teachers import labels_of, read_label, teachers, transferal  # noqa: F401  (fixtures)
 
 from kt_nnunet.labelling import label_dataset, make_fusion
+from kt_nnunet.teachers.methods import FusionSettings
 
 THREE = ("unet", "light", "ct2mm")
+
+NO_TTA = FusionSettings(tta=False)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +101,8 @@ def test_three_teachers_mean_fusion_equals_stock_ensemble(teachers, transferal, 
 @pytest.mark.parametrize("method,kwargs", [("weighted", {"weights": [0.5, 0.3, 0.2]}), ("majority", {}),
                                            ("staple", {})])
 def test_other_fusions_follow_the_fusion_rule(teachers, transferal, stock, tmp_path, method, kwargs):  # noqa: F811
-    result = label_dataset([teachers[n] for n in THREE], transferal, tmp_path / "Dataset811_Fused", fusion=method,
-                           progress=False, **kwargs)
+    result = label_dataset([teachers[n] for n in THREE], transferal, tmp_path / "Dataset811_Fused",
+                           fusion=FusionSettings(method, **kwargs), progress=False)
     for case_file, labels in labels_of(result.dataset).items():
         fusion = make_fusion(method, 3, **kwargs)
         for name in THREE:
@@ -116,7 +119,8 @@ def test_min_confidence_writes_the_ignore_label(teachers, transferal, tmp_path):
     from kt_nnunet.nnunet.inference import verify_dataset_integrity
 
     result = label_dataset([teachers[n] for n in THREE], transferal, tmp_path / "Dataset812_Ignore",
-                           min_confidence=0.9, tta=False, save_probabilities=True, progress=False)
+                           fusion=FusionSettings(min_confidence=0.9, tta=False), save_probabilities=True,
+                           progress=False)
     dataset_json = json.loads((result.dataset / "dataset.json").read_text())
     assert dataset_json["labels"] == {"background": 0, "class1": 1, "class2": 2, "ignore": 3}
     all_labels = np.concatenate([a.ravel() for a in labels_of(result.dataset).values()])
@@ -133,7 +137,7 @@ def test_min_confidence_writes_the_ignore_label(teachers, transferal, tmp_path):
 def test_label_map_reconciles_renamed_labels(teachers, transferal, tmp_path):  # noqa: F811
     label_map = {"1": {"organ": "class1", "lesion": "class2"}}
     mapped = label_dataset([teachers["unet"], teachers["renamed"]], transferal, tmp_path / "Dataset813_Mapped",
-                           label_map=label_map, tta=False, progress=False)
+                           label_map=label_map, fusion=NO_TTA, progress=False)
     assert json.loads((mapped.dataset / "dataset.json").read_text())["labels"] == \
         {"background": 0, "class1": 1, "class2": 2}
     assert json.loads(mapped.provenance.read_text())["fusion"]["label_map"] == label_map
@@ -142,7 +146,7 @@ def test_label_map_reconciles_renamed_labels(teachers, transferal, tmp_path):  #
     merge = {"labels": {"background": 0, "fg": 1}, "0": {"class1": "fg", "class2": "fg"},
              "1": {"organ": "fg", "lesion": "fg"}}
     merged = label_dataset([teachers["unet"], teachers["renamed"]], transferal, tmp_path / "Dataset814_Merged",
-                           label_map=json.dumps(merge), tta=False, progress=False)
+                           label_map=json.dumps(merge), fusion=NO_TTA, progress=False)
     assert json.loads((merged.dataset / "dataset.json").read_text())["labels"] == {"background": 0, "fg": 1}
     for name, labels in labels_of(merged.dataset).items():
         assert set(np.unique(labels)) <= {0, 1}

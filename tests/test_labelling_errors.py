@@ -16,10 +16,12 @@ from kt_nnunet.errors import KtNnunetError
 from kt_nnunet.labelling import (ChannelMismatchError, LabellingError, LabelMapError, OutputStateError,
                                  TeacherMismatchError, label_dataset)
 from kt_nnunet.nnunet.model_folder import ModelFolderError
+from kt_nnunet.teachers.methods import FusionSettings
 
 
-def run(teacher_list, images, out, **kwargs):
-    return label_dataset(teacher_list, images, out, tta=False, progress=False, **kwargs)
+def run(teacher_list, images, out, fusion: str = "mean", weights=None, min_confidence=None, **kwargs):
+    return label_dataset(teacher_list, images, out, fusion=FusionSettings(fusion, weights, min_confidence, tta=False),
+                         progress=False, **kwargs)
 
 
 def test_teachers_with_different_labels_are_refused(teachers, transferal, tmp_path):  # noqa: F811

@@ -16,8 +16,9 @@ from labelling_teachers import labels_of, teachers, transferal  # noqa: F401  (f
 
 from kt_nnunet.labelling import label_dataset
 from kt_nnunet.labelling.output import LabelledDatasetWriter
+from kt_nnunet.teachers.methods import FusionSettings
 
-SETTINGS = {"fusion": "staple", "tta": False, "save_probabilities": True}
+SETTINGS = {"fusion": FusionSettings("staple", tta=False), "save_probabilities": True}
 CASES = ["case_000", "case_001", "case_002", "case_003"]
 
 
@@ -86,6 +87,7 @@ def test_a_killed_run_leaves_nothing_half_written(teachers, transferal, referenc
     script = textwrap.dedent(f"""
         import os, signal
         from kt_nnunet.labelling import label_dataset
+        from kt_nnunet.teachers.methods import FusionSettings
         real_replace, count = os.replace, []
         def replace(src, dst):
             if str(dst).endswith(".nii.gz") and "labelsTr" in str(dst):

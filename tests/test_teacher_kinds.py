@@ -14,6 +14,8 @@ import warnings
 
 import numpy as np
 import pytest
+
+from kt_nnunet.teachers.methods import FusionSettings
 from fake_plugins import THRESHOLD_KIND_PLUGIN
 from labelling_teachers import labels_of, read_label, teachers, transferal  # noqa: F401  (fixtures)
 
@@ -153,21 +155,21 @@ def hard_predictions(stock_predictions, tmp_path):
 
 def test_label_maps_fuse_by_vote_and_warn_under_mean(hard_predictions, teachers, transferal, reference, tmp_path):  # noqa: F811
     alone = label_dataset([f"predictions:{hard_predictions}"], transferal, tmp_path / "Dataset877_Hard",
-                          fusion="majority", progress=False)
+                          fusion=FusionSettings("majority"), progress=False)
     for case, labels in labels_of(reference["ct2mm"]).items():
         assert np.array_equal(labels_of(alone.dataset)[case], labels), case
     with pytest.warns(Warning, match=r"give label maps, not probabilities: mean fusion takes them as one-hot"):
         label_dataset([teachers["unet"], hard_predictions], transferal, tmp_path / "Dataset878_Mean",
                       progress=False)
     staple = label_dataset([teachers["unet"], teachers["light"], hard_predictions], transferal,
-                           tmp_path / "Dataset879_Staple", fusion="staple", progress=False)
+                           tmp_path / "Dataset879_Staple", fusion=FusionSettings("staple"), progress=False)
     assert staple.complete and len(labels_of(staple.dataset)) == 4
 
 
 def test_a_changed_prediction_file_invalidates_the_labelling(hard_predictions, transferal, tmp_path):  # noqa: F811
     out = tmp_path / "Dataset880_Resume"
-    label_dataset([hard_predictions], transferal, out, fusion="majority", progress=False)
-    again = label_dataset([hard_predictions], transferal, out, fusion="majority", progress=False)
+    label_dataset([hard_predictions], transferal, out, fusion=FusionSettings("majority"), progress=False)
+    again = label_dataset([hard_predictions], transferal, out, fusion=FusionSettings("majority"), progress=False)
     assert again.labelled == [] and len(again.skipped) == 4  # unchanged: nothing to redo
     file = hard_predictions / "case_002.nii.gz"
     labels = read_label(file)
@@ -177,7 +179,7 @@ def test_a_changed_prediction_file_invalidates_the_labelling(hard_predictions, t
     image.CopyInformation(sitk.ReadImage(str(file)))
     sitk.WriteImage(image, str(file))
     with pytest.raises(Exception, match="not labelled with these settings; pass --force"):
-        label_dataset([hard_predictions], transferal, out, fusion="majority", progress=False)
+        label_dataset([hard_predictions], transferal, out, fusion=FusionSettings("majority"), progress=False)
 
 
 def test_predictions_folder_errors_name_the_file(hard_predictions, transferal, tmp_path):  # noqa: F811

@@ -56,9 +56,10 @@ def label(teachers, images, out, fusion, weights, save_probabilities, tta, min_c
     labels its share of the cases.
     """
     from kt_nnunet.labelling import label_dataset
+    from kt_nnunet.teachers.methods import FusionSettings
 
-    result = label_dataset(list(teachers), images, out, fusion=fusion, weights=_parse_weights(weights),
-                           save_probabilities=save_probabilities, tta=tta, min_confidence=min_confidence,
+    settings = FusionSettings(fusion, _parse_weights(weights), min_confidence, tta)
+    result = label_dataset(list(teachers), images, out, fusion=settings, save_probabilities=save_probabilities,
                            label_map=label_map, num_parts=num_parts, part_id=part_id, checkpoint=checkpoint,
                            device=device, tile_step_size=tile_step_size, copy_images=copy_images, force=force,
                            progress=not no_progress)

@@ -341,10 +341,8 @@ class ExperimentRunner:
         existed = (target / "dataset.json").is_file()
         fusion, transfer = step.fusion, self.config.transfer
         result = label_dataset(self._teachers_of(step.teachers, step.repeat),
-                               step.dataset.resolve(self.config.label), out, fusion=fusion.method,
-                               weights=fusion.weights, min_confidence=fusion.min_confidence, tta=fusion.tta,
-                               device=self.config.device, force=self.force, progress=False,
-                               save_probabilities=transfer.soft and not transfer.online)
+                               step.dataset.resolve(self.config.label), out, fusion=fusion,
+                               device=self.config.device, force=self.force, progress=False, save_probabilities=transfer.soft and not transfer.online)
         self.datasets[step.output_name] = out
         self.state["steps"].setdefault(step.name, {})["dataset"] = out
         self.labelling[step.name] = {"dataset": out, "repeat": step.repeat, "teachers": list(step.teachers),

@@ -2,7 +2,7 @@
 
 Public API (imports are lazy, so ``import kt_nnunet.labelling`` stays cheap):
 
-- ``label_dataset(teachers, images, out, fusion=..., ...) -> LabellingResult``: the whole step (the CLI's
+- ``label_dataset(teachers, images, out, fusion=FusionSettings(...), ...) -> LabellingResult``: the whole step (the CLI's
   ``kt-nnunet label`` calls only this);
 - ``Labeller``: opened, checked teachers; ``label_image(image, properties, case)`` fuses them on one image;
 - ``make_fusion`` / ``FUSION_METHODS``: the streaming fusion accumulators;

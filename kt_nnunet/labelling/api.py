@@ -2,7 +2,8 @@
 
     from kt_nnunet.labelling import label_dataset
     result = label_dataset(["nnUNet_results/Dataset501_Src/nnUNetTrainer__nnUNetPlans__2d", "other/model:0,1"],
-                           images="Dataset502_Transfer", out="Dataset503_Labelled", fusion="mean")
+                           images="Dataset502_Transfer", out="Dataset503_Labelled",
+                           fusion=FusionSettings("weighted", weights=(1, 2)))
 
 Each image is read once (with the teachers' nnU-Net reader); every teacher gives class probabilities on the
 image's own grid (a network teacher preprocesses with its own plans, predicts and maps back; a predictions
@@ -32,6 +33,7 @@ from kt_nnunet.labelling.provenance import case_record, write_labelled_metadata
 from kt_nnunet.teachers.base import TeacherOptions
 from kt_nnunet.teachers.compatibility import check_same_inputs
 from kt_nnunet.teachers.labels import parse_label_map, reconcile_labels
+from kt_nnunet.teachers.methods import FusionSettings
 from kt_nnunet.teachers.kinds import open_teachers, resolve_kind
 from kt_nnunet.teachers.spec import TeacherSpec
 from kt_nnunet.nnunet.inference import default_reader_writer_name, reader_writer_class, write_segmentation
@@ -83,9 +85,9 @@ class Labeller:
     image.
     """
 
-    def __init__(self, teachers: Sequence, *, fusion: str = "mean", weights: Optional[Sequence[float]] = None,
-                 tta: bool = True, min_confidence: Optional[float] = None, label_map=None,
+    def __init__(self, teachers: Sequence, *, fusion: FusionSettings = FusionSettings(), label_map=None,
                  checkpoint: str = DEFAULT_CHECKPOINT, device="auto", tile_step_size: float = 0.5):
+        fusion, weights, tta, min_confidence = fusion.method, fusion.weights, fusion.tta, fusion.min_confidence
         if fusion not in FUSION_METHODS:
             raise LabellingError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSION_METHODS)}")
         if min_confidence is not None and not 0.0 < float(min_confidence) <= 1.0:
@@ -289,9 +291,8 @@ def _part_of(group: DistributedGroup, num_parts: int, part_id: int) -> tuple[int
     return num_parts, part_id
 
 
-def label_dataset(teachers: Sequence, images, out, *, fusion: str = "mean",
-                  weights: Optional[Sequence[float]] = None, save_probabilities: bool = False, tta: bool = True,
-                  min_confidence: Optional[float] = None, label_map=None, num_parts: int = 1, part_id: int = 0,
+def label_dataset(teachers: Sequence, images, out, *, fusion: FusionSettings = FusionSettings(),
+                  save_probabilities: bool = False, label_map=None, num_parts: int = 1, part_id: int = 0,
                   checkpoint: str = DEFAULT_CHECKPOINT, device="auto", tile_step_size: float = 0.5,
                   copy_images: bool = False, force: bool = False, progress: bool = True,
                   distributed="auto") -> LabellingResult:
@@ -304,8 +305,9 @@ def label_dataset(teachers: Sequence, images, out, *, fusion: str = "mean",
     images: a folder of images, an nnU-Net dataset folder (its ``imagesTr``), or a dataset id/name in
         ``$nnUNet_raw``.
     out: ``DatasetNNN_Name`` (in ``$nnUNet_raw``) or a path ending in one.
-    fusion: ``mean`` (default), ``weighted`` (needs ``weights``), ``majority`` or ``staple``.
-    min_confidence: voxels whose fused confidence is below it get the ``ignore`` label.
+    fusion: how the teachers are fused (``kt_nnunet.teachers.methods.FusionSettings``): the method (``mean``,
+        the default, ``weighted`` with its ``weights``, ``majority``, ``staple``, ``reliability``), test-time
+        mirroring (``tta``), and ``min_confidence``: voxels fused below it get the ``ignore`` label.
     label_map: reconciles different teacher label sets (dict, JSON string or file; see ``teachers.py``).
     num_parts / part_id: label only every ``num_parts``-th case, starting at ``part_id``; the part that
         finishes last writes dataset.json and provenance.json. Under ``torchrun`` each rank is a part.
@@ -315,7 +317,7 @@ def label_dataset(teachers: Sequence, images, out, *, fusion: str = "mean",
     Re-running with the same settings resumes: finished cases are skipped. The dataset appears only
     when complete. Raises ``KtNnunetError`` subclasses for every user error.
     """
-    labeller = Labeller(teachers, fusion=fusion, weights=weights, tta=tta, min_confidence=min_confidence,
-                        label_map=label_map, checkpoint=checkpoint, device=device, tile_step_size=tile_step_size)
+    labeller = Labeller(teachers, fusion=fusion, label_map=label_map, checkpoint=checkpoint, device=device,
+                        tile_step_size=tile_step_size)
     return labeller.run(images, out, save_probabilities=save_probabilities, num_parts=num_parts, part_id=part_id,
                         copy_images=copy_images, force=force, progress=progress, distributed=distributed)

@@ -86,8 +86,7 @@ def _label_first(teachers, dataset: str, labelled_out, fusion: FusionSettings, d
             "label it with the teachers first, or run `kt-nnunet label` and give the labelled dataset")
     from kt_nnunet.labelling import label_dataset
 
-    result = label_dataset(teachers, dataset, labelled_out, fusion=fusion.method, weights=fusion.weights,
-                           min_confidence=fusion.min_confidence, tta=fusion.tta, device=device, force=force,
+    result = label_dataset(teachers, dataset, labelled_out, fusion=fusion, device=device, force=force,
                            progress=False, save_probabilities=save_probabilities)
     return result.dataset
 
