@@ -66,7 +66,17 @@ def run(root: Path, executor: str, args) -> tuple[float, dict]:
     wall = time.perf_counter() - started
     models = json.loads(Path(results).read_text())["models"]
     dice = {m["name"]: [r["dice_mean"] for r in m.get("repeats") or [m]] for m in models}
-    return wall, dice
+    return wall, dice, step_times(config)
+
+
+def step_times(config: Path) -> list:
+    """``(name, seconds, depends_on)`` of every step of the run of ``config``, as its state.json recorded them."""
+    from kt_nnunet.experiment.config import load_config
+    from kt_nnunet.experiment.steps import plan_steps
+
+    parsed = load_config(config)
+    recorded = json.loads((Path(parsed.output) / "state.json").read_text())["steps"]
+    return [(s.name, recorded.get(s.name, {}).get("seconds") or 0.0, s.depends_on) for s in plan_steps(parsed)]
 
 
 def main() -> None:
@@ -79,13 +89,19 @@ def main() -> None:
     if args.smoke:
         args.epochs, args.iterations, args.repeats = 1, 2, 1
     with tempfile.TemporaryDirectory(prefix="kt-executor-scaling-") as tmp:
-        serial_s, serial_dice = run(Path(tmp) / "serial", "serial", args)
-        local_s, local_dice = run(Path(tmp) / "local", "local", args)
+        serial_s, serial_dice, serial_graph = run(Path(tmp) / "serial", "serial", args)
+        local_s, local_dice, local_graph = run(Path(tmp) / "local", "local", args)
     assert local_dice == serial_dice, f"the executors disagree:\nserial {serial_dice}\nlocal  {local_dice}"
     print(f"experiment: 2 teachers, 1 student, {args.repeats} repeat(s), {args.epochs} epochs x {args.iterations} "
           f"iterations, threads 1; identical Dice under both executors")
     print(f"serial_s={serial_s:.1f} local_s={local_s:.1f} (2 workers on {os.cpu_count()} cores)")
-    print(f"local_over_serial={local_s / serial_s:.3f}")
+    # What the graph itself allows: the serial run's step times scheduled on 2 workers, over their sum.
+    from kt_nnunet.experiment.schedule import simulate
+
+    bound = simulate(serial_graph, 2) / simulate(serial_graph, 1)
+    # How much slower each step ran beside another one than alone (a serial step is not confined to one core).
+    slowdown = sum(t for _, t, _ in local_graph) / sum(t for _, t, _ in serial_graph)
+    print(f"local_over_serial={local_s / serial_s:.3f} graph_allows={bound:.3f} step_slowdown={slowdown:.3f}")
 
 
 if __name__ == "__main__":

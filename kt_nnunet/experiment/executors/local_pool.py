@@ -142,7 +142,8 @@ class LocalExecutor:
     def close(self) -> None:
         """The orchestrator stops: its workers stop with it (a restart resubmits what they were running)."""
         for pool in self.pools.values():
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.kill()
-            pool.shutdown(wait=False, cancel_futures=True)
+            if self.running:  # interrupted: the steps they run stop now, and resume on the next run
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.kill()
+            pool.shutdown(wait=not self.running, cancel_futures=True)
         self.pools.clear()
