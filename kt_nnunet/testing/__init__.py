@@ -26,7 +26,7 @@ name loads its module.
 """
 from __future__ import annotations
 
-import importlib
+from kt_nnunet.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "ArchitectureConformance": "kt_nnunet.testing.conformance",
@@ -45,9 +45,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'kt_nnunet.testing' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports('kt_nnunet.testing', _EXPORTS)

@@ -17,7 +17,7 @@ Imports are lazy: ``import kt_nnunet.training`` does not import nnU-Net.
 """
 from __future__ import annotations
 
-import importlib
+from kt_nnunet.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "train_model": "kt_nnunet.training.supervised", "prepare_training": "kt_nnunet.training.supervised",
@@ -35,9 +35,4 @@ _EXPORTS = {
     "nnUNetTrainerKTFinetune": "kt_nnunet.training.finetuning",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'kt_nnunet.training' has no attribute {name!r}")
+__getattr__ = lazy_exports('kt_nnunet.training', _EXPORTS)

@@ -28,7 +28,7 @@ from kt_nnunet.nnunet.paths import raw_folder
 from kt_nnunet.training.base import nnUNetTrainerKTBase
 from kt_nnunet.training.plans import write_plans
 from kt_nnunet.training.settings import Budget
-from kt_nnunet.training.training_plan import TrainingPlan, train_plan
+from kt_nnunet.training.training_plan import TrainingPlan, check_training_options, train_plan
 
 FINETUNE_KEY = "kt_finetune"
 FINETUNE_PREFIX = "ktFinetune"
@@ -161,11 +161,7 @@ def finetune(model_folder: str | Path, dataset: str | int, *, fold: int | str = 
     ``fold`` is the fold of the labelled dataset to train. An existing finished fold is kept unless ``force``;
     ``continue_training`` resumes it.
     """
-    from kt_nnunet.devices import parse_device
-    from kt_nnunet.nnunet.training_api import check_fold_options
-
-    check_fold_options(force, continue_training, FinetuneError)
-    parse_device(device)  # before preprocessing, which takes minutes
+    check_training_options(force, continue_training, device, FinetuneError)
     plan = prepare_finetune(model_folder, dataset, source_fold=source_fold, checkpoint=checkpoint, budget=budget,
                             seed=seed, from_scratch=from_scratch, force=force, num_processes=num_processes)
     return train_plan(plan, fold=fold, device=device, continue_training=continue_training, force=force,

@@ -17,7 +17,7 @@ from typing import Optional
 
 from kt_nnunet.nnunet.training_api import TrainingError
 from kt_nnunet.training.settings import Budget
-from kt_nnunet.training.training_plan import BUDGET_TRAINER, TrainingPlan, train_plan
+from kt_nnunet.training.training_plan import BUDGET_TRAINER, TrainingPlan, check_training_options, train_plan
 
 
 def prepare_training(dataset: str | int, architecture: str, *, configuration: str = "2d",
@@ -41,11 +41,7 @@ def train_model(dataset: str | int, architecture: str, *, fold: int | str = 0, c
                 num_workers: Optional[int] = 0) -> Path:
     """``prepare_training``, then ``train_plan``; returns the model folder
     (``nnUNet_results/DatasetX/nnUNetTrainerKTBudget__ktPlans_<arch>__<configuration>``)."""
-    from kt_nnunet.devices import parse_device
-    from kt_nnunet.nnunet.training_api import check_fold_options
-
-    check_fold_options(force, continue_training, TrainingError)
-    parse_device(device)  # before planning, which takes minutes
+    check_training_options(force, continue_training, device, TrainingError)
     plan = prepare_training(dataset, architecture, configuration=configuration, arch_kwargs=arch_kwargs, tiny=tiny,
                             budget=budget, seed=seed, force=force, num_processes=num_processes)
     return train_plan(plan, fold=fold, device=device, continue_training=continue_training, force=force,

@@ -66,6 +66,16 @@ def trainer_class(name: str):
     return getattr(importlib.import_module("kt_nnunet.training"), name)
 
 
+def check_training_options(force: bool, continue_training: bool, device: str, error: Optional[type] = None) -> str:
+    """Refuse ``force`` with ``continue_training`` and a device torch cannot use (raising ``error``'s kind for the
+    former), before the minutes that planning a training takes; returns the device's name."""
+    from kt_nnunet.devices import parse_device
+    from kt_nnunet.nnunet.training_api import check_fold_options
+
+    check_fold_options(force, continue_training, *([error] if error else []))
+    return str(parse_device(device))
+
+
 def train_plan(plan: TrainingPlan, *, fold: int | str = 0, device: str = "auto", continue_training: bool = False,
                force: bool = False, validate: bool = True, num_workers: Optional[int] = 0) -> Path:
     """Train (or, with ``continue_training``, resume) one fold of ``plan``; returns the model folder.
@@ -74,11 +84,9 @@ def train_plan(plan: TrainingPlan, *, fold: int | str = 0, device: str = "auto",
     (heads included: the label sets are equal); a resumed one starts from its own checkpoint instead.
     ``num_workers`` is nnU-Net's augmentation processes (0: in this process, the only reproducible order).
     """
-    from kt_nnunet.devices import parse_device
-    from kt_nnunet.nnunet.training_api import check_fold_options, train_fold
+    from kt_nnunet.nnunet.training_api import train_fold
 
-    check_fold_options(force, continue_training)
-    device = str(parse_device(device))
+    device = check_training_options(force, continue_training, device)
     weights = {} if continue_training or plan.pretrained_weights is None else {
         "pretrained_weights": str(plan.pretrained_weights), "pretrained_skip": ()}
     return train_fold(trainer_class(plan.trainer), plan.dataset_name, plan.configuration, fold, plan.plans_name,

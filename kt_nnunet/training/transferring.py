@@ -39,7 +39,7 @@ from kt_nnunet.teachers.spec import MODEL_FOLDER_KIND, TeacherSpec
 from kt_nnunet.teachers.methods import FusionSettings
 from kt_nnunet.training.online_settings import ONLINE_KEY, OnlineSettings
 from kt_nnunet.training.settings import Budget, TransferSettings
-from kt_nnunet.training.training_plan import TrainingPlan, train_plan
+from kt_nnunet.training.training_plan import TrainingPlan, check_training_options, train_plan
 
 
 class TransferError(KtNnunetError):
@@ -177,11 +177,7 @@ def transfer(teachers: Sequence, dataset: str | int, architecture: str, *, fold:
              continue_training: bool = False, force: bool = False, device: str = "auto", validate: bool = True,
              num_processes: int = 1, num_workers: Optional[int] = 0) -> Path:
     """``prepare_transfer`` (whose arguments it takes), then ``train_plan``: one fold; returns the model folder."""
-    from kt_nnunet.devices import parse_device
-    from kt_nnunet.nnunet.training_api import check_fold_options
-
-    check_fold_options(force, continue_training, TransferError)
-    parse_device(device)  # before labelling and planning, which take minutes
+    check_training_options(force, continue_training, device, TransferError)
     plan = prepare_transfer(teachers, dataset, architecture, transfer=transfer, fusion=fusion, budget=budget,
                             configuration=configuration, tiny=tiny, arch_kwargs=arch_kwargs, seed=seed,
                             reference_labels=reference_labels, reference_images=reference_images,
