@@ -30,7 +30,7 @@ def ratios(*names: str) -> str:
 RESULT_LINES = {
     "architectures.py": rf"\| nnunet_plain \| builtin \| {NUMBER} M \| 1\.00 \| {NUMBER} ms \| 1\.00 "
                         rf"\| {NUMBER} ms \| 1\.00 \|",
-    "executor_scaling.py": ratios("local_over_serial"),
+    "executor_scaling.py": ratios("local_over_serial", "graph_allows", "step_slowdown"),
     "label_throughput.py": ratios("speedup_vs_stock", "label_agreement", "peak_mem_k5_over_k1",
                                   "wall_over_bare_forward"),
     "seeded_augmentation.py": ratios("single_process_over_workers"),
