@@ -27,7 +27,6 @@ JOBS_FOLDER = "jobs"
 GUARD = "kt_nnunet.experiment.executors.job_guard"
 SLURM_ALIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
                "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "STOPPED"}
-LOCAL_TIMEOUT_MIN = 60 * 24 * 365  # submitit's local jobs time out after 5 minutes by default
 MISSING_RESULT_POLLS = 3           # a job that left the queue may write its result a moment later (shared filesystems)
 
 
