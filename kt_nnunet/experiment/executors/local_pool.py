@@ -31,7 +31,9 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def start_worker(cores: Optional[tuple], gpu: Optional[str], threads: Optional[int], log: str) -> None:
     """A worker's set-up: die with the orchestrator, write its own output to ``log``, take its cores and GPU."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # Linux only; elsewhere workers may outlive it
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() == 1:  # the orchestrator died before the line above took effect
         os._exit(1)
     descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
