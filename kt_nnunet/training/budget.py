@@ -62,6 +62,8 @@ class nnUNetTrainerKTBudget(nnUNetTrainer):
     """nnUNetTrainer with ``num_epochs`` / iterations per epoch (and ``initial_lr``) from the plans' ``kt_budget``,
     seeded by the plans' ``kt_seed``."""
 
+    kt_seed = None  # -> read_plans_settings
+
     # No __init__ here: nnU-Net records its constructor's arguments by reading the signature of type(self).__init__,
     # so settings are read from the plans when the trainer is initialised (before nnU-Net builds the network,
     # optimizer and loss from them).
@@ -100,8 +102,7 @@ class nnUNetTrainerKTBudget(nnUNetTrainer):
             if checkpoint is None:
                 return
         with checkpoint_given(checkpoint):
-            super().load_checkpoint(str(filename_or_checkpoint) if not isinstance(filename_or_checkpoint, dict)
-                                    else "checkpoint")
+            super().load_checkpoint("(read with weights_only=True above)")  # nnU-Net reads only a str's checkpoint
 
     def _read_resumable_checkpoint(self, path: Path):
         """``path`` read safely; if it is torn, the next checkpoint nnU-Net would resume from, or None (restart)."""

@@ -59,9 +59,10 @@ def seeded_plans_name(plans_name: str, seed: Optional[int]) -> str:
 
 
 def architecture_plans(plans: dict, configuration: str, spec, arch_kwargs_overrides: Optional[dict] = None,
-                       tiny: bool = False, budget: Optional[dict] = None, seed: Optional[int] = None) -> dict:
+                       tiny: bool = False, budget: Optional[dict] = None, seed: Optional[int] = None,
+                       plans_prefix: str = KT_PLANS_PREFIX) -> dict:
     """nnU-Net's ``plans`` with ``spec``'s architecture (``planning.swap_architecture``), named
-    ``ktPlans_<arch>[_seed<S>]``, with ``budget`` as ``kt_budget``, ``seed`` as ``kt_seed`` and what it was
+    ``<plans_prefix>_<arch>[_seed<S>]`` (``ktPlans_unet_seed3``), with ``budget`` as ``kt_budget``, ``seed`` as ``kt_seed`` and what it was
     planned from under ``kt_nnunet``."""
     from kt_nnunet.nnunet.planning import swap_architecture
 
@@ -70,7 +71,7 @@ def architecture_plans(plans: dict, configuration: str, spec, arch_kwargs_overri
         new_plans["configurations"][configuration][BUDGET_KEY] = {k: v for k, v in budget.items() if v is not None}
     if seed is not None:
         new_plans["configurations"][configuration][SEED_KEY] = int(seed)
-    new_plans["plans_name"] = seeded_plans_name(f"{KT_PLANS_PREFIX}_{spec.name}", seed)
+    new_plans["plans_name"] = seeded_plans_name(f"{plans_prefix}_{spec.name}", seed)
     new_plans["kt_nnunet"] = {"architecture": spec.name, "plugin": spec.plugin, "based_on": plans["plans_name"],
                               "tiny": tiny}
     return new_plans
@@ -112,8 +113,7 @@ def write_model_plans(dataset: str | int, architecture: str, plans_prefix: str =
     spec.check_options(arch_kwargs)
     name = str(ensure_preprocessed(dataset, configuration, num_processes=num_processes))
     plans = architecture_plans(load_plans(name), configuration, spec, arch_kwargs, tiny=tiny,
-                               budget=budget.as_plans_budget(), seed=seed)
-    plans["plans_name"] = seeded_plans_name(f"{plans_prefix}_{spec.name}", seed)  # ktOffline_..., ktOnline_...
+                               budget=budget.as_plans_budget(), seed=seed, plans_prefix=plans_prefix)
     plans["configurations"][configuration].update({k: v for k, v in (settings or {}).items() if v is not None})
     check_planned_network(name, plans, configuration, spec)
     plans_file = write_plans(name, plans, configuration, force=force, error=error)

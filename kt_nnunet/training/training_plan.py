@@ -70,9 +70,9 @@ def check_training_options(force: bool, continue_training: bool, device: str, er
     """Refuse ``force`` with ``continue_training`` and a device torch cannot use (raising ``error``'s kind for the
     former), before the minutes that planning a training takes; returns the device's name."""
     from kt_nnunet.devices import parse_device
-    from kt_nnunet.nnunet.training_api import check_fold_options
+    from kt_nnunet.nnunet.training_api import TrainingError, check_fold_options
 
-    check_fold_options(force, continue_training, *([error] if error else []))
+    check_fold_options(force, continue_training, error or TrainingError)
     return str(parse_device(device))
 
 
